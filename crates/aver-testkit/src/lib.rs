@@ -1,0 +1,51 @@
+//! Test support shared by every Aver crate.
+//!
+//! Real hardware vectors are never copied into the repository; tests read them
+//! from `AVER_VECTORS` (default: `../shared/vectors` next to the repository).
+//! When something a test needs is missing (vectors, swtpm, PostgreSQL, an SDK),
+//! the test says so loudly and skips, unless `AVER_TEST_STRICT=1` is set (as
+//! `.ci/run` does), in which case the skip is a failure.
+
+use std::path::{Path, PathBuf};
+
+/// Directory holding the shared real-hardware vectors.
+pub fn vectors_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AVER_VECTORS") {
+        return PathBuf::from(dir);
+    }
+    // crates/aver-testkit -> repository root -> ../shared/vectors
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+}
+
+/// True when skips must fail (CI sets `AVER_TEST_STRICT=1`).
+pub fn strict() -> bool {
+    matches!(std::env::var("AVER_TEST_STRICT").as_deref(), Ok("1") | Ok("true"))
+}
+
+/// Reports a skipped test. Panics under `AVER_TEST_STRICT=1`.
+pub fn skip(test: &str, reason: &str) {
+    if strict() {
+        panic!("{test}: required component missing under AVER_TEST_STRICT=1: {reason}");
+    }
+    eprintln!("SKIPPED {test}: {reason} (set AVER_TEST_STRICT=1 to make this a failure)");
+}
+
+/// Path of a vector file, or `None` after a loud skip when it is absent.
+pub fn vector(test: &str, relative: &str) -> Option<PathBuf> {
+    let path = vectors_dir().join(relative);
+    if path.exists() {
+        Some(path)
+    } else {
+        skip(test, &format!("vector {} not found (AVER_VECTORS)", path.display()));
+        None
+    }
+}
+
+/// Reads a vector file, or `None` after a loud skip when it is absent.
+pub fn read_vector(test: &str, relative: &str) -> Option<Vec<u8>> {
+    let path = vector(test, relative)?;
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => panic!("{test}: cannot read {}: {e}", path.display()),
+    }
+}

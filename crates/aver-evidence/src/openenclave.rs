@@ -9,9 +9,9 @@
 //! This is what `oe_get_report` returns and what Azure Attestation's
 //! `/attest/OpenEnclave` takes as `report`.
 
+use crate::ParseError;
 use crate::reader::Reader;
 use crate::sgx::{Quote, parse_quote};
-use crate::ParseError;
 
 /// Size of the OpenEnclave report header.
 pub const HEADER_LEN: usize = 16;

@@ -49,7 +49,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes exactly `N` bytes as an array.
-    pub fn array<const N: usize>(&mut self, field: &'static str) -> Result<&'a [u8; N], ParseError> {
+    pub fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<&'a [u8; N], ParseError> {
         let bytes = self.take(N, field)?;
         bytes.try_into().map_err(|_| ParseError::Truncated {
             field,

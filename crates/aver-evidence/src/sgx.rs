@@ -20,8 +20,8 @@
 //! (ECDSA-256-with-P-256) and certification data type 5 (PEM PCK chain) are
 //! accepted: they are what every DCAP quoting enclave in the field produces.
 
-use crate::reader::Reader;
 use crate::ParseError;
+use crate::reader::Reader;
 
 /// Size of the quote header.
 pub const HEADER_LEN: usize = 48;
@@ -119,7 +119,9 @@ pub fn parse_report_body(bytes: &[u8]) -> Result<ReportBody<'_>, ParseError> {
     let mut r = Reader::new(bytes);
     let body = read_report_body(&mut r)?;
     if !r.is_empty() {
-        return Err(ParseError::InconsistentLength("report body longer than 384 bytes"));
+        return Err(ParseError::InconsistentLength(
+            "report body longer than 384 bytes",
+        ));
     }
     Ok(body)
 }

@@ -28,7 +28,10 @@ fn check(quote: &aver_evidence::Quote<'_>, e: &Expected) {
     );
     assert_eq!(quote.certification_data.data_type, 5);
     assert!(
-        quote.certification_data.data.starts_with(b"-----BEGIN CERTIFICATE-----"),
+        quote
+            .certification_data
+            .data
+            .starts_with(b"-----BEGIN CERTIFICATE-----"),
         "PCK chain is PEM"
     );
 }
@@ -93,9 +96,10 @@ fn cpp_sdk_openenclave_reports() {
             report_data: "28542e44fe7e73f6610f6b31ae7576925f09ccdbb4c5646583ecc1561337a8ff",
         },
     );
-    let Some(nondebug) =
-        b64url_vector("cpp_sdk_openenclave_reports", "maa/oe-report-nondebug.b64url")
-    else {
+    let Some(nondebug) = b64url_vector(
+        "cpp_sdk_openenclave_reports",
+        "maa/oe-report-nondebug.b64url",
+    ) else {
         return;
     };
     let report = parse_openenclave_report(&nondebug).unwrap();
@@ -124,7 +128,7 @@ fn dcap_qvl_sgx_v3_quote() {
             product_id: 0,
             svn: 0,
             debug: false,
-            report_data: &hex_of(b"Hello, world!"),
+            report_data: hex_of(b"Hello, world!"),
         },
     );
     assert_eq!(
@@ -158,7 +162,7 @@ fn trustee_occlum_debug_quote() {
             product_id: quote.report_body.isv_prod_id,
             svn: quote.report_body.isv_svn,
             debug: true,
-            report_data: &hex_of(b"test"),
+            report_data: hex_of(b"test"),
         },
     );
 }
@@ -226,7 +230,10 @@ fn every_truncation_is_an_error_never_a_panic() {
         return;
     };
     for len in 0..report.len() {
-        assert!(parse_openenclave_report(&report[..len]).is_err(), "OE at {len}");
+        assert!(
+            parse_openenclave_report(&report[..len]).is_err(),
+            "OE at {len}"
+        );
     }
 }
 
@@ -262,7 +269,10 @@ fn region_mutations_give_the_specific_error() {
     let big = set(432, &(bytes.len() as u32).to_le_bytes());
     assert!(matches!(
         parse_quote(&big),
-        Err(ParseError::Truncated { field: "signature_data", .. })
+        Err(ParseError::Truncated {
+            field: "signature_data",
+            ..
+        })
     ));
     // Signature data length shorter than its contents.
     let sig_len = u32::from_le_bytes(bytes[432..436].try_into().unwrap());
@@ -305,13 +315,19 @@ fn openenclave_header_is_checked() {
     m[0] = 2;
     assert!(matches!(
         parse_openenclave_report(&m),
-        Err(ParseError::InvalidField { field: "oe_header.version", .. })
+        Err(ParseError::InvalidField {
+            field: "oe_header.version",
+            ..
+        })
     ));
     let mut m = report.clone();
     m[4] = 1;
     assert!(matches!(
         parse_openenclave_report(&m),
-        Err(ParseError::InvalidField { field: "oe_header.type", .. })
+        Err(ParseError::InvalidField {
+            field: "oe_header.type",
+            ..
+        })
     ));
     let mut m = report.clone();
     m[8] ^= 1;

@@ -1,0 +1,483 @@
+//! # aver-policy — the MAA claim-rule policy language
+//!
+//! Parser, evaluator and policy hash for the attestation policy language of
+//! Microsoft Azure Attestation (MAA), versions 1.0, 1.1 and 1.2. Pure: no I/O.
+//! The grammar is not published by Microsoft; this implementation follows the
+//! documented examples (all 41 reference policies are covered by tests).
+//!
+//! ## Language
+//!
+//! ```text
+//! policy     := "version" "=" INT "." INT ";"             -- 1.0 | 1.1 | 1.2, any whitespace
+//!               ("configurationrules" body)?               -- version 1.1 and later
+//!               "authorizationrules" body
+//!               ("issuancerules" body)?
+//! body       := "{" rule* "}" ";"
+//! rule       := (condition ("&&" condition)*)? "=>" action ";"
+//! condition  := "!"? (IDENT ":")? "[" prop op expr ("," prop op expr)* "]"   -- "!" only in 1.2
+//! prop       := "type" | "value" | "issuer" | "valueType"
+//! op         := "==" | "!=" | "<" | "<=" | ">" | ">="      -- "=" is read as "==" (D1)
+//! action     := "permit" "(" ")" | "deny" "(" ")"
+//!             | ("add" | "issue" | "issueproperty") "(" claimspec ")"
+//! claimspec  := field ("," field)*                          -- type= and value= required, any order
+//!             | "claim" "=" IDENT
+//! field      := ("type" | "value" | "valueType" | "issuer") "=" expr
+//! expr       := STRING | INT | "true" | "false" | IDENT "." prop | FUNC "(" args ")"   -- FUNC only in 1.2
+//! FUNC       := JmesPath | JsonToClaimValue | IsSubsetOf | AppendString | NegateBool | ContainsOnlyValue
+//! ```
+//! Strings are ASCII-`"`-delimited on one line, with escapes `\"` `\\` `\/` `\n` `\r` `\t`.
+//! Integers are decimal (optionally negative) or `0x` hexadecimal, 64-bit.
+//! Comments: `//` to end of line and `/* … */`, in every version. Keywords,
+//! property names, `true`/`false` and function names are case-sensitive.
+//! Parse errors carry the 1-based line and column (columns count characters).
+//!
+//! Static checks done by the parser: `configurationrules` needs 1.1+, `!` and
+//! functions need 1.2; `permit`/`deny` only in `authorizationrules`,
+//! `issueproperty` not in `authorizationrules`, `issue` not in
+//! `configurationrules`; identifiers must be bound by an *earlier* condition
+//! of the same rule and bound only once; a negated condition cannot bind;
+//! ordering operators only on `value` and never with a string/bool literal;
+//! function names and arities are checked.
+//!
+//! ## Semantics
+//!
+//! * Three claim sets: *incoming* (evidence claims, issuer `AttestationService`,
+//!   plus what rules add), *issued* (outgoing, to the token) and *properties*.
+//! * Sections run in the order configurationrules → authorizationrules →
+//!   issuancerules; rules run in textual order. A rule's conditions see the
+//!   incoming set as it was when the rule started.
+//! * A condition is true iff at least one incoming claim satisfies all of its
+//!   property comparisons; `!cond` is true iff none does; `&&` needs all.
+//!   Conditions are checked left to right and stop at the first false one.
+//! * **Identifiers bind sets.** `c:[…]` binds *every* claim matching that
+//!   condition. `c.value` evaluates to the values of all of them. Every
+//!   expression evaluates to a value set (literals are singletons). The scalar
+//!   functions (`JmesPath`, `AppendString`, `NegateBool`, `JsonToClaimValue`)
+//!   apply element-wise (two-argument ones over the cartesian product);
+//!   `IsSubsetOf(a, b)` and the first argument of `ContainsOnlyValue(set, v)`
+//!   consume whole sets. An action creates one claim per element of
+//!   `type × value`, so `c:[type=="x"] => issue(type="y", value=c.value)` runs
+//!   once per matching claim (the "once per matching combination" rule), an
+//!   empty set makes the action a no-op (this is how `JsonToClaimValue(null)`
+//!   is a no-op) and a JSON array yields several claims. In a comparison
+//!   `value == F1.value` is true if the value equals *any* element of the set,
+//!   `!=` if it equals none, `< <= > >=` if it holds for some element.
+//!   A binding is not narrowed by later conditions that reference it.
+//! * Comparisons: `== !=` on any value (same type required, no coercion:
+//!   the string `"1"` is not the integer `1`); `< <= > >=` only between
+//!   integers (any other claim simply does not match).
+//! * Actions: `permit()`/`deny()` only in authorizationrules. Any `deny()`
+//!   stops evaluation at once with [`Decision::Deny`]; if authorizationrules
+//!   ends without a `permit()` the decision is Deny (default deny) and
+//!   issuancerules does not run. `add()` → incoming set; `issue()` → incoming
+//!   and issued (in authorizationrules `issue()` is accepted, as in the docs'
+//!   key-attestation sample, but only reaches the incoming set, since "no
+//!   claims can be issued from authorizationrules to the response token");
+//!   `issueproperty()` → incoming + properties. `issue(claim=c)` re-emits the
+//!   bound claims unchanged (issuer kept) and does not duplicate them in the
+//!   incoming set. New claims get issuer `AttestationPolicy` unless the action
+//!   gives `issuer=`; `valueType=` ("String", "Integer", "Boolean") converts
+//!   the value or fails.
+//! * Functions (1.2): `JmesPath(json, query)` takes a [`ClaimValue::Json`] or
+//!   JSON text and returns the **JSON text** of the result as a String (a
+//!   string result stays JSON-quoted; `null` becomes `"null"`), with the MAA
+//!   extension `equals_ignore_case(a, b)` (false unless both are strings).
+//!   `JsonToClaimValue(x)` parses JSON text: integer → Integer, bool →
+//!   Boolean, string → String, array of those → several values (null elements
+//!   skipped), null → no value; fractions, objects and nested arrays are
+//!   errors; Integer/Boolean arguments pass through. `IsSubsetOf(a, b)`,
+//!   `AppendString(s1, s2)` (Strings only), `NegateBool(b)` (Boolean only),
+//!   `ContainsOnlyValue(set, v)` (false for the empty set). Misuse is an
+//!   [`EvalError`] naming the rule and its line.
+//! * Read-only claims are not enforced. Legacy `$`-prefixed claim names
+//!   (`$is-debuggable`, …) are **not** produced by [`Policy::evaluate`]: the
+//!   caller adds them, e.g. with [`with_legacy_aliases`].
+//!
+//! ## Decisions on documented typos (tested in `tests/vectors.rs`)
+//!
+//! | # | Doc form | Decision |
+//! |---|---|---|
+//! | D1 | `[type="x", …]`, `issuer="AttestationPolicy"` (single `=` in a condition) | **accepted** as `==`: unambiguous (a condition never assigns) and it appears in the docs' runnable TPM 1.2 samples |
+//! | D2 | smart quotes `”OSName”`, `"11”` | **rejected**: `expected '"' (ASCII double quote), found '”' (typographic quote U+201D)`; inside a string that then hits end of line the error points at the smart quote: `expected '"' to close the string` |
+//! | D3 | `Issuancerules` | **rejected** (keywords are case-sensitive): `expected 'issuancerules' (keywords are case-sensitive) or end of policy, found 'Issuancerules'` |
+//! | D4 | missing `;` after a rule | **rejected**: `expected ';' after the rule, found '}'` (or the next token) |
+//! | D5 | `issue("PlatformAttested", value=true)` | **rejected**: `expected 'type', 'value', 'valueType', 'issuer' or 'claim', found '"PlatformAttested"'` |
+//! | D6 | `NegateBol(…)` | **rejected**: `expected a function (JmesPath, …), found 'NegateBol'` |
+//! | D7 | `ContainsOnlyValue(100)` (one argument) | **rejected**: `expected 2 arguments for ContainsOnlyValue, found 1 argument(s)` |
+//! | D8 | `c:[…] … AppendString(c1.value, …)` (unbound `c1`) | **rejected**: `expected an identifier bound by an earlier condition of this rule, found 'c1'` |
+//! | D9 | `value==<product-id>` template placeholder | **rejected**: `expected an expression …, found '<'` |
+//! | D10 | `c :[…]` (space before `:`) | accepted (whitespace between tokens is free) |
+//! | D11 | `issue(…)` inside authorizationrules | accepted, incoming set only (see Semantics) |
+//! | D12 | rule fragments / tables that are not whole policies | rejected at line 1, column 1: `expected 'version'` |
+//! | D13 | `version= 1.0;`, `version = 1.2;` | accepted |
+//! | D14 | `//` comments in 1.0/1.1 policies | accepted in every version |
+//!
+//! ## Limits
+//!
+//! Policy text ≤ 1 MiB ([`MAX_POLICY_BYTES`]); ≤ 32 nested function calls
+//! ([`MAX_EXPR_DEPTH`]); ≤ 100 000 incoming claims ([`MAX_CLAIMS`]); ≤ 10 000
+//! values per expression or claims per action ([`MAX_VALUE_SET`]); JMESPath
+//! queries ≤ 16 KiB and ≤ 256 structural operators
+//! ([`MAX_JMESPATH_OPERATORS`], bounding the recursion of the `jmespath`
+//! crate); JSON text is parsed by `serde_json` (nesting ≤ 128). Exceeding a
+//! limit is a [`ParseError`] or an [`EvalError`] of kind `Limit`, never a panic.
+//!
+//! ## Hash
+//!
+//! [`policy_hash`] computes MAA's `x-ms-policy-hash`:
+//! `base64url_nopad(SHA-256(ASCII(base64url_nopad(UTF-8(policy text)))))`.
+
+mod ast;
+mod eval;
+mod lexer;
+mod parser;
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use ast::{
+    Action, ClaimSpec, Condition, Expr, ExprKind, Func, Op, Prop, PropCondition, Rule, Section,
+    Span,
+};
+pub use eval::{MAX_CLAIMS, MAX_JMESPATH_OPERATORS, MAX_JMESPATH_QUERY_BYTES, MAX_VALUE_SET};
+pub use parser::{MAX_EXPR_DEPTH, MAX_POLICY_BYTES};
+
+/// Issuer of claims parsed from evidence.
+pub const ISSUER_SERVICE: &str = "AttestationService";
+/// Issuer of claims created by policy rules.
+pub const ISSUER_POLICY: &str = "AttestationPolicy";
+
+/// A claim value. Serialized untagged (`true`, `42`, `"s"`, or the JSON itself).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimValue {
+    Bool(bool),
+    Integer(i64),
+    String(String),
+    /// Structured claims (objects/arrays such as `events`, `pcrs`, `x-ms-sgx-collateral`).
+    Json(Value),
+}
+
+impl ClaimValue {
+    /// The `valueType` a condition sees: `Boolean`, `Integer`, `String` or `Json`.
+    pub fn value_type(&self) -> &'static str {
+        match self {
+            ClaimValue::Bool(_) => "Boolean",
+            ClaimValue::Integer(_) => "Integer",
+            ClaimValue::String(_) => "String",
+            ClaimValue::Json(_) => "Json",
+        }
+    }
+
+    /// The value as JSON (Integer → number, Boolean → bool, Json as-is).
+    pub fn to_json(&self) -> Value {
+        match self {
+            ClaimValue::Bool(b) => Value::Bool(*b),
+            ClaimValue::Integer(i) => Value::from(*i),
+            ClaimValue::String(s) => Value::String(s.clone()),
+            ClaimValue::Json(j) => j.clone(),
+        }
+    }
+}
+
+/// A claim: type, value and issuer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    #[serde(rename = "type")]
+    pub claim_type: String,
+    pub value: ClaimValue,
+    pub issuer: String,
+}
+
+impl Claim {
+    /// A claim issued by the attestation service (evidence claim).
+    pub fn service(claim_type: impl Into<String>, value: ClaimValue) -> Claim {
+        Claim {
+            claim_type: claim_type.into(),
+            value,
+            issuer: ISSUER_SERVICE.to_string(),
+        }
+    }
+
+    /// A claim created by a policy rule.
+    pub fn policy(claim_type: impl Into<String>, value: ClaimValue) -> Claim {
+        Claim {
+            claim_type: claim_type.into(),
+            value,
+            issuer: ISSUER_POLICY.to_string(),
+        }
+    }
+}
+
+/// A syntax or static error, with the 1-based line and column where it was found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("line {line}, column {column}: expected {expected}, found {found}")]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub expected: String,
+    pub found: String,
+}
+
+/// What went wrong while evaluating a rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "lowercase")]
+pub enum EvalErrorKind {
+    #[error("{function}: {message}")]
+    Function { function: String, message: String },
+    #[error("JmesPath: {0}")]
+    JmesPath(String),
+    #[error("type error: {0}")]
+    Type(String),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+}
+
+/// A runtime error, located at the rule that raised it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{}: {kind}", location(*section, *rule, *line))]
+pub struct EvalError {
+    /// `None` when the error is not tied to a rule (input limits).
+    pub section: Option<Section>,
+    /// 1-based rule index within the section (0 when not tied to a rule).
+    pub rule: usize,
+    pub line: usize,
+    pub column: usize,
+    pub kind: EvalErrorKind,
+}
+
+fn location(section: Option<Section>, rule: usize, line: usize) -> String {
+    match section {
+        Some(s) => format!("rule {rule} of {} (line {line})", s.keyword()),
+        None => "input".to_string(),
+    }
+}
+
+/// A parsed policy.
+#[derive(Clone, Debug, Serialize)]
+pub struct Policy {
+    version: (u32, u32),
+    configuration: Option<Vec<Rule>>,
+    authorization: Vec<Rule>,
+    issuance: Option<Vec<Rule>>,
+}
+
+impl Policy {
+    /// Parses policy text. See the crate documentation for the grammar.
+    pub fn parse(text: &str) -> Result<Policy, ParseError> {
+        let p = parser::parse(text)?;
+        Ok(Policy {
+            version: p.version,
+            configuration: p.configuration,
+            authorization: p.authorization,
+            issuance: p.issuance,
+        })
+    }
+
+    /// `(1, 0)`, `(1, 1)` or `(1, 2)`.
+    pub fn version(&self) -> (u32, u32) {
+        self.version
+    }
+
+    /// The rules of a section (`None` when the section is absent).
+    pub fn rules(&self, section: Section) -> Option<&[Rule]> {
+        match section {
+            Section::Configuration => self.configuration.as_deref(),
+            Section::Authorization => Some(&self.authorization),
+            Section::Issuance => self.issuance.as_deref(),
+        }
+    }
+
+    /// Evaluates the policy against the incoming (evidence) claims.
+    pub fn evaluate(&self, incoming: &[Claim]) -> Result<Evaluation, EvalError> {
+        eval::evaluate(self, incoming)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Permit,
+    Deny,
+}
+
+/// One evaluated rule.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceEntry {
+    pub section: Section,
+    /// 1-based index within the section.
+    pub rule: usize,
+    pub line: usize,
+    /// Whether all conditions held.
+    pub matched: bool,
+    /// `permit`, `deny`, `add`, `issue` or `issueproperty` when matched.
+    pub action: Option<String>,
+    /// Claims the action produced.
+    pub produced: Vec<Claim>,
+}
+
+/// Result of [`Policy::evaluate`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub decision: Decision,
+    pub deny_reason: Option<String>,
+    /// Outgoing claims in order (empty when denied).
+    pub issued: Vec<Claim>,
+    /// `issueproperty` claims in order.
+    pub properties: Vec<Claim>,
+    pub trace: Vec<TraceEntry>,
+}
+
+impl Evaluation {
+    /// Issued claims as a JSON object: type → value; several claims of one
+    /// type → JSON array of their values.
+    pub fn issued_json(&self) -> Map<String, Value> {
+        group(&self.issued)
+    }
+
+    /// Property claims as a JSON object (same shape as [`Self::issued_json`]).
+    pub fn properties_json(&self) -> Map<String, Value> {
+        group(&self.properties)
+    }
+
+    /// `{"decision", "deny_reason"? , "issued", "properties", "trace"}`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "decision".into(),
+            Value::String(
+                match self.decision {
+                    Decision::Permit => "permit",
+                    Decision::Deny => "deny",
+                }
+                .into(),
+            ),
+        );
+        if let Some(r) = &self.deny_reason {
+            m.insert("deny_reason".into(), Value::String(r.clone()));
+        }
+        m.insert("issued".into(), Value::Object(self.issued_json()));
+        m.insert("properties".into(), Value::Object(self.properties_json()));
+        m.insert(
+            "trace".into(),
+            serde_json::to_value(&self.trace).unwrap_or(Value::Null),
+        );
+        Value::Object(m)
+    }
+}
+
+/// Groups claims by type, preserving first-appearance order.
+fn group(claims: &[Claim]) -> Map<String, Value> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut values: std::collections::HashMap<&str, Vec<Value>> = Default::default();
+    for c in claims {
+        let e = values.entry(c.claim_type.as_str()).or_default();
+        if e.is_empty() {
+            order.push(c.claim_type.as_str());
+        }
+        e.push(c.value.to_json());
+    }
+    let mut map = Map::new();
+    for t in order {
+        let mut vs = values.remove(t).unwrap_or_default();
+        let v = if vs.len() == 1 {
+            vs.pop().unwrap_or(Value::Null)
+        } else {
+            Value::Array(vs)
+        };
+        map.insert(t.to_string(), v);
+    }
+    map
+}
+
+fn scalar_claim(claim_type: &str, v: &Value) -> Option<Claim> {
+    let value = match v {
+        Value::Null => return None,
+        Value::Bool(b) => ClaimValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => ClaimValue::Integer(i),
+            None => ClaimValue::Json(v.clone()),
+        },
+        Value::String(s) => ClaimValue::String(s.clone()),
+        Value::Array(_) | Value::Object(_) => ClaimValue::Json(v.clone()),
+    };
+    Some(Claim::service(claim_type, value))
+}
+
+/// Converts a JSON object (evidence claims, or a decoded token's claims) to
+/// incoming claims with issuer `AttestationService`: bool/integer/string map
+/// to their [`ClaimValue`]; objects (and non-integer numbers) to
+/// [`ClaimValue::Json`]; an array of scalars to several claims of that type
+/// (nulls skipped); an array containing objects or arrays stays **one**
+/// Json claim (e.g. `x-ms-tpm-other-keys`, queried as a whole with `[*]` by
+/// the documented policies); `null` values are skipped.
+pub fn claims_from_json(obj: &Map<String, Value>) -> Vec<Claim> {
+    let mut out = Vec::new();
+    for (k, v) in obj {
+        match v {
+            Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
+                out.extend(items.iter().filter_map(|i| scalar_claim(k, i)));
+            }
+            _ => out.extend(scalar_claim(k, v)),
+        }
+    }
+    out
+}
+
+/// Legacy `$`-names used by old SGX policies, and the claim each aliases.
+pub const LEGACY_ALIASES: [(&str, &str); 9] = [
+    ("$is-debuggable", "x-ms-sgx-is-debuggable"),
+    ("$sgx-mrsigner", "x-ms-sgx-mrsigner"),
+    ("$sgx-mrenclave", "x-ms-sgx-mrenclave"),
+    ("$product-id", "x-ms-sgx-product-id"),
+    ("$svn", "x-ms-sgx-svn"),
+    ("$tee", "x-ms-attestation-type"),
+    ("$maa-ehd", "x-ms-sgx-ehd"),
+    ("$aas-ehd", "x-ms-sgx-ehd"),
+    ("$maa-attestationcollateral", "x-ms-sgx-collateral"),
+];
+
+/// Returns `incoming` followed by a copy of each SGX claim under its legacy
+/// `$`-name (see [`LEGACY_ALIASES`]). [`Policy::evaluate`] never adds these
+/// itself: the service calls this for SGX/OpenEnclave attestation so that
+/// legacy policies (`c:[type=="$is-debuggable"] => …`) keep working.
+pub fn with_legacy_aliases(incoming: &[Claim]) -> Vec<Claim> {
+    let mut out = incoming.to_vec();
+    for (alias, name) in LEGACY_ALIASES {
+        for c in incoming.iter().filter(|c| c.claim_type == name) {
+            out.push(Claim {
+                claim_type: alias.to_string(),
+                value: c.value.clone(),
+                issuer: c.issuer.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// MAA `x-ms-policy-hash`:
+/// `base64url_nopad(SHA-256(ASCII(base64url_nopad(UTF-8(text)))))`.
+pub fn policy_hash(text: &str) -> String {
+    let encoded = URL_SAFE_NO_PAD.encode(text.as_bytes());
+    URL_SAFE_NO_PAD.encode(Sha256::digest(encoded.as_bytes()))
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Decision::Permit => "permit",
+            Decision::Deny => "deny",
+        })
+    }
+}

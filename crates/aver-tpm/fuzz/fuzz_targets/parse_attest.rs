@@ -1,0 +1,7 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = aver_tpm::parse_attest(data);
+    let _ = aver_tpm::structures::parse_attest2b(data);
+});

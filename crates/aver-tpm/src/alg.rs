@@ -1,0 +1,160 @@
+//! TPM algorithm identifiers (TPM 2.0 Part 2, TPM_ALG_ID) and the hash
+//! algorithms Aver computes with.
+
+use serde::Serialize;
+
+/// TPM_ALG_RSA.
+pub const TPM_ALG_RSA: u16 = 0x0001;
+/// TPM_ALG_SHA1.
+pub const TPM_ALG_SHA1: u16 = 0x0004;
+/// TPM_ALG_HMAC.
+pub const TPM_ALG_HMAC: u16 = 0x0005;
+/// TPM_ALG_AES.
+pub const TPM_ALG_AES: u16 = 0x0006;
+/// TPM_ALG_KEYEDHASH.
+pub const TPM_ALG_KEYEDHASH: u16 = 0x0008;
+/// TPM_ALG_XOR.
+pub const TPM_ALG_XOR: u16 = 0x000A;
+/// TPM_ALG_SHA256.
+pub const TPM_ALG_SHA256: u16 = 0x000B;
+/// TPM_ALG_SHA384.
+pub const TPM_ALG_SHA384: u16 = 0x000C;
+/// TPM_ALG_SHA512.
+pub const TPM_ALG_SHA512: u16 = 0x000D;
+/// TPM_ALG_NULL.
+pub const TPM_ALG_NULL: u16 = 0x0010;
+/// TPM_ALG_SM3_256.
+pub const TPM_ALG_SM3_256: u16 = 0x0012;
+/// TPM_ALG_RSASSA (PKCS#1 v1.5 signatures).
+pub const TPM_ALG_RSASSA: u16 = 0x0014;
+/// TPM_ALG_RSAES.
+pub const TPM_ALG_RSAES: u16 = 0x0015;
+/// TPM_ALG_RSAPSS.
+pub const TPM_ALG_RSAPSS: u16 = 0x0016;
+/// TPM_ALG_OAEP.
+pub const TPM_ALG_OAEP: u16 = 0x0017;
+/// TPM_ALG_ECDSA.
+pub const TPM_ALG_ECDSA: u16 = 0x0018;
+/// TPM_ALG_ECDH.
+pub const TPM_ALG_ECDH: u16 = 0x0019;
+/// TPM_ALG_ECDAA.
+pub const TPM_ALG_ECDAA: u16 = 0x001A;
+/// TPM_ALG_SM2.
+pub const TPM_ALG_SM2: u16 = 0x001B;
+/// TPM_ALG_ECSCHNORR.
+pub const TPM_ALG_ECSCHNORR: u16 = 0x001C;
+/// TPM_ALG_ECC.
+pub const TPM_ALG_ECC: u16 = 0x0023;
+/// TPM_ALG_SYMCIPHER.
+pub const TPM_ALG_SYMCIPHER: u16 = 0x0025;
+
+/// TPM_ECC_NIST_P256.
+pub const TPM_ECC_NIST_P256: u16 = 0x0003;
+/// TPM_ECC_NIST_P384.
+pub const TPM_ECC_NIST_P384: u16 = 0x0004;
+/// TPM_ECC_NIST_P521.
+pub const TPM_ECC_NIST_P521: u16 = 0x0005;
+
+/// A hash algorithm Aver can compute (PCR banks, names, signatures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum HashAlg {
+    /// SHA-1 (20 bytes).
+    Sha1,
+    /// SHA-256 (32 bytes).
+    Sha256,
+    /// SHA-384 (48 bytes).
+    Sha384,
+    /// SHA-512 (64 bytes).
+    Sha512,
+}
+
+impl HashAlg {
+    /// All supported banks, in TPM_ALG_ID order.
+    pub const ALL: [HashAlg; 4] = [
+        HashAlg::Sha1,
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+    ];
+
+    /// From a TPM_ALG_ID; `None` for anything else (e.g. SM3_256).
+    pub fn from_tpm(id: u16) -> Option<Self> {
+        match id {
+            TPM_ALG_SHA1 => Some(Self::Sha1),
+            TPM_ALG_SHA256 => Some(Self::Sha256),
+            TPM_ALG_SHA384 => Some(Self::Sha384),
+            TPM_ALG_SHA512 => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    /// The TPM_ALG_ID.
+    pub fn tpm_id(self) -> u16 {
+        match self {
+            Self::Sha1 => TPM_ALG_SHA1,
+            Self::Sha256 => TPM_ALG_SHA256,
+            Self::Sha384 => TPM_ALG_SHA384,
+            Self::Sha512 => TPM_ALG_SHA512,
+        }
+    }
+
+    /// Digest size in bytes.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha384 => 48,
+            Self::Sha512 => 64,
+        }
+    }
+
+    /// MAA claim name of the bank (`SHA1`, `SHA256`, ...).
+    pub fn maa_name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha384 => "SHA384",
+            Self::Sha512 => "SHA512",
+        }
+    }
+
+    /// Lower-case name as used by tpm2-tools (`sha1`, `sha256`, ...).
+    pub fn lower_name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+            Self::Sha384 => "sha384",
+            Self::Sha512 => "sha512",
+        }
+    }
+
+    /// Hashes the concatenation of `parts`.
+    pub fn hash_parts(self, parts: &[&[u8]]) -> Vec<u8> {
+        fn run<D: sha1::Digest>(parts: &[&[u8]]) -> Vec<u8> {
+            let mut d = D::new();
+            for p in parts {
+                d.update(p);
+            }
+            d.finalize().to_vec()
+        }
+        match self {
+            Self::Sha1 => run::<sha1::Sha1>(parts),
+            Self::Sha256 => run::<sha2::Sha256>(parts),
+            Self::Sha384 => run::<sha2::Sha384>(parts),
+            Self::Sha512 => run::<sha2::Sha512>(parts),
+        }
+    }
+
+    /// Hashes `data`.
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
+        self.hash_parts(&[data])
+    }
+
+    /// PCR extend: H(old || digest).
+    pub fn extend(self, old: &[u8], digest: &[u8]) -> Vec<u8> {
+        self.hash_parts(&[old, digest])
+    }
+}
+
+/// PCR values: bank → PCR index → value.
+pub type PcrValues = std::collections::BTreeMap<HashAlg, std::collections::BTreeMap<u32, Vec<u8>>>;

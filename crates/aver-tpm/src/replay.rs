@@ -1,0 +1,344 @@
+//! Event-log replay to PCR values and comparison against quoted PCRs.
+//!
+//! Replay rules: every bank the log carries (and Aver can hash) is replayed
+//! independently; PCRs start at their TPM reset value (0…0, except PCRs
+//! 17–22 which reset to ff…ff); `EV_NO_ACTION` events are never extended;
+//! a `StartupLocality` `EV_NO_ACTION` event on PCR 0 sets PCR 0's initial
+//! value to 0…0‖locality in every bank (it must precede any PCR 0 extend).
+//!
+//! Known firmware quirks are only applied when the caller passes them
+//! explicitly (see [`KNOWN_QUIRKS`]); an applied quirk is always reported.
+
+use crate::alg::{HashAlg, PcrValues};
+use crate::eventlog::{EventData, EventLog, types};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// Number of PCRs replayed (PC Client: 0–23).
+pub const PCR_COUNT: u32 = 24;
+
+/// Error from [`replay`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReplayError {
+    /// An extending event has no digest for a bank the log declares.
+    #[error("event {seq} has no {bank:?} digest")]
+    MissingDigest {
+        /// Event sequence number.
+        seq: u32,
+        /// Bank.
+        bank: HashAlg,
+    },
+    /// A StartupLocality event follows an extend of PCR 0.
+    #[error("StartupLocality event {seq} follows an extend of PCR 0")]
+    LateStartupLocality {
+        /// Event sequence number.
+        seq: u32,
+    },
+    /// The log carries no complete bank Aver can compute.
+    #[error("the event log carries no complete SHA-1/256/384/512 bank")]
+    NoKnownBank,
+}
+
+/// Replayed PCR values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replay {
+    /// Bank → PCR index → value, for all 24 PCRs of each replayed bank.
+    pub banks: PcrValues,
+    /// PCR → sequence number of the last event that extended it.
+    pub last_extend: BTreeMap<u32, u32>,
+    /// Locality from a StartupLocality event, if any.
+    pub startup_locality: Option<u8>,
+    /// Banks listed by the log but missing from some extending event; not
+    /// replayed.
+    pub incomplete_banks: Vec<HashAlg>,
+}
+
+impl Replay {
+    /// Value of a PCR in a bank.
+    pub fn get(&self, bank: HashAlg, pcr: u32) -> Option<&[u8]> {
+        self.banks
+            .get(&bank)
+            .and_then(|b| b.get(&pcr))
+            .map(|v| v.as_slice())
+    }
+
+    /// PCRs extended by at least one event (or initialised by StartupLocality).
+    pub fn touched(&self) -> BTreeSet<u32> {
+        let mut s: BTreeSet<u32> = self.last_extend.keys().copied().collect();
+        if self.startup_locality.is_some() {
+            s.insert(0);
+        }
+        s
+    }
+}
+
+/// Reset value of a PCR in a bank.
+pub fn reset_value(bank: HashAlg, pcr: u32) -> Vec<u8> {
+    let fill = if (17..=22).contains(&pcr) { 0xff } else { 0 };
+    vec![fill; bank.size()]
+}
+
+/// Replays all banks of `log`.
+pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
+    // A bank is replayed only when every extending event carries a digest
+    // for it (some firmware lists algorithms in the Spec ID event that its
+    // events never use); the others are reported in `incomplete_banks`.
+    let (banks_list, incomplete_banks): (Vec<HashAlg>, Vec<HashAlg>) =
+        log.banks().into_iter().partition(|b| {
+            log.events
+                .iter()
+                .filter(|e| e.event_type != types::EV_NO_ACTION)
+                .all(|e| e.digest(*b).is_some())
+        });
+    if banks_list.is_empty() {
+        return Err(ReplayError::NoKnownBank);
+    }
+    let mut banks: PcrValues = BTreeMap::new();
+    for &b in &banks_list {
+        banks.insert(b, (0..PCR_COUNT).map(|p| (p, reset_value(b, p))).collect());
+    }
+    let mut last_extend = BTreeMap::new();
+    let mut startup_locality = None;
+    for ev in &log.events {
+        if ev.event_type == types::EV_NO_ACTION {
+            if let EventData::StartupLocality(loc) = ev.decode() {
+                if last_extend.contains_key(&0) {
+                    return Err(ReplayError::LateStartupLocality { seq: ev.seq });
+                }
+                startup_locality = Some(loc);
+                for (b, vals) in banks.iter_mut() {
+                    let mut v = vec![0u8; b.size()];
+                    if let Some(last) = v.last_mut() {
+                        *last = loc;
+                    }
+                    vals.insert(0, v);
+                }
+            }
+            continue;
+        }
+        for (b, vals) in banks.iter_mut() {
+            let d = ev.digest(*b).ok_or(ReplayError::MissingDigest {
+                seq: ev.seq,
+                bank: *b,
+            })?;
+            let old = vals.get(&ev.pcr_index).cloned().unwrap_or_default();
+            vals.insert(ev.pcr_index, b.extend(&old, d));
+        }
+        last_extend.insert(ev.pcr_index, ev.seq);
+    }
+    Ok(Replay {
+        banks,
+        last_extend,
+        startup_locality,
+        incomplete_banks,
+    })
+}
+
+/// Why a PCR did not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MismatchKind {
+    /// Quoted and replayed values differ.
+    ValueDiffers,
+    /// A PCR required by the mask is not among the quoted values.
+    NotQuoted,
+    /// The quoted bank is not in the log.
+    BankNotInLog,
+}
+
+/// First PCR whose quoted value does not equal the replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Error)]
+#[error(
+    "PCR {pcr} {bank:?} mismatch ({kind:?}): quoted {}, replayed {}; last event extending it: {last_extend_seq:?}; quoted value reached after event {matched_after_seq:?}",
+    .quoted.as_deref().map(hex::encode).unwrap_or_else(|| "-".into()),
+    .replayed.as_deref().map(hex::encode).unwrap_or_else(|| "-".into())
+)]
+pub struct PcrMismatch {
+    /// PCR index.
+    pub pcr: u32,
+    /// Bank.
+    pub bank: HashAlg,
+    /// Kind of mismatch.
+    pub kind: MismatchKind,
+    /// Value from the quote (expected).
+    pub quoted: Option<Vec<u8>>,
+    /// Value from the replay.
+    pub replayed: Option<Vec<u8>>,
+    /// Sequence number of the last event that extended this PCR.
+    pub last_extend_seq: Option<u32>,
+    /// If a prefix of the log's events for this PCR replays to the quoted
+    /// value: the sequence number of the last event of that prefix (the log
+    /// has extra events after the quote). `None` when no prefix matches.
+    pub matched_after_seq: Option<u32>,
+}
+
+/// Result of a successful [`compare`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompareReport {
+    /// (bank, PCR) pairs that were compared and matched.
+    pub checked: Vec<(HashAlg, u32)>,
+    /// Names of quirks that had to be applied (empty when none).
+    pub quirks_applied: Vec<&'static str>,
+}
+
+/// A documented firmware quirk that may explain a replay mismatch.
+///
+/// A quirk is only considered when the caller passes it to [`compare`],
+/// only for a PCR that otherwise mismatches, and only accepted if the
+/// adjusted replay equals the quoted value exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct Quirk {
+    /// Short identifier (reported in [`CompareReport::quirks_applied`]).
+    pub name: &'static str,
+    /// What goes wrong in the firmware / OS.
+    pub description: &'static str,
+    /// Whether the quirk can apply to this log, bank and PCR.
+    pub detect: fn(&EventLog, HashAlg, u32) -> bool,
+    /// The adjusted replayed value.
+    pub effect: fn(HashAlg, &[u8]) -> Vec<u8>,
+    /// Human-readable effect.
+    pub effect_description: &'static str,
+}
+
+const EBS_INVOCATION: &[u8] = b"Exit Boot Services Invocation";
+const EBS_SUCCESS: &[u8] = b"Exit Boot Services Returned with Success";
+
+fn detect_missing_ebs(log: &EventLog, _bank: HashAlg, pcr: u32) -> bool {
+    pcr == 5
+        && !log.events.iter().any(|e| {
+            e.pcr_index == 5
+                && e.event_type == types::EV_EFI_ACTION
+                && e.data.starts_with(EBS_INVOCATION)
+        })
+}
+
+fn effect_missing_ebs(bank: HashAlg, replayed: &[u8]) -> Vec<u8> {
+    let v = bank.extend(replayed, &bank.hash(EBS_INVOCATION));
+    bank.extend(&v, &bank.hash(EBS_SUCCESS))
+}
+
+/// Quirk: the log lacks the two `EV_EFI_ACTION` ExitBootServices events
+/// that firmware extends into PCR 5 after the OS loader read the log
+/// (reported by go-attestation users; not observed in the vectors here).
+pub const QUIRK_MISSING_EXIT_BOOT_SERVICES: Quirk = Quirk {
+    name: "missing-exit-boot-services",
+    description: "Firmware extends PCR 5 with EV_EFI_ACTION \"Exit Boot Services Invocation\" and \"Exit Boot Services Returned with Success\" after the log was handed to the OS, so the log the OS reports lacks them",
+    detect: detect_missing_ebs,
+    effect: effect_missing_ebs,
+    effect_description: "PCR 5 replay is additionally extended with H(\"Exit Boot Services Invocation\") and H(\"Exit Boot Services Returned with Success\")",
+};
+
+/// Every quirk Aver knows. Pass a subset to [`compare`] to enable them.
+pub const KNOWN_QUIRKS: &[Quirk] = &[QUIRK_MISSING_EXIT_BOOT_SERVICES];
+
+fn matched_prefix(log: &EventLog, bank: HashAlg, pcr: u32, quoted: &[u8]) -> Option<u32> {
+    let mut v = reset_value(bank, pcr);
+    let mut found = None;
+    for ev in &log.events {
+        if ev.pcr_index != pcr {
+            continue;
+        }
+        if ev.event_type == types::EV_NO_ACTION {
+            if let EventData::StartupLocality(loc) = ev.decode() {
+                v = vec![0u8; bank.size()];
+                if let Some(l) = v.last_mut() {
+                    *l = loc;
+                }
+            }
+            continue;
+        }
+        let d = ev.digest(bank)?;
+        v = bank.extend(&v, d);
+        if v == quoted {
+            found = Some(ev.seq);
+        }
+    }
+    found
+}
+
+/// Compares quoted PCR values against a replay.
+///
+/// Compared set, per quoted bank: with `required_mask = Some(m)`, every PCR
+/// whose bit is set in `m` (a masked PCR missing from `quoted` is a
+/// [`MismatchKind::NotQuoted`] mismatch, and a quoted bank absent from the
+/// log a [`MismatchKind::BankNotInLog`]); with `None`, every quoted PCR that
+/// the log touches. Banks and PCRs are visited in ascending order; the
+/// first mismatch is returned. `quirks` are tried on a mismatching PCR.
+pub fn compare(
+    log: &EventLog,
+    replay: &Replay,
+    quoted: &PcrValues,
+    required_mask: Option<u32>,
+    quirks: &[Quirk],
+) -> Result<CompareReport, Box<PcrMismatch>> {
+    let touched = replay.touched();
+    let mut checked = Vec::new();
+    let mut quirks_applied = Vec::new();
+    for (&bank, qvals) in quoted {
+        let pcrs: Vec<u32> = match required_mask {
+            Some(m) => (0..PCR_COUNT).filter(|p| m & (1 << p) != 0).collect(),
+            None => qvals
+                .keys()
+                .copied()
+                .filter(|p| touched.contains(p))
+                .collect(),
+        };
+        if pcrs.is_empty() {
+            continue;
+        }
+        let Some(rbank) = replay.banks.get(&bank) else {
+            let pcr = pcrs.first().copied().unwrap_or(0);
+            return Err(Box::new(PcrMismatch {
+                pcr,
+                bank,
+                kind: MismatchKind::BankNotInLog,
+                quoted: qvals.get(&pcr).cloned(),
+                replayed: None,
+                last_extend_seq: None,
+                matched_after_seq: None,
+            }));
+        };
+        for pcr in pcrs {
+            let replayed = rbank.get(&pcr).cloned();
+            let Some(q) = qvals.get(&pcr) else {
+                return Err(Box::new(PcrMismatch {
+                    pcr,
+                    bank,
+                    kind: MismatchKind::NotQuoted,
+                    quoted: None,
+                    replayed,
+                    last_extend_seq: replay.last_extend.get(&pcr).copied(),
+                    matched_after_seq: None,
+                }));
+            };
+            let r = replayed.clone().unwrap_or_default();
+            if &r == q {
+                checked.push((bank, pcr));
+                continue;
+            }
+            if let Some(quirk) = quirks
+                .iter()
+                .find(|qk| (qk.detect)(log, bank, pcr) && &(qk.effect)(bank, &r) == q)
+            {
+                if !quirks_applied.contains(&quirk.name) {
+                    quirks_applied.push(quirk.name);
+                }
+                checked.push((bank, pcr));
+                continue;
+            }
+            return Err(Box::new(PcrMismatch {
+                pcr,
+                bank,
+                kind: MismatchKind::ValueDiffers,
+                quoted: Some(q.clone()),
+                replayed,
+                last_extend_seq: replay.last_extend.get(&pcr).copied(),
+                matched_after_seq: matched_prefix(log, bank, pcr, q),
+            }));
+        }
+    }
+    Ok(CompareReport {
+        checked,
+        quirks_applied,
+    })
+}

@@ -1,0 +1,49 @@
+//! Service configuration: defaults, then a TOML file, then environment and
+//! flags (the CLI merges those and hands over a finished [`Config`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything `aver serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on, e.g. `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// Public base URL: the token issuer, `jku` and OpenID `issuer`.
+    /// No trailing slash. Defaults to `https://<listen>`.
+    pub issuer: Option<String>,
+    /// Holds the SQLite database, generated keys and TLS files.
+    pub data_dir: PathBuf,
+    /// TLS certificate and key (PEM). Generated self-signed in the data
+    /// directory when not given.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Extra PEM files of SGX roots to trust besides Intel's (for example
+    /// the simulator's root, for demos). Never needed for real hardware.
+    pub extra_sgx_roots: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Defaults: `127.0.0.1:8443`, `./aver-data`, 1 MiB bodies.
+    pub fn with_defaults() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            issuer: None,
+            data_dir: PathBuf::from("aver-data"),
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: 1024 * 1024,
+            extra_sgx_roots: Vec::new(),
+        }
+    }
+
+    /// The issuer URL in force.
+    pub fn issuer_url(&self, bound: SocketAddr) -> String {
+        match &self.issuer {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("https://{bound}"),
+        }
+    }
+}

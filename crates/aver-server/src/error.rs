@@ -1,0 +1,70 @@
+//! Errors as the wire sees them: `{"error": {"code", "message"}}`.
+//!
+//! A client's mistake is always a 4xx with a stable `code` (see
+//! `docs/errors.md`); only a fault of the service itself is a 500. Azure's
+//! SDKs retry 5xx ten times, so misclassifying a bad request as 5xx would
+//! stall their callers for minutes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with the given code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 400 InvalidParameter: a request field is missing or malformed.
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::bad_request("InvalidParameter", message)
+    }
+
+    /// 500: the service failed; logged with its cause, which is not sent.
+    pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("{context}; see the service log"),
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Ok(value) = axum::http::HeaderValue::from_str(self.code) {
+            response.headers_mut().insert("x-ms-error-code", value);
+        }
+        response
+    }
+}
+
+impl From<aver_verify::SgxError> for ApiError {
+    fn from(e: aver_verify::SgxError) -> Self {
+        ApiError::bad_request(e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,182 @@
+//! Decoding requests the way Azure Attestation's clients send them.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// api-versions accepted on the paths that take one.
+pub const API_VERSIONS: &[&str] = &["2020-10-01", "2022-08-01"];
+
+/// Checks the `api-version` query parameter.
+pub fn check_api_version(query: Option<&str>) -> Result<&'static str, ApiError> {
+    let version = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+        .map(|(_, v)| v);
+    match version {
+        None => Err(ApiError::bad_request(
+            "MissingApiVersion",
+            format!(
+                "the api-version query parameter is required; supported: {}",
+                API_VERSIONS.join(", ")
+            ),
+        )),
+        Some(v) => API_VERSIONS
+            .iter()
+            .copied()
+            .find(|s| *s == v)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "UnsupportedApiVersion",
+                    format!(
+                        "api-version {v:?} is not supported; supported: {}",
+                        API_VERSIONS.join(", ")
+                    ),
+                )
+            }),
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    })
+}
+
+/// Parses a JSON object body.
+pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid_parameter(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::invalid_parameter(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// Looks a field up by name, ignoring ASCII case (older clients send
+/// `Quote`, the C++ SDK `inittimeData`).
+pub fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name)
+        .or_else(|| {
+            obj.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_null())
+}
+
+/// A base64 (url or standard, padded or not) string field, decoded.
+pub fn base64_field(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    match field(obj, name) {
+        None => Ok(None),
+        Some(Value::String(s)) => aver_token::b64::decode_lenient(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_parameter(format!("{name} is not valid base64url"))),
+        Some(_) => Err(ApiError::invalid_parameter(format!(
+            "{name} must be a base64url string"
+        ))),
+    }
+}
+
+/// `runtimeData` / `initTimeData`: `{"data": base64url, "dataType": "Binary"|"JSON"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedData {
+    pub bytes: Vec<u8>,
+    /// Parsed JSON when `dataType` is JSON.
+    pub json: Option<Value>,
+}
+
+/// Decodes a typed-data field. A field without `data` counts as absent:
+/// the Python SDK sends `{"dataType": "JSON"}` alone for `inittime_json=`.
+pub fn typed_data(obj: &Map<String, Value>, name: &str) -> Result<Option<TypedData>, ApiError> {
+    let Some(value) = field(obj, name) else {
+        return Ok(None);
+    };
+    let Value::Object(inner) = value else {
+        return Err(ApiError::invalid_parameter(format!(
+            "{name} must be an object with data and dataType"
+        )));
+    };
+    let Some(bytes) = base64_field(inner, "data")? else {
+        return Ok(None);
+    };
+    let data_type = match field(inner, "dataType") {
+        None => "Binary".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "{name}.dataType must be a string"
+            )));
+        }
+    };
+    let json = if data_type.eq_ignore_ascii_case("json") {
+        let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::invalid_parameter(format!(
+                "{name} has dataType JSON but its data is not JSON: {e}"
+            ))
+        })?;
+        Some(parsed)
+    } else if data_type.eq_ignore_ascii_case("binary") {
+        None
+    } else {
+        return Err(ApiError::invalid_parameter(format!(
+            "{name}.dataType must be Binary or JSON, not {data_type:?}"
+        )));
+    };
+    Ok(Some(TypedData { bytes, json }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions() {
+        assert!(check_api_version(Some("api-version=2020-10-01")).is_ok());
+        assert!(check_api_version(Some("x=1&api-version=2022-08-01")).is_ok());
+        assert_eq!(
+            check_api_version(None).unwrap_err().code,
+            "MissingApiVersion"
+        );
+        assert_eq!(
+            check_api_version(Some("api-version=2019-01-01"))
+                .unwrap_err()
+                .code,
+            "UnsupportedApiVersion"
+        );
+    }
+
+    #[test]
+    fn fields_match_case_insensitively() {
+        let obj = json_object(br#"{"Quote":"AAEC","inittimeData":{"dataType":"JSON"}}"#).unwrap();
+        assert_eq!(base64_field(&obj, "quote").unwrap(), Some(vec![0, 1, 2]));
+        assert_eq!(
+            typed_data(&obj, "initTimeData").unwrap(),
+            None,
+            "no data = absent"
+        );
+        let bad = json_object(br#"{"runtimeData":{"data":"e30","dataType":"XML"}}"#).unwrap();
+        assert_eq!(
+            typed_data(&bad, "runtimeData").unwrap_err().code,
+            "InvalidParameter"
+        );
+        let json =
+            json_object(br#"{"runtimeData":{"data":"eyJhIjoxfQ","dataType":"JSON"}}"#).unwrap();
+        assert_eq!(
+            typed_data(&json, "runtimeData").unwrap().unwrap().json,
+            Some(serde_json::json!({"a": 1}))
+        );
+    }
+}

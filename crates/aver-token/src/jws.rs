@@ -202,6 +202,21 @@ impl<'a> CompactJws<'a> {
     }
 }
 
+/// The header with `alg` as its first member, as Azure emits it.
+fn with_alg_first(
+    alg: &str,
+    rest: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut header = serde_json::Map::new();
+    header.insert("alg".into(), alg.into());
+    for (k, v) in rest {
+        if k != "alg" {
+            header.insert(k, v);
+        }
+    }
+    header
+}
+
 /// Builds an RS256 compact JWS over `payload` with the given header fields
 /// (`alg` is set here).
 pub fn sign_rs256(
@@ -209,8 +224,7 @@ pub fn sign_rs256(
     header: serde_json::Map<String, serde_json::Value>,
     payload: &[u8],
 ) -> Result<String, JwsError> {
-    let mut header = header;
-    header.insert("alg".into(), "RS256".into());
+    let header = with_alg_first("RS256", header);
     let header = serde_json::to_vec(&header).map_err(|_| JwsError::Malformed("header"))?;
     let mut out = format!("{}.{}", b64::encode_url(&header), b64::encode_url(payload));
     let mut sig = vec![0u8; key.public_modulus_len()];
@@ -229,8 +243,7 @@ pub fn sign_rs256(
 /// An unsecured JWS (`{"alg":"none"}` header, empty signature), as Azure
 /// Attestation returns for draft-policy attestation.
 pub fn unsecured(header: serde_json::Map<String, serde_json::Value>, payload: &[u8]) -> String {
-    let mut header = header;
-    header.insert("alg".into(), "none".into());
+    let header = with_alg_first("none", header);
     let header = serde_json::to_vec(&header).unwrap_or_default();
     format!("{}.{}.", b64::encode_url(&header), b64::encode_url(payload))
 }

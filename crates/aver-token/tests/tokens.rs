@@ -35,6 +35,14 @@ fn token_header_and_claims_have_azure_shape() {
     assert_eq!(jws.header["jku"], format!("{ISSUER}/certs"));
     assert_eq!(jws.header["kid"], key.kid());
     assert_eq!(jws.header["typ"], "JWT");
+    let header_json = String::from_utf8(
+        aver_token::b64::decode_lenient(token.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        header_json.starts_with(r#"{"alg":"RS256","jku":"#),
+        "{header_json}"
+    );
     // Claims are emitted sorted, as Azure's are.
     let payload = String::from_utf8(jws.payload.clone()).unwrap();
     assert!(payload.starts_with(r#"{"exp":"#), "{payload}");

@@ -1,0 +1,115 @@
+//! `aver attest`: a client that sends evidence and prints the token.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use aver_client::{AttestOptions, Client, ClientError, DataType, SgxEndpoint};
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::files;
+
+#[derive(Subcommand)]
+pub enum AttestCommand {
+    /// Attest an SGX DCAP quote (POST /attest/SgxEnclave).
+    Sgx {
+        /// The quote: raw bytes, or base64/hex text.
+        #[arg(long)]
+        quote: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Attest an OpenEnclave report (POST /attest/OpenEnclave).
+    Openenclave {
+        /// The report (16-byte OE header + quote): raw bytes, or base64/hex text.
+        #[arg(long)]
+        report: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct CommonArgs {
+    /// Runtime data whose SHA-256 is in report_data[0..32].
+    #[arg(long)]
+    runtime_data: Option<PathBuf>,
+    /// How the service reads the runtime data.
+    #[arg(long, value_enum, default_value = "binary")]
+    runtime_data_type: Kind,
+    /// Init-time data whose SHA-256 is in CONFIGID[0..32].
+    #[arg(long)]
+    init_time_data: Option<PathBuf>,
+    /// Echoed in the token's nonce claim.
+    #[arg(long)]
+    nonce: Option<String>,
+    /// Evaluate this policy file instead of the provider's (unsigned token).
+    #[arg(long)]
+    draft_policy: Option<PathBuf>,
+    /// Service base URL.
+    #[arg(long, env = "AVER_URL")]
+    url: String,
+    /// CA certificate (PEM) to trust for the service's TLS certificate.
+    #[arg(long, env = "AVER_CA")]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Binary,
+    Json,
+}
+
+impl From<Kind> for DataType {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Binary => DataType::Binary,
+            Kind::Json => DataType::Json,
+        }
+    }
+}
+
+pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
+    let (endpoint, path, common) = match cmd {
+        AttestCommand::Sgx { quote, common } => (SgxEndpoint::SgxEnclave, quote, common),
+        AttestCommand::Openenclave { report, common } => (SgxEndpoint::OpenEnclave, report, common),
+    };
+    let evidence = files::read_evidence(&path)?;
+    let options = AttestOptions {
+        runtime_data: common
+            .runtime_data
+            .as_deref()
+            .map(files::read)
+            .transpose()?
+            .map(|d| (d, common.runtime_data_type.into())),
+        init_time_data: common
+            .init_time_data
+            .as_deref()
+            .map(files::read)
+            .transpose()?
+            .map(|d| (d, DataType::Binary)),
+        nonce: common.nonce,
+        draft_policy: common
+            .draft_policy
+            .as_deref()
+            .map(files::read_text)
+            .transpose()?,
+    };
+    let ca = common.ca.as_deref().map(files::read).transpose()?;
+    let client = Client::new(&common.url, ca.as_deref())?;
+    match client.attest_sgx(endpoint, &evidence, &options).await {
+        Ok(token) => {
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Service {
+            status,
+            code,
+            message,
+        }) => {
+            eprintln!("attestation refused (HTTP {status}): {code}: {message}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

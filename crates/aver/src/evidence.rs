@@ -1,0 +1,120 @@
+//! `aver evidence verify`: offline verification, the service's code path.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use aver_server::pipeline::{self, PolicyChoice, SgxRequest};
+use aver_server::request::TypedData;
+use aver_server::state::{ActivePolicy, DEFAULT_SGX_POLICY};
+use aver_verify::{SgxEvidenceKind, SgxVerifier, TrustAnchors, VerificationTime, parse_rfc3339};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::files;
+
+#[derive(Subcommand)]
+pub enum EvidenceCommand {
+    /// Verify SGX evidence and print the verdict and the claims.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum VerifyCommand {
+    /// An SGX DCAP quote (or, with --openenclave, an OpenEnclave report).
+    Sgx {
+        /// The evidence: raw bytes, or base64/hex text.
+        file: PathBuf,
+        /// The file is an OpenEnclave report (16-byte header + quote).
+        #[arg(long)]
+        openenclave: bool,
+        /// Runtime data that must hash to report_data[0..32].
+        #[arg(long)]
+        runtime_data: Option<PathBuf>,
+        /// Parse the runtime data as JSON (x-ms-runtime) instead of binary.
+        #[arg(long)]
+        json: bool,
+        /// Verification time (RFC 3339, UTC) [default: now].
+        #[arg(long)]
+        at: Option<String>,
+        /// Extra trusted root (PEM) besides Intel's. Repeatable.
+        #[arg(long)]
+        trust_root: Vec<PathBuf>,
+        /// Policy to evaluate [default: Azure's shared-provider SGX default].
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+}
+
+pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
+    let EvidenceCommand::Verify(VerifyCommand::Sgx {
+        file,
+        openenclave,
+        runtime_data,
+        json: as_json,
+        at,
+        trust_root,
+        policy,
+    }) = cmd;
+    let time = match at {
+        Some(text) => {
+            parse_rfc3339(&text).ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?
+        }
+        None => VerificationTime::from_unix_seconds(aver_client::unix_now()),
+    };
+    let mut roots = TrustAnchors::intel();
+    for path in &trust_root {
+        roots
+            .add_pem(&files::read(path)?, &path.display().to_string())
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    let runtime = match runtime_data {
+        Some(path) => {
+            let bytes = files::read(&path)?;
+            let json = if as_json {
+                Some(serde_json::from_slice(&bytes).context("runtime data is not JSON")?)
+            } else {
+                None
+            };
+            Some(TypedData { bytes, json })
+        }
+        None => None,
+    };
+    let request = SgxRequest {
+        kind: if openenclave {
+            SgxEvidenceKind::OpenEnclaveReport
+        } else {
+            SgxEvidenceKind::Quote
+        },
+        evidence: files::read_evidence(&file)?,
+        runtime_data: runtime,
+        init_time_data: None,
+        nonce: None,
+    };
+    let text = match policy {
+        Some(path) => files::read_text(&path)?,
+        None => DEFAULT_SGX_POLICY.to_string(),
+    };
+    let active =
+        ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{}: {}", e.code, e.message))?;
+    let verifier = SgxVerifier::new(roots);
+    match pipeline::attest_sgx(&verifier, &request, PolicyChoice::Active(&active), time) {
+        Ok(outcome) => {
+            files::print_json(&json!({
+                "verdict": "verified",
+                "verified_at": time.unix_seconds(),
+                "claims": outcome.claims,
+            }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            files::print_json(&json!({
+                "verdict": "rejected",
+                "verified_at": time.unix_seconds(),
+                "error": { "code": e.code, "message": e.message },
+            }));
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `aver serve`: configuration from flags, environment and a TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use aver_server::{Config, Service};
+use clap::Args;
+use serde::Deserialize;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys as the long flags, with underscores).
+    #[arg(long, env = "AVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8443].
+    #[arg(long, env = "AVER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Public base URL, used as token issuer [default: https://<listen>].
+    #[arg(long, env = "AVER_ISSUER")]
+    issuer: Option<String>,
+    /// Directory for the database, keys and TLS files [default: ./aver-data].
+    #[arg(long, env = "AVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TLS certificate (PEM); generated self-signed when absent.
+    #[arg(long, env = "AVER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "AVER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "AVER_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Extra SGX root CA (PEM) to trust besides Intel's, e.g. the
+    /// simulator's for demos (`aver sim root`). Repeatable.
+    #[arg(long = "trust-root", env = "AVER_TRUST_ROOTS", value_delimiter = ',')]
+    trust_roots: Vec<PathBuf>,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    issuer: Option<String>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    trust_roots: Option<Vec<PathBuf>>,
+}
+
+/// Flags and environment over the file over the defaults.
+pub fn resolve(args: ServeArgs) -> Result<Config> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut config = Config::with_defaults();
+    if let Some(v) = args.listen.or(file.listen) {
+        config.listen = v;
+    }
+    config.issuer = args.issuer.or(file.issuer);
+    if let Some(v) = args.data_dir.or(file.data_dir) {
+        config.data_dir = v;
+    }
+    config.tls_cert = args.tls_cert.or(file.tls_cert);
+    config.tls_key = args.tls_key.or(file.tls_key);
+    if let Some(v) = args.max_body_bytes.or(file.max_body_bytes) {
+        config.max_body_bytes = v;
+    }
+    config.extra_sgx_roots = if args.trust_roots.is_empty() {
+        file.trust_roots.unwrap_or_default()
+    } else {
+        args.trust_roots
+    };
+    Ok(config)
+}
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let config = resolve(args)?;
+    let service = Service::start(&config).await?;
+    eprintln!(
+        "Aver attestation service listening on https://{}",
+        service.addr
+    );
+    eprintln!("  issuer:        {}", service.issuer);
+    eprintln!("  data dir:      {}", config.data_dir.display());
+    eprintln!(
+        "  TLS cert:      {}{}",
+        service.tls.cert.display(),
+        if service.tls.generated {
+            "  (self-signed; clients pass it as --ca)"
+        } else {
+            ""
+        }
+    );
+    service.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}

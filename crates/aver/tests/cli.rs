@@ -1,0 +1,172 @@
+//! The command line, as a user runs it.
+
+use std::process::Command;
+
+fn aver() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aver"));
+    cmd.env("AVER_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn demo_walks_the_workflow_and_trusts_the_enclave() {
+    let out = aver().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in ["== 1.", "== 2.", "== 3.", "== 4.", "Decision: TRUST"] {
+        assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn offline_verification_of_the_azure_quote() {
+    let (Some(quote), Some(runtime)) = (
+        aver_testkit::vector("offline_verification", "azure-sdk/sgx_quote.bin"),
+        aver_testkit::vector("offline_verification", "azure-sdk/runtime_data.bin"),
+    ) else {
+        return;
+    };
+    let out = aver()
+        .args(["evidence", "verify", "sgx"])
+        .arg(&quote)
+        .arg("--runtime-data")
+        .arg(&runtime)
+        .args(["--at", "2024-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "verified");
+    assert_eq!(
+        report["claims"]["x-ms-sgx-mrenclave"],
+        "b779202618becb636768e5d902f28d524222735fafb539ea9ba07c3fc171a1c2"
+    );
+    assert_eq!(
+        report["claims"]["x-ms-policy-hash"],
+        "bROrN897ZfWmWY2V0FLUlu3uwk5xatGnKYHn3zBbSlw"
+    );
+
+    // After the PCK certificate's notAfter: rejected with its code.
+    let out = aver()
+        .args(["evidence", "verify", "sgx"])
+        .arg(&quote)
+        .args(["--at", "2029-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "rejected");
+    assert_eq!(report["error"]["code"], "CertificateExpired");
+}
+
+#[test]
+fn simulated_quote_needs_its_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let quote = dir.path().join("q.bin");
+    let root = dir.path().join("root.pem");
+    assert!(
+        aver()
+            .args(["sim", "quote", "--out"])
+            .arg(&quote)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let pem = aver().args(["sim", "root"]).output().unwrap().stdout;
+    std::fs::write(&root, pem).unwrap();
+    let out = aver()
+        .args(["evidence", "verify", "sgx"])
+        .arg(&quote)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["error"]["code"], "UntrustedRoot");
+    let out = aver()
+        .args(["evidence", "verify", "sgx"])
+        .arg(&quote)
+        .arg("--trust-root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn policy_eval_prints_decision_issued_claims_and_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.txt");
+    let claims = dir.path().join("c.json");
+    std::fs::write(
+        &policy,
+        r#"version=1.0; authorizationrules{ c:[type=="x-ms-sgx-is-debuggable", value==true] => deny(); => permit(); }; issuancerules{ c:[type=="x-ms-sgx-mrsigner"] => issue(type="signer", value=c.value); };"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &claims,
+        r#"{"x-ms-sgx-is-debuggable": false, "x-ms-sgx-mrsigner": ["aa", "bb"]}"#,
+    )
+    .unwrap();
+    let out = aver()
+        .args(["policy", "eval", "--json", "--policy"])
+        .arg(&policy)
+        .arg("--claims")
+        .arg(&claims)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "permit");
+    assert_eq!(v["issued"]["signer"], serde_json::json!(["aa", "bb"]));
+    assert!(v["trace"].as_array().is_some_and(|t| !t.is_empty()));
+
+    std::fs::write(&claims, r#"{"x-ms-sgx-is-debuggable": true}"#).unwrap();
+    let out = aver()
+        .args(["policy", "eval", "--json", "--policy"])
+        .arg(&policy)
+        .arg("--claims")
+        .arg(&claims)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "deny");
+
+    std::fs::write(&policy, "version=1.0; authorizationrules{ => permit() };").unwrap();
+    let out = aver()
+        .args(["policy", "eval", "--policy"])
+        .arg(&policy)
+        .arg("--claims")
+        .arg(&claims)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PolicyParsingError"));
+}
+
+#[test]
+fn serve_config_file_and_flags() {
+    // A config file with an unknown key is refused before anything starts.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aver.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
+    let out = aver()
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}

@@ -19,7 +19,10 @@ pub fn vectors_dir() -> PathBuf {
 
 /// True when skips must fail (CI sets `AVER_TEST_STRICT=1`).
 pub fn strict() -> bool {
-    matches!(std::env::var("AVER_TEST_STRICT").as_deref(), Ok("1") | Ok("true"))
+    matches!(
+        std::env::var("AVER_TEST_STRICT").as_deref(),
+        Ok("1") | Ok("true")
+    )
 }
 
 /// Reports a skipped test. Panics under `AVER_TEST_STRICT=1`.
@@ -36,7 +39,10 @@ pub fn vector(test: &str, relative: &str) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        skip(test, &format!("vector {} not found (AVER_VECTORS)", path.display()));
+        skip(
+            test,
+            &format!("vector {} not found (AVER_VECTORS)", path.display()),
+        );
         None
     }
 }

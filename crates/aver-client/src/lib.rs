@@ -211,6 +211,165 @@ impl Client {
     }
 }
 
+/// Management calls (policies, policy signers), authenticated with an
+/// admin credential sent as a bearer token.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    client: Client,
+    credential: String,
+}
+
+/// A management result token's claims, verified with the service's JWKS.
+pub type ResultClaims = Claims;
+
+impl AdminClient {
+    pub fn new(client: Client, credential: &str) -> Self {
+        AdminClient {
+            client,
+            credential: credential.trim().to_string(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Option<String>,
+    ) -> Result<ResultClaims, ClientError> {
+        let url = format!("{}/{path}?api-version={API_VERSION}", self.client.base);
+        let mut request = self
+            .client
+            .http
+            .request(method, &url)
+            .bearer_auth(&self.credential);
+        if let Some(body) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("{url}: {e}")))?;
+        let value = read_json(response).await?;
+        let token = value
+            .get("token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::Protocol("no token in the response".into()))?;
+        // Verify the result as any token of this service: by its own JWKS.
+        let jwks = self
+            .client
+            .get_json(&format!("{}/certs", self.client.base))
+            .await?;
+        let options = VerifyOptions {
+            issuer: Some(self.client.base.clone()),
+            now: unix_now(),
+            leeway: 300,
+        };
+        Ok(aver_token::verify_token(token, &jwks, &options)?)
+    }
+
+    /// `GET /policies/{type}`: the stored policy JWS and its text (`None`
+    /// when no policy is set).
+    pub async fn get_policy(
+        &self,
+        attestation_type: &str,
+    ) -> Result<(String, Option<String>), ClientError> {
+        let claims = self
+            .call(
+                reqwest::Method::GET,
+                &format!("policies/{attestation_type}"),
+                "",
+                None,
+            )
+            .await?;
+        let jws = claims
+            .get("x-ms-policy")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::Protocol("no x-ms-policy in the result".into()))?
+            .to_string();
+        let parsed = aver_token::CompactJws::parse(&jws)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let text = parsed
+            .payload_json()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .and_then(|p| {
+                p.get("AttestationPolicy")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .map(|encoded| {
+                aver_token::b64::decode_lenient(&encoded)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or(encoded)
+            });
+        Ok((jws, text))
+    }
+
+    /// `PUT /policies/{type}` with a policy JWS (see `aver_token::policy`).
+    pub async fn set_policy(
+        &self,
+        attestation_type: &str,
+        jws: &str,
+    ) -> Result<ResultClaims, ClientError> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("policies/{attestation_type}"),
+            "text/plain",
+            Some(jws.to_string()),
+        )
+        .await
+    }
+
+    /// `POST /policies/{type}:reset` with a reset JWS (empty payload).
+    pub async fn reset_policy(
+        &self,
+        attestation_type: &str,
+        jws: &str,
+    ) -> Result<ResultClaims, ClientError> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("policies/{attestation_type}:reset"),
+            "text/plain",
+            Some(jws.to_string()),
+        )
+        .await
+    }
+
+    /// `GET /certificates`: the policy signers' certificates (DER).
+    pub async fn signers(&self) -> Result<Vec<Vec<u8>>, ClientError> {
+        let claims = self
+            .call(reqwest::Method::GET, "certificates", "", None)
+            .await?;
+        let keys = claims
+            .get("x-ms-policy-certificates")
+            .and_then(|c| c.get("keys"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.get("x5c")?.as_array()?.first()?.as_str())
+            .filter_map(aver_token::b64::decode_std)
+            .collect())
+    }
+
+    /// `POST /certificates:add` or `:remove` with a signed management JWS.
+    pub async fn modify_signers(&self, add: bool, jws: &str) -> Result<ResultClaims, ClientError> {
+        let path = if add {
+            "certificates:add"
+        } else {
+            "certificates:remove"
+        };
+        self.call(
+            reqwest::Method::POST,
+            path,
+            "application/json",
+            Some(Value::String(jws.to_string()).to_string()),
+        )
+        .await
+    }
+}
+
 async fn read_json(response: reqwest::Response) -> Result<Value, ClientError> {
     let status = response.status();
     let bytes = response

@@ -23,6 +23,26 @@ pub struct Config {
     /// Extra PEM files of SGX roots to trust besides Intel's (for example
     /// the simulator's root, for demos). Never needed for real hardware.
     pub extra_sgx_roots: Vec<PathBuf>,
+    /// `postgres://...` to keep state in PostgreSQL (several replicas);
+    /// otherwise SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// Directory of PEM files: TPM manufacturer roots trusted for EK
+    /// certificates (TPM enrollment).
+    pub tpm_ek_roots: Option<PathBuf>,
+    /// An OIDC issuer whose tokens may administer providers.
+    pub admin_oidc: Option<OidcConfig>,
+    /// How often replicas look for changes made by others (seconds).
+    pub refresh_secs: u64,
+}
+
+/// OIDC admin settings (see `admin`).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub role: String,
+    /// The issuer's JWKS as a file (air-gapped deployments, tests).
+    pub jwks_file: PathBuf,
 }
 
 impl Config {
@@ -36,6 +56,10 @@ impl Config {
             tls_key: None,
             max_body_bytes: 1024 * 1024,
             extra_sgx_roots: Vec::new(),
+            database_url: None,
+            tpm_ek_roots: None,
+            admin_oidc: None,
+            refresh_secs: 2,
         }
     }
 

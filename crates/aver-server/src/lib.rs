@@ -1,49 +1,73 @@
 //! The Aver attestation service.
 //!
-//! An HTTP API compatible with Azure Attestation's data plane
-//! (`/attest/*`, `/certs`, `/.well-known/openid-configuration`) over TLS,
-//! with its state in an embedded SQLite database. Handlers are thin: they
-//! decode a request, call [`pipeline`], and encode the answer.
+//! An HTTP API compatible with Azure Attestation's data plane — attestation
+//! (`/attest/*`), metadata (`/certs`, `/.well-known/openid-configuration`)
+//! and management (`/policies/*`, `/certificates*`) — over TLS, for one or
+//! more providers (tenants), with state in SQLite or PostgreSQL. Handlers
+//! are thin: they decode a request, call [`pipeline`] or the store, and
+//! encode the answer.
 
+pub mod admin;
 pub mod config;
 pub mod error;
+pub mod load;
+pub mod manage;
 pub mod pipeline;
+pub mod policy_jws;
 pub mod request;
 pub mod routes;
+pub mod routing;
 pub mod state;
 pub mod store;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 
-use aver_token::SigningKey;
 use aver_verify::{SgxVerifier, TrustAnchors};
 use axum::Router;
 use axum::routing::{get, post};
 
 pub use config::Config;
-use state::{AppState, Clock, Provider};
-use store::{Store, StoredKey};
-
-/// The default provider's name; it answers at the root path.
-pub const DEFAULT_PROVIDER: &str = "default";
+pub use load::DEFAULT_PROVIDER;
+use state::{AppState, Clock};
+use store::{ProviderRecord, Store};
 
 /// Builds the router over `state`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/attest/SgxEnclave", post(routes::attest_sgx_enclave))
         .route("/attest/OpenEnclave", post(routes::attest_open_enclave))
+        .route("/attest/Tpm", post(routes::attest_tpm))
         .route("/certs", get(routes::certs))
         .route(
             "/.well-known/openid-configuration",
             get(routes::openid_configuration),
         )
         .route("/health", get(routes::health))
+        .route(
+            "/policies/{spec}",
+            get(manage::get_policy)
+                .put(manage::put_policy)
+                .post(manage::post_policy),
+        )
+        .route("/certificates", get(manage::get_certificates))
+        .route("/certificates:add", post(manage::add_certificate))
+        .route("/certificates:remove", post(manage::remove_certificate))
+        .route("/audit", get(manage::get_audit))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state.clone());
+    // Provider routing rewrites the path (`/providers/{name}/...`), so it
+    // must run before the routes above match: it wraps them as a whole.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            routing::route_provider,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// Why the service could not start.
@@ -53,38 +77,103 @@ pub enum StartError {
     Setup(String),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Load(#[from] load::LoadError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Loads the provider's signing keys, generating one on first start.
-fn load_or_create_keys(
-    store: &Store,
-    provider: &str,
-    issuer: &str,
-    now: i64,
-) -> Result<Vec<Arc<SigningKey>>, StartError> {
-    let mut stored = store.signing_keys(provider)?;
-    if stored.is_empty() {
-        let key = SigningKey::generate(issuer).map_err(|e| StartError::Setup(e.to_string()))?;
-        let record = StoredKey {
-            kid: key.kid().to_string(),
-            pkcs8: key.pkcs8_der().to_vec(),
-            certificate: key.certificate_der().to_vec(),
-            created_at: now,
-        };
-        store.insert_signing_key(provider, &record)?;
-        tracing::info!(kid = key.kid(), "generated a new token-signing key");
-        stored.push(record);
+/// Opens the configured store: PostgreSQL for a `postgres://` URL, else
+/// SQLite at `<data_dir>/aver.db`.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match &config.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(store::postgres::PostgresStore::connect(url)?))
+        }
+        Some(other) => Err(StartError::Setup(format!(
+            "unsupported database URL {other:?} (use postgres://..., or omit it for SQLite)"
+        ))),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            Ok(Arc::new(store::SqliteStore::open(
+                &config.data_dir.join("aver.db"),
+            )?))
+        }
     }
-    stored
-        .into_iter()
-        .map(|k| {
-            SigningKey::from_parts(k.pkcs8, k.certificate)
-                .map(Arc::new)
-                .map_err(|e| StartError::Setup(format!("stored key {}: {e}", k.kid)))
-        })
-        .collect()
+}
+
+/// Creates the default provider on first start; its admin key is written
+/// to `<data_dir>/admin-key` (owner-only) and returned.
+pub fn ensure_default_provider(
+    store: &dyn Store,
+    data_dir: &Path,
+    now: u64,
+) -> Result<Option<String>, StartError> {
+    if store
+        .providers()?
+        .iter()
+        .any(|p| p.name == DEFAULT_PROVIDER)
+    {
+        return Ok(None);
+    }
+    let record = ProviderRecord {
+        name: DEFAULT_PROVIDER.into(),
+        isolated: false,
+        host: None,
+        created_at: now as i64,
+    };
+    let key = match load::create_provider(store, &record, &[], "aver serve (first start)") {
+        Ok(key) => key,
+        // Another replica created it first.
+        Err(_)
+            if store
+                .providers()?
+                .iter()
+                .any(|p| p.name == DEFAULT_PROVIDER) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(StartError::Setup(e)),
+    };
+    std::fs::create_dir_all(data_dir)?;
+    tls::write_private(&data_dir.join("admin-key"), format!("{key}\n").as_bytes())
+        .map_err(StartError::Setup)?;
+    Ok(Some(key))
+}
+
+fn read_pem_dir(dir: &Path) -> Result<Vec<Vec<u8>>, StartError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries.into_iter().filter(|p| p.is_file()) {
+        let bytes = std::fs::read(&path)?;
+        for cert in CertificateDer::pem_slice_iter(&bytes) {
+            let cert = cert.map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
+            out.push(cert.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+fn admin_auth(config: &Config) -> Result<admin::AdminAuth, StartError> {
+    let Some(oidc) = &config.admin_oidc else {
+        return Ok(admin::AdminAuth::default());
+    };
+    let jwks = std::fs::read(&oidc.jwks_file)?;
+    let jwks: serde_json::Value = serde_json::from_slice(&jwks)
+        .map_err(|e| StartError::Setup(format!("{}: {e}", oidc.jwks_file.display())))?;
+    Ok(admin::AdminAuth {
+        oidc: Some(admin::OidcAdmin {
+            issuer: oidc.issuer.trim_end_matches('/').to_string(),
+            audience: oidc.audience.clone(),
+            role: oidc.role.clone(),
+            jwks,
+        }),
+    })
 }
 
 /// A started service.
@@ -93,13 +182,17 @@ pub struct Service {
     pub addr: SocketAddr,
     pub issuer: String,
     pub tls: tls::TlsFiles,
+    /// The default provider's admin key, when this start created it.
+    pub new_admin_key: Option<String>,
+    pub state: AppState,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    refresher: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
-    /// Binds, loads or creates keys and TLS files, and starts serving in the
-    /// background.
+    /// Binds, loads or creates state and TLS files, and starts serving in
+    /// the background.
     pub async fn start(config: &Config) -> Result<Service, StartError> {
         Self::start_with_clock(config, Clock::System).await
     }
@@ -122,18 +215,37 @@ impl Service {
                 .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
             tracing::warn!(root = %path.display(), "trusting an extra SGX root besides Intel's");
         }
+        let ek_roots = match &config.tpm_ek_roots {
+            Some(dir) => read_pem_dir(dir)?,
+            None => Vec::new(),
+        };
 
-        let store = Arc::new(Store::open(&config.data_dir.join("aver.db"))?);
-        let now = clock.now() as i64;
-        let keys = load_or_create_keys(&store, DEFAULT_PROVIDER, &issuer, now)?;
-        let provider = Provider::new(DEFAULT_PROVIDER, &issuer, keys)
-            .map_err(|e| StartError::Setup(e.message))?;
+        let now = clock.now();
+        let config_for_store = config.clone();
+        let data_dir = config.data_dir.clone();
+        let loader = Arc::new(load::Loader {
+            base_issuer: issuer.clone(),
+            ek_roots,
+        });
+        let loader_for_load = loader.clone();
+        let (store, new_admin_key, providers) = tokio::task::spawn_blocking(move || {
+            let store = open_store(&config_for_store)?;
+            let key = ensure_default_provider(store.as_ref(), &data_dir, now)?;
+            let providers = loader_for_load.load_all(store.as_ref(), now)?;
+            Ok::<_, StartError>((store, key, providers))
+        })
+        .await
+        .map_err(|e| StartError::Setup(e.to_string()))??;
+
         let state = AppState {
-            provider: Arc::new(provider),
+            providers: Arc::new(RwLock::new(providers)),
             store,
             sgx: Arc::new(SgxVerifier::new(roots)),
             clock,
             max_body_bytes: config.max_body_bytes,
+            tpm_replay: Arc::new(aver_tpm_attest::ReplayCache::default()),
+            admin: Arc::new(admin_auth(config)?),
+            loader,
         };
 
         let tls = tls::ensure_tls_files(
@@ -149,19 +261,24 @@ impl Service {
             .map_err(|e| StartError::Setup(format!("TLS files: {e}")))?;
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
-        let app = router(state);
+        let app = router(state.clone());
         let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+        let refresher = tokio::spawn(refresh_loop(state.clone(), config.refresh_secs.max(1)));
         Ok(Service {
             addr,
             issuer,
             tls,
+            new_admin_key,
+            state,
             handle,
             task,
+            refresher,
         })
     }
 
     /// Stops accepting connections and waits for the server task.
     pub async fn shutdown(self) {
+        self.refresher.abort();
         self.handle
             .graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         let _ = self.task.await;
@@ -180,5 +297,29 @@ impl Service {
             }
         }
         Ok(())
+    }
+}
+
+/// Reloads providers when another process (a replica, `aver provider`)
+/// changed the store.
+async fn refresh_loop(state: AppState, every_secs: u64) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+    loop {
+        ticker.tick().await;
+        let known = state.providers.read().map(|p| p.generation).unwrap_or(-1);
+        let current = match state.blocking(|store| store.generation()).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(code = e.code, "cannot read the store generation");
+                continue;
+            }
+        };
+        if current != known {
+            if let Err(e) = state.reload().await {
+                tracing::warn!(code = e.code, message = %e.message, "reload failed");
+            } else {
+                tracing::debug!(generation = current, "providers reloaded");
+            }
+        }
     }
 }

@@ -155,26 +155,38 @@ pub fn attest_sgx(
         PolicyChoice::Draft { text, policy } => (policy, aver_policy::policy_hash(text), None),
     };
     let evaluation = evaluate(parsed, &service)?;
-    let issued = evaluation.issued_json();
-
-    let mut claims = service;
-    for (name, value) in &issued {
-        // Claims the service asserts cannot be overwritten by a policy.
-        claims.entry(name.clone()).or_insert_with(|| value.clone());
-    }
-    claims.insert("x-ms-policy".into(), Value::Object(issued));
-    claims.insert("x-ms-policy-hash".into(), hash.into());
-    if let Some(signer) = signer {
-        claims.insert("x-ms-policy-signer".into(), signer);
-    }
-    if let Some(nonce) = &request.nonce {
-        claims.insert("nonce".into(), nonce.clone().into());
-    }
+    let claims = token_claims(service, &evaluation, hash, signer, request.nonce.as_deref());
     Ok(Outcome {
         verified,
         claims,
         evaluation: evaluation.to_json(),
     })
+}
+
+/// Token claims from the service's claims and a permitting evaluation:
+/// issued claims at the top level (never overriding a service claim) and
+/// under `x-ms-policy`, the policy hash and signer, the nonce.
+pub fn token_claims(
+    service: Map<String, Value>,
+    evaluation: &aver_policy::Evaluation,
+    policy_hash: String,
+    signer: Option<Value>,
+    nonce: Option<&str>,
+) -> Map<String, Value> {
+    let issued = evaluation.issued_json();
+    let mut claims = service;
+    for (name, value) in &issued {
+        claims.entry(name.clone()).or_insert_with(|| value.clone());
+    }
+    claims.insert("x-ms-policy".into(), Value::Object(issued));
+    claims.insert("x-ms-policy-hash".into(), policy_hash.into());
+    if let Some(signer) = signer {
+        claims.insert("x-ms-policy-signer".into(), signer);
+    }
+    if let Some(nonce) = nonce {
+        claims.insert("nonce".into(), nonce.into());
+    }
+    claims
 }
 
 /// Adds `iss`, `iat`, `nbf`, `exp` and `jti` to token claims.

@@ -1,4 +1,4 @@
-//! HTTP handlers: decode, call the pipeline, encode. Nothing else.
+//! Attestation and metadata handlers: decode, call the pipeline, encode.
 
 use aver_verify::{SgxEvidenceKind, VerificationTime};
 use axum::body::Body;
@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::pipeline::{self, PolicyChoice, SgxRequest};
 use crate::request::{base64_field, check_api_version, field, json_object, read_body, typed_data};
+use crate::routing::Prov;
 use crate::state::{AppState, AttestationType};
 
-fn json_response(value: Value) -> Response {
+pub fn json_response(value: Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
         value.to_string(),
@@ -23,23 +24,26 @@ fn json_response(value: Value) -> Response {
 /// `POST /attest/SgxEnclave`
 pub async fn attest_sgx_enclave(
     State(state): State<AppState>,
+    prov: Prov,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    attest_sgx(state, query, body, SgxEvidenceKind::Quote).await
+    attest_sgx(state, prov, query, body, SgxEvidenceKind::Quote).await
 }
 
 /// `POST /attest/OpenEnclave`
 pub async fn attest_open_enclave(
     State(state): State<AppState>,
+    prov: Prov,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    attest_sgx(state, query, body, SgxEvidenceKind::OpenEnclaveReport).await
+    attest_sgx(state, prov, query, body, SgxEvidenceKind::OpenEnclaveReport).await
 }
 
 async fn attest_sgx(
     state: AppState,
+    Prov(provider): Prov,
     query: Option<String>,
     body: Body,
     kind: SgxEvidenceKind,
@@ -78,7 +82,6 @@ async fn attest_sgx(
 
     let now = state.clock.now();
     let time = VerificationTime::from_unix_seconds(now);
-    let provider = &state.provider;
     let mut outcome = match &draft {
         Some(text) => {
             let policy = aver_policy::Policy::parse(text)
@@ -94,15 +97,9 @@ async fn attest_sgx(
             )?
         }
         None => {
-            let active = provider.policy(attestation_type).ok_or_else(|| {
-                ApiError::bad_request(
-                    "PolicyNotSet",
-                    format!(
-                        "no attestation policy is set for {}",
-                        attestation_type.as_str()
-                    ),
-                )
-            })?;
+            let active = provider
+                .policy(attestation_type)
+                .ok_or_else(|| policy_not_set(attestation_type))?;
             pipeline::attest_sgx(&state.sgx, &request, PolicyChoice::Active(&active), time)?
         }
     };
@@ -118,6 +115,7 @@ async fn attest_sgx(
             .map_err(|e| ApiError::internal("token signing failed", e))?
     };
     tracing::info!(
+        provider = %provider.name,
         kind = attestation_type.as_str(),
         mrenclave = %hex::encode(outcome.verified.mr_enclave),
         draft = draft.is_some(),
@@ -126,22 +124,112 @@ async fn attest_sgx(
     Ok(json_response(json!({ "token": token })))
 }
 
-/// `GET /certs`
-pub async fn certs(State(state): State<AppState>) -> Response {
-    let keys = state.provider.published_keys();
-    json_response(aver_token::metadata::jwks(keys.iter().map(|k| k.as_ref())))
+fn policy_not_set(kind: AttestationType) -> ApiError {
+    ApiError::bad_request(
+        "PolicyNotSet",
+        format!(
+            "no attestation policy is set for {}; set one with PUT /policies/{}",
+            kind.as_str(),
+            kind.as_str()
+        ),
+    )
 }
 
-/// `GET /.well-known/openid-configuration`
-pub async fn openid_configuration(State(state): State<AppState>) -> Response {
-    json_response(aver_token::metadata::openid_configuration(
-        &state.provider.issuer,
+/// Claims computed for the policy that stay out of TPM tokens: the full
+/// event log and PCR bank dumps would make every token tens of KiB. A
+/// policy that wants them issues them (as Azure's "issue all incoming"
+/// sample does).
+const TPM_POLICY_ONLY_CLAIMS: &[&str] = &["events", "pcrs"];
+
+/// `POST /attest/Tpm`: one step of the TPM protocol (see
+/// `crates/aver-tpm-attest/PROTOCOL.md`).
+pub async fn attest_tpm(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let bytes = read_body(body, state.max_body_bytes).await?;
+    let obj = json_object(&bytes)?;
+    let data = match field(&obj, "data") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "data must be a base64url string",
+            ));
+        }
+        None => return Err(ApiError::invalid_parameter("data is required")),
+    };
+    let policy = provider
+        .policy(AttestationType::Tpm)
+        .ok_or_else(|| policy_not_set(AttestationType::Tpm))?;
+    let options = policy.tpm_options()?;
+    let now = state.clock.now();
+    let tpm = provider.tpm.clone();
+    let replay = state.tpm_replay.clone();
+    // Verification does RSA/ECDSA and hashing over whole event logs: keep
+    // it off the async workers.
+    let step = tokio::task::spawn_blocking(move || tpm.handle_with(&data, now, &replay, &options))
+        .await
+        .map_err(|e| ApiError::internal("TPM verification task failed", e))?
+        .map_err(tpm_error)?;
+    match step {
+        aver_tpm_attest::TpmStep::Reply(payload) => Ok(json_response(
+            json!({ "data": aver_tpm_attest::encode_payload(&payload) }),
+        )),
+        aver_tpm_attest::TpmStep::Verified(verified) => {
+            let service = verified.claims;
+            let evaluation = pipeline::evaluate(&policy.policy, &service)?;
+            let mut for_token = service;
+            for name in TPM_POLICY_ONLY_CLAIMS {
+                for_token.remove(*name);
+            }
+            let mut claims = pipeline::token_claims(
+                for_token,
+                &evaluation,
+                policy.hash.clone(),
+                policy.signer.clone(),
+                None,
+            );
+            pipeline::stamp(&mut claims, &provider.issuer, now);
+            let token = provider
+                .signing_key()?
+                .sign_jwt(&provider.jku(), &claims)
+                .map_err(|e| ApiError::internal("token signing failed", e))?;
+            tracing::info!(provider = %provider.name, aik_validated = verified.aik_validated, "TPM attestation succeeded");
+            Ok(json_response(
+                json!({ "data": aver_tpm_attest::report_reply(&token) }),
+            ))
+        }
+    }
+}
+
+fn tpm_error(e: aver_tpm_attest::TpmError) -> ApiError {
+    let code = e.code();
+    if code == "InternalError" {
+        ApiError::internal("TPM verification failed", e)
+    } else {
+        ApiError::bad_request(code, e.to_string())
+    }
+}
+
+/// `GET /certs`
+pub async fn certs(prov: Prov) -> Response {
+    let Prov(provider) = prov;
+    json_response(aver_token::metadata::jwks(
+        provider.keys.iter().map(|k| k.as_ref()),
     ))
 }
 
-/// `GET /health`: liveness and readiness (a signing key is loaded).
-pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
-    state.provider.signing_key()?;
+/// `GET /.well-known/openid-configuration`
+pub async fn openid_configuration(Prov(provider): Prov) -> Response {
+    json_response(aver_token::metadata::openid_configuration(&provider.issuer))
+}
+
+/// `GET /health`: liveness and readiness (the provider has a signing key).
+pub async fn health(Prov(provider): Prov) -> Result<Response, ApiError> {
+    provider.signing_key()?;
     Ok(json_response(json!({ "status": "ok" })))
 }
 

@@ -1,14 +1,19 @@
-//! What every request handler shares: the provider's keys and policies, the
-//! verifiers, the store and the clock. Read-mostly; loaded at start and on
-//! change, never from the database on the attestation hot path.
+//! What request handlers share: providers (keys, policies, signers, TPM
+//! secrets), the verifiers, the store and the clock. Providers are loaded
+//! from the store at start and reloaded after every change (and when
+//! another replica changed the store), never read from the database on the
+//! attestation hot path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use aver_policy::Policy;
 use aver_token::SigningKey;
+use aver_tpm_attest::{ReplayCache, RequestOptions, TpmAttestService};
 use aver_verify::SgxVerifier;
+use serde_json::{Map, Value};
 
+use crate::admin::AdminAuth;
 use crate::error::ApiError;
 use crate::store::Store;
 
@@ -42,6 +47,16 @@ impl AttestationType {
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(text))
     }
+
+    /// The policy in force when none was set: Azure's shared-provider SGX
+    /// default for SGX and OpenEnclave; none for TPM (as in Azure,
+    /// TPM attestation needs a policy first).
+    pub fn default_policy(self) -> Option<&'static str> {
+        match self {
+            AttestationType::SgxEnclave | AttestationType::OpenEnclave => Some(DEFAULT_SGX_POLICY),
+            AttestationType::Tpm => None,
+        }
+    }
 }
 
 /// The shared-provider default SGX policy of Azure Attestation (2022),
@@ -49,26 +64,51 @@ impl AttestationType {
 /// `bROrN897ZfWmWY2V0FLUlu3uwk5xatGnKYHn3zBbSlw`.
 pub const DEFAULT_SGX_POLICY: &str = include_str!("../policies/sgx-default.txt");
 
-/// A policy in force, parsed once when it is set.
+/// A policy in force, parsed once when it is set or loaded.
 #[derive(Debug)]
 pub struct ActivePolicy {
     pub text: String,
     pub policy: Policy,
     /// `x-ms-policy-hash` of `text`.
     pub hash: String,
+    /// The exact JWS that set it (unsigned JWS of the text for defaults).
+    pub jws: String,
     /// The policy signer's JWK, when the policy was set signed.
-    pub signer: Option<serde_json::Value>,
+    pub signer: Option<Value>,
+    /// Properties issued by the configuration rules (which do not depend
+    /// on evidence): TPM `required_pcr_mask`, `require_valid_aik_cert`, ...
+    pub properties: Map<String, Value>,
 }
 
 impl ActivePolicy {
-    pub fn from_text(text: &str, signer: Option<serde_json::Value>) -> Result<Self, ApiError> {
+    pub fn new(text: &str, jws: String, signer: Option<Value>) -> Result<Self, ApiError> {
         let policy = Policy::parse(text)
             .map_err(|e| ApiError::bad_request("PolicyParsingError", e.to_string()))?;
+        // Configuration rules run before authorization and see no evidence
+        // claims in practice; evaluating on no claims yields them.
+        let properties = policy
+            .evaluate(&[])
+            .map(|e| e.properties_json())
+            .unwrap_or_default();
         Ok(ActivePolicy {
             text: text.to_string(),
-            policy,
             hash: aver_policy::policy_hash(text),
+            policy,
+            jws,
             signer,
+            properties,
+        })
+    }
+
+    /// A policy from text alone (defaults, offline tools).
+    pub fn from_text(text: &str, signer: Option<Value>) -> Result<Self, ApiError> {
+        Self::new(text, crate::policy_jws::unsigned_policy_jws(text), signer)
+    }
+
+    /// TPM request options from the configuration-rule properties.
+    pub fn tpm_options(&self) -> Result<RequestOptions, ApiError> {
+        RequestOptions::from_properties(&self.properties).map_err(|e| {
+            ApiError::bad_request("PolicyEvaluationError", format!("policy properties: {e}"))
         })
     }
 }
@@ -93,61 +133,152 @@ impl Clock {
     }
 }
 
-/// An attestation provider (tenant): issuer, keys and policies.
-#[derive(Debug)]
+/// An attestation provider (tenant): issuer, keys, policies, signers.
 pub struct Provider {
     pub name: String,
     pub issuer: String,
+    pub isolated: bool,
+    pub host: Option<String>,
     /// Published keys, the signing one first.
-    keys: RwLock<Vec<Arc<SigningKey>>>,
-    policies: RwLock<HashMap<AttestationType, Arc<ActivePolicy>>>,
+    pub keys: Vec<Arc<SigningKey>>,
+    pub policies: HashMap<AttestationType, Arc<ActivePolicy>>,
+    /// Policy-signer certificates (DER).
+    pub signers: Vec<Vec<u8>>,
+    /// SHA-256 of each admin key.
+    pub admin_key_hashes: Vec<Vec<u8>>,
+    pub tpm: Arc<TpmAttestService>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("isolated", &self.isolated)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Provider {
-    pub fn new(name: &str, issuer: &str, keys: Vec<Arc<SigningKey>>) -> Result<Self, ApiError> {
-        let sgx = Arc::new(ActivePolicy::from_text(DEFAULT_SGX_POLICY, None)?);
-        let mut policies = HashMap::new();
-        policies.insert(AttestationType::SgxEnclave, sgx.clone());
-        policies.insert(AttestationType::OpenEnclave, sgx);
-        Ok(Provider {
-            name: name.to_string(),
-            issuer: issuer.to_string(),
-            keys: RwLock::new(keys),
-            policies: RwLock::new(policies),
-        })
-    }
-
     /// The key that signs new tokens.
-    pub fn signing_key(&self) -> Result<Arc<SigningKey>, ApiError> {
+    pub fn signing_key(&self) -> Result<&SigningKey, ApiError> {
         self.keys
-            .read()
-            .map_err(|_| ApiError::internal("signing keys unavailable", "lock poisoned"))?
             .first()
-            .cloned()
+            .map(|k| k.as_ref())
             .ok_or_else(|| ApiError::internal("no signing key", "provider has no keys"))
     }
 
-    /// Every published key (for `/certs`).
-    pub fn published_keys(&self) -> Vec<Arc<SigningKey>> {
-        self.keys.read().map(|k| k.clone()).unwrap_or_default()
-    }
-
-    /// The policy in force for `kind`, if any.
+    /// The policy in force for `kind`: the one set, or the default.
     pub fn policy(&self, kind: AttestationType) -> Option<Arc<ActivePolicy>> {
-        self.policies.read().ok()?.get(&kind).cloned()
+        self.policies.get(&kind).cloned()
     }
 
     pub fn jku(&self) -> String {
         format!("{}/certs", self.issuer)
+    }
+
+    /// Signs management-API result claims (1 hour, as Azure's).
+    pub fn sign_result(&self, claims: Map<String, Value>, now: u64) -> Result<String, ApiError> {
+        let mut claims = claims;
+        claims.insert("iss".into(), self.issuer.clone().into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("nbf".into(), now.into());
+        claims.insert("exp".into(), (now + 3600).into());
+        self.signing_key()?
+            .sign_jwt(&self.jku(), &claims)
+            .map_err(|e| ApiError::internal("token signing failed", e))
+    }
+}
+
+/// All providers, by name and by host.
+#[derive(Debug, Default)]
+pub struct Providers {
+    pub by_name: HashMap<String, Arc<Provider>>,
+    pub generation: i64,
+}
+
+impl Providers {
+    pub fn by_host(&self, host: &str) -> Option<Arc<Provider>> {
+        self.by_name
+            .values()
+            .find(|p| {
+                p.host
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
+            })
+            .cloned()
     }
 }
 
 /// Shared state of the service.
 #[derive(Clone)]
 pub struct AppState {
-    pub provider: Arc<Provider>,
-    pub store: Arc<Store>,
+    pub providers: Arc<RwLock<Providers>>,
+    pub store: Arc<dyn Store>,
     pub sgx: Arc<SgxVerifier>,
     pub clock: Clock,
     pub max_body_bytes: usize,
+    pub tpm_replay: Arc<ReplayCache>,
+    pub admin: Arc<AdminAuth>,
+    /// Everything needed to (re)build providers from the store.
+    pub loader: Arc<crate::load::Loader>,
+}
+
+impl AppState {
+    /// The named provider.
+    pub fn provider(&self, name: &str) -> Result<Arc<Provider>, ApiError> {
+        self.providers
+            .read()
+            .map_err(|_| ApiError::internal("providers unavailable", "lock poisoned"))?
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "ProviderNotFound",
+                    format!("no attestation provider named {name:?}"),
+                )
+            })
+    }
+
+    /// Reloads every provider from the store (after a change here or on
+    /// another replica).
+    pub async fn reload(&self) -> Result<(), ApiError> {
+        let loader = self.loader.clone();
+        let store = self.store.clone();
+        let now = self.clock.now();
+        let fresh = tokio::task::spawn_blocking(move || loader.load_all(store.as_ref(), now))
+            .await
+            .map_err(|e| ApiError::internal("reload failed", e))?
+            .map_err(|e| ApiError::internal("reload failed", e))?;
+        let mut guard = self
+            .providers
+            .write()
+            .map_err(|_| ApiError::internal("providers unavailable", "lock poisoned"))?;
+        *guard = fresh;
+        Ok(())
+    }
+
+    /// Runs a blocking store operation off the async threads.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ApiError::internal("store task failed", e))?
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(what) => ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "Conflict",
+                    format!("{what} already exists"),
+                ),
+                crate::store::StoreError::NotFound(what) => {
+                    ApiError::not_found(format!("{what} does not exist"))
+                }
+                other => ApiError::internal("store operation failed", other),
+            })
+    }
 }

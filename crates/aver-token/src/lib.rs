@@ -16,6 +16,7 @@ pub mod b64;
 pub mod jws;
 pub mod keys;
 pub mod metadata;
+pub mod policy;
 pub mod relying_party;
 
 pub use jws::{CompactJws, JwsAlg, JwsError};

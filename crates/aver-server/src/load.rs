@@ -1,0 +1,297 @@
+//! Building the in-memory providers from the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aver_token::SigningKey;
+use aver_tpm_attest::{TpmAttestConfig, TpmAttestService};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+use crate::state::{ActivePolicy, AttestationType, Provider, Providers};
+use crate::store::{AuditRecord, ProviderRecord, Store, StoreError, StoredKey};
+
+/// The default provider's name; it answers at the root path.
+pub const DEFAULT_PROVIDER: &str = "default";
+
+/// What providers are built from besides the store.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    /// The service's public base URL (no trailing slash).
+    pub base_issuer: String,
+    /// TPM manufacturer roots (DER) trusted for EK certificates.
+    pub ek_roots: Vec<Vec<u8>>,
+}
+
+/// Why providers could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("provider {provider}: {detail}")]
+    Provider { provider: String, detail: String },
+}
+
+/// Whether `name` is a valid provider name: 1-63 of `a-z 0-9 -`, not
+/// starting with `-` (it appears in URLs and host names).
+pub fn valid_provider_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A new random admin key (`aver_` + 32 random bytes, base64url) and the
+/// SHA-256 hash that is stored instead of it.
+pub fn new_admin_key() -> Result<(String, Vec<u8>), String> {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| "system RNG failed".to_string())?;
+    let key = format!("aver_{}", aver_token::b64::encode_url(&secret));
+    let hash = admin_key_hash(&key);
+    Ok((key, hash))
+}
+
+/// The stored form of an admin key.
+pub fn admin_key_hash(key: &str) -> Vec<u8> {
+    aver_verify::sha256(key.as_bytes()).to_vec()
+}
+
+impl Loader {
+    /// The issuer URL of a provider.
+    pub fn issuer_of(&self, record: &ProviderRecord) -> String {
+        if record.name == DEFAULT_PROVIDER {
+            self.base_issuer.clone()
+        } else if let Some(host) = &record.host {
+            format!("https://{host}")
+        } else {
+            format!("{}/providers/{}", self.base_issuer, record.name)
+        }
+    }
+
+    /// Loads every provider.
+    pub fn load_all(&self, store: &dyn Store, now: u64) -> Result<Providers, LoadError> {
+        let generation = store.generation()?;
+        let mut by_name = HashMap::new();
+        for record in store.providers()? {
+            let provider = self.load(store, &record, now)?;
+            by_name.insert(record.name.clone(), Arc::new(provider));
+        }
+        Ok(Providers {
+            by_name,
+            generation,
+        })
+    }
+
+    /// Loads one provider, creating its signing key and TPM secrets on
+    /// first use.
+    pub fn load(
+        &self,
+        store: &dyn Store,
+        record: &ProviderRecord,
+        now: u64,
+    ) -> Result<Provider, LoadError> {
+        let fail = |detail: String| LoadError::Provider {
+            provider: record.name.clone(),
+            detail,
+        };
+        let issuer = self.issuer_of(record);
+        let mut stored = store.signing_keys(&record.name)?;
+        if stored.is_empty() {
+            let key = SigningKey::generate(&issuer).map_err(|e| fail(e.to_string()))?;
+            let row = StoredKey {
+                kid: key.kid().to_string(),
+                pkcs8: key.pkcs8_der().to_vec(),
+                certificate: key.certificate_der().to_vec(),
+                created_at: now as i64,
+            };
+            store.insert_signing_key(&record.name, &row)?;
+            tracing::info!(provider = %record.name, kid = key.kid(), "generated a token-signing key");
+            // Another replica may have raced us: use what the store holds.
+            stored = store.signing_keys(&record.name)?;
+        }
+        let keys = stored
+            .into_iter()
+            .map(|k| {
+                SigningKey::from_parts(k.pkcs8, k.certificate)
+                    .map(Arc::new)
+                    .map_err(|e| fail(format!("stored key {}: {e}", k.kid)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut policies = HashMap::new();
+        for kind in AttestationType::ALL {
+            if let Some(text) = kind.default_policy() {
+                let active = ActivePolicy::from_text(text, None).map_err(|e| fail(e.message))?;
+                policies.insert(kind, Arc::new(active));
+            }
+        }
+        for row in store.policies(&record.name)? {
+            let Some(kind) = AttestationType::parse(&row.attestation_type) else {
+                continue;
+            };
+            if row.text.is_empty() {
+                policies.remove(&kind);
+                continue;
+            }
+            let signer = row
+                .signer
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok());
+            match ActivePolicy::new(&row.text, row.jws, signer) {
+                Ok(active) => {
+                    policies.insert(kind, Arc::new(active));
+                }
+                Err(e) => {
+                    // Stored policies were validated when set; refuse to
+                    // silently fall back to a default for a bad one.
+                    return Err(fail(format!(
+                        "stored {} policy: {}",
+                        kind.as_str(),
+                        e.message
+                    )));
+                }
+            }
+        }
+
+        let context_key = self.secret(store, &record.name, "tpm-context-key", || {
+            let mut key = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut key).map_err(|_| "system RNG failed".to_string())?;
+            Ok(key.to_vec())
+        })?;
+        let context_key: [u8; 32] = context_key
+            .try_into()
+            .map_err(|_| fail("stored TPM context key is not 32 bytes".into()))?;
+        let ak_ca = self.secret(store, &record.name, "tpm-ak-ca", || new_ak_ca(&record.name))?;
+        let (ca_cert, ca_key) =
+            split_ak_ca(&ak_ca).ok_or_else(|| fail("stored AK CA is malformed".into()))?;
+        let tpm = TpmAttestService::new(TpmAttestConfig::new(
+            context_key,
+            ca_cert,
+            ca_key,
+            self.ek_roots.clone(),
+        ))
+        .map_err(|e| fail(format!("TPM service: {e}")))?;
+
+        Ok(Provider {
+            name: record.name.clone(),
+            issuer,
+            isolated: record.isolated,
+            host: record.host.clone(),
+            keys,
+            policies,
+            signers: store.signers(&record.name)?,
+            admin_key_hashes: store.admin_key_hashes(&record.name)?,
+            tpm: Arc::new(tpm),
+        })
+    }
+
+    fn secret(
+        &self,
+        store: &dyn Store,
+        provider: &str,
+        name: &str,
+        make: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, LoadError> {
+        // secret_or_insert keeps the first writer's value, so replicas that
+        // start together agree.
+        let candidate = make().map_err(|detail| LoadError::Provider {
+            provider: provider.to_string(),
+            detail,
+        })?;
+        Ok(store.secret_or_insert(provider, name, &candidate)?)
+    }
+}
+
+/// Creates the provider `record` with its first admin key; returns the key
+/// (shown once, stored hashed).
+pub fn create_provider(
+    store: &dyn Store,
+    record: &ProviderRecord,
+    signers: &[Vec<u8>],
+    actor: &str,
+) -> Result<String, String> {
+    if !valid_provider_name(&record.name) {
+        return Err(format!(
+            "invalid provider name {:?}: use 1-63 of a-z, 0-9 and -",
+            record.name
+        ));
+    }
+    if record.isolated && signers.is_empty() {
+        return Err("an isolated provider needs at least one policy signer certificate".into());
+    }
+    let (key, hash) = new_admin_key()?;
+    let audit = AuditRecord {
+        at: record.created_at,
+        provider: record.name.clone(),
+        actor: actor.to_string(),
+        action: "provider.create".into(),
+        target: record.name.clone(),
+        policy_hash: None,
+        detail: format!(
+            "mode {}, {} signer(s){}",
+            if record.isolated { "isolated" } else { "aad" },
+            signers.len(),
+            record
+                .host
+                .as_deref()
+                .map(|h| format!(", host {h}"))
+                .unwrap_or_default()
+        ),
+    };
+    store
+        .create_provider(record, signers, &hash, &audit)
+        .map_err(|e| e.to_string())?;
+    Ok(key)
+}
+
+/// The AK CA secret: a length-prefixed certificate DER, then PKCS#8.
+fn new_ak_ca(provider: &str) -> Result<Vec<u8>, String> {
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("Aver AK CA ({provider})"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2099, 12, 31);
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let cert = cert.der().to_vec();
+    let pkcs8 = key.serialize_der();
+    let mut out = (cert.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&cert);
+    out.extend_from_slice(&pkcs8);
+    Ok(out)
+}
+
+fn split_ak_ca(blob: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    let cert = blob.get(4..4usize.checked_add(len)?)?.to_vec();
+    let key = blob.get(4 + len..)?.to_vec();
+    Some((cert, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_names() {
+        assert!(valid_provider_name("contoso-prod-1"));
+        for bad in ["", "-x", "Upper", "a/b", "a.b", &"x".repeat(64)] {
+            assert!(!valid_provider_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ak_ca_blob_round_trip() {
+        let blob = new_ak_ca("t").unwrap();
+        let (cert, key) = split_ak_ca(&blob).unwrap();
+        assert!(x509_parser::parse_x509_certificate(&cert).is_ok());
+        assert!(KeyPair::try_from(key.as_slice()).is_ok());
+        assert!(split_ak_ca(&blob[..3]).is_none());
+    }
+}

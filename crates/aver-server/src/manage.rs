@@ -1,0 +1,349 @@
+//! Policy and policy-signer management, wire-compatible with Azure
+//! Attestation's data plane: `/policies/{type}` (GET, PUT, POST `:reset`),
+//! `/certificates` (GET, POST `:add`, POST `:remove`), plus `/audit`.
+//!
+//! Every call needs admin authentication ([`crate::admin`]). Changes are
+//! committed to the store (with their audit record) before the in-memory
+//! providers are reloaded and the client is answered, so an acknowledged
+//! change is durable and a failed one changes nothing.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use crate::admin::Actor;
+use crate::error::ApiError;
+use crate::policy_jws::{self, EMPTY_POLICY_JWS};
+use crate::request::{check_api_version, read_body};
+use crate::routes::json_response;
+use crate::routing::Prov;
+use crate::state::{ActivePolicy, AppState, AttestationType, Provider};
+use crate::store::{AuditRecord, PolicyRecord, SignerRemoval};
+
+fn token_response(
+    provider: &Provider,
+    claims: Map<String, Value>,
+    now: u64,
+) -> Result<Response, ApiError> {
+    let token = provider.sign_result(claims, now)?;
+    Ok(json_response(json!({ "token": token })))
+}
+
+fn audit(provider: &Provider, actor: &Actor, action: &str, target: &str, now: u64) -> AuditRecord {
+    AuditRecord {
+        at: now as i64,
+        provider: provider.name.clone(),
+        actor: actor.0.clone(),
+        action: action.into(),
+        target: target.into(),
+        policy_hash: None,
+        detail: String::new(),
+    }
+}
+
+fn attestation_type(spec: &str) -> Result<AttestationType, ApiError> {
+    AttestationType::parse(spec).ok_or_else(|| {
+        ApiError::invalid_parameter(format!(
+            "unknown attestation type {spec:?}; supported: SgxEnclave, OpenEnclave, Tpm"
+        ))
+    })
+}
+
+async fn body_text(state: &AppState, body: Body) -> Result<String, ApiError> {
+    let bytes = read_body(body, state.max_body_bytes).await?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::invalid_parameter("the body is not UTF-8"))
+}
+
+/// `GET /policies/{type}`
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Path(spec): Path<String>,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    state.admin.authenticate(&headers, &provider, now)?;
+    let kind = attestation_type(&spec)?;
+    let jws = provider
+        .policy(kind)
+        .map(|p| p.jws.clone())
+        .unwrap_or_else(|| EMPTY_POLICY_JWS.to_string());
+    let mut claims = Map::new();
+    claims.insert("x-ms-policy".into(), jws.into());
+    token_response(&provider, claims, now)
+}
+
+/// `PUT /policies/{type}` with a `text/plain` JWS body.
+pub async fn put_policy(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Path(spec): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    let actor = state.admin.authenticate(&headers, &provider, now)?;
+    let kind = attestation_type(&spec)?;
+    let submission = policy_jws::parse(&body_text(&state, body).await?)?;
+    policy_jws::authorize(&provider, submission.signer.as_deref())?;
+    let text = submission.text.clone().unwrap_or_default();
+    if text.trim().is_empty() && kind != AttestationType::Tpm {
+        return Err(ApiError::invalid_parameter(format!(
+            "the policy document is empty; only Tpm accepts an empty policy (use :reset to restore the {} default)",
+            kind.as_str()
+        )));
+    }
+    let signer_jwk = submission.signer.as_deref().map(policy_jws::signer_jwk);
+    // Validate before anything is stored.
+    let hash = if text.trim().is_empty() {
+        None
+    } else {
+        Some(ActivePolicy::new(&text, submission.jws.clone(), signer_jwk.clone())?.hash)
+    };
+    let record = PolicyRecord {
+        attestation_type: kind.as_str().into(),
+        jws: submission.jws.clone(),
+        text,
+        signer: signer_jwk.as_ref().map(|j| j.to_string()),
+        updated_at: now as i64,
+    };
+    let mut entry = audit(&provider, &actor, "policy.set", kind.as_str(), now);
+    entry.policy_hash = hash;
+    entry.detail = match &submission.signer {
+        Some(cert) => format!("signed by {}", policy_jws::thumbprint(cert)),
+        None => "unsigned".into(),
+    };
+    let name = provider.name.clone();
+    state
+        .blocking(move |store| store.set_policy(&name, &record, &entry))
+        .await?;
+    state.reload().await?;
+
+    let mut claims = Map::new();
+    claims.insert("x-ms-policy-result".into(), "Updated".into());
+    claims.insert(
+        "x-ms-policy-token-hash".into(),
+        aver_token::b64::encode_url(&aver_verify::sha256(submission.jws.as_bytes())).into(),
+    );
+    if let Some(jwk) = signer_jwk {
+        claims.insert("x-ms-policy-signer".into(), jwk);
+    }
+    tracing::info!(provider = %provider.name, kind = kind.as_str(), actor = %actor.0, "policy set");
+    token_response(&provider, claims, now)
+}
+
+/// `POST /policies/{type}:reset` with a `text/plain` JWS (empty payload).
+pub async fn post_policy(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Path(spec): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(kind_text) = spec.strip_suffix(":reset") else {
+        return Err(crate::routes::method_not_allowed().await);
+    };
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    let actor = state.admin.authenticate(&headers, &provider, now)?;
+    let kind = attestation_type(kind_text)?;
+    let submission = policy_jws::parse(&body_text(&state, body).await?)?;
+    policy_jws::authorize(&provider, submission.signer.as_deref())?;
+    let mut entry = audit(&provider, &actor, "policy.reset", kind.as_str(), now);
+    entry.policy_hash = kind.default_policy().map(aver_policy::policy_hash);
+    let name = provider.name.clone();
+    let type_name = kind.as_str().to_string();
+    state
+        .blocking(move |store| store.remove_policy(&name, &type_name, &entry))
+        .await?;
+    state.reload().await?;
+    let mut claims = Map::new();
+    claims.insert("x-ms-policy-result".into(), "Removed".into());
+    tracing::info!(provider = %provider.name, kind = kind.as_str(), actor = %actor.0, "policy reset");
+    token_response(&provider, claims, now)
+}
+
+/// `GET /certificates`
+pub async fn get_certificates(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    state.admin.authenticate(&headers, &provider, now)?;
+    let keys: Vec<Value> = provider
+        .signers
+        .iter()
+        .map(|der| policy_jws::signer_jwk(der))
+        .collect();
+    let mut claims = Map::new();
+    claims.insert("x-ms-policy-certificates".into(), json!({ "keys": keys }));
+    token_response(&provider, claims, now)
+}
+
+/// The certificate named by an add/remove request's signed JWS.
+fn management_certificate(provider: &Provider, body: &str) -> Result<Vec<u8>, ApiError> {
+    // The body is a JSON string literal holding the JWS; accept a bare JWS
+    // too.
+    let jws_text = match serde_json::from_str::<Value>(body) {
+        Ok(Value::String(s)) => s,
+        _ => body.trim().to_string(),
+    };
+    let jws = aver_token::CompactJws::parse(&jws_text)
+        .map_err(|e| ApiError::bad_request("InvalidOperation", format!("Malformed JWT: {e}")))?;
+    let signer = policy_jws::signer_certificate(&jws)?;
+    if signer.is_none() {
+        return Err(ApiError::bad_request(
+            "InvalidOperation",
+            "certificate management requests must be signed by a trusted policy signer",
+        ));
+    }
+    policy_jws::authorize(provider, signer.as_deref())?;
+    let payload = jws
+        .payload_json()
+        .map_err(|e| ApiError::bad_request("InvalidOperation", format!("Malformed JWT: {e}")))?
+        .unwrap_or_default();
+    let cert = [
+        "policyCertificate",
+        "maa-policyCertificate",
+        "aas-policyCertificate",
+    ]
+    .iter()
+    .find_map(|name| payload.get(*name))
+    .ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidOperation",
+            "Could not find \"policyCertificate\" claim in policy token",
+        )
+    })?;
+    let der = cert
+        .get("x5c")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .and_then(aver_token::b64::decode_std)
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "policyCertificate must carry x5c with a base64 DER certificate",
+            )
+        })?;
+    x509_parser::parse_x509_certificate(&der).map_err(|e| {
+        ApiError::invalid_parameter(format!(
+            "policyCertificate is not an X.509 certificate: {e}"
+        ))
+    })?;
+    Ok(der)
+}
+
+async fn modify_certificates(
+    state: AppState,
+    provider: std::sync::Arc<Provider>,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+    add: bool,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    let actor = state.admin.authenticate(&headers, &provider, now)?;
+    if !provider.isolated {
+        return Err(ApiError::bad_request(
+            "InvalidOperation",
+            format!(
+                "provider {:?} is not in isolated mode: it has no policy signers to manage",
+                provider.name
+            ),
+        ));
+    }
+    let der = management_certificate(&provider, &body_text(&state, body).await?)?;
+    let thumbprint = policy_jws::thumbprint(&der);
+    let action = if add { "signer.add" } else { "signer.remove" };
+    let entry = audit(&provider, &actor, action, &thumbprint, now);
+    let name = provider.name.clone();
+    let present = if add {
+        state
+            .blocking(move |store| store.add_signer(&name, &der, &entry))
+            .await?;
+        true
+    } else {
+        match state
+            .blocking(move |store| store.remove_signer(&name, &der, &entry))
+            .await?
+        {
+            SignerRemoval::Removed | SignerRemoval::Absent => false,
+            SignerRemoval::LastSigner => {
+                return Err(ApiError::bad_request(
+                    "InvalidOperation",
+                    "the last policy signer of an isolated provider cannot be removed",
+                ));
+            }
+        }
+    };
+    state.reload().await?;
+    let mut claims = Map::new();
+    claims.insert("x-ms-certificate-thumbprint".into(), thumbprint.into());
+    claims.insert(
+        "x-ms-policycertificates-result".into(),
+        if present { "IsPresent" } else { "IsAbsent" }.into(),
+    );
+    tracing::info!(provider = %provider.name, action, actor = %actor.0, "policy signers changed");
+    token_response(&provider, claims, now)
+}
+
+/// `POST /certificates:add`
+pub async fn add_certificate(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    modify_certificates(state, provider, query, headers, body, true).await
+}
+
+/// `POST /certificates:remove`
+pub async fn remove_certificate(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    modify_certificates(state, provider, query, headers, body, false).await
+}
+
+/// `GET /audit?limit=N`: the provider's audit log, newest first.
+pub async fn get_audit(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let actor = state.admin.authenticate(&headers, &provider, now)?;
+    let _ = actor;
+    let limit = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "limit")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(100)
+        .min(10_000);
+    let name = provider.name.clone();
+    let entries = state
+        .blocking(move |store| store.audit_log(&name, limit))
+        .await?;
+    Ok(json_response(json!({ "entries": entries })))
+}

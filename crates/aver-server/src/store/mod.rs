@@ -1,0 +1,164 @@
+//! Durable state behind one trait, with two backends:
+//!
+//! * [`sqlite::SqliteStore`] — the embedded default: one file in the data
+//!   directory, WAL journal with `synchronous=FULL`.
+//! * `postgres::PostgresStore` — for several replicas over one database.
+//!
+//! Every mutation is one transaction that also appends its audit record and
+//! bumps a generation counter; callers update their in-memory view only
+//! after the commit, by reloading, so a failed change leaves the previous
+//! state intact and an acknowledged one survives a crash. Replicas poll
+//! [`Store::generation`] to notice changes made elsewhere. Nothing on the
+//! attestation hot path calls the store.
+//!
+//! The methods are blocking; the service calls them from
+//! `tokio::task::spawn_blocking`.
+
+pub mod postgres;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A stored token-signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub pkcs8: Vec<u8>,
+    pub certificate: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// An attestation provider (tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRecord {
+    pub name: String,
+    /// Isolated mode: policies must be signed by a trusted policy signer.
+    pub isolated: bool,
+    /// Optional host name that routes to this provider.
+    pub host: Option<String>,
+    pub created_at: i64,
+}
+
+/// A policy set on a provider: the exact JWS received and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub attestation_type: String,
+    pub jws: String,
+    pub text: String,
+    /// The signer's JWK (JSON), when the JWS was signed.
+    pub signer: Option<String>,
+    pub updated_at: i64,
+}
+
+/// One audit-log entry: who did what, when, and the new policy's hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub at: i64,
+    pub provider: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub policy_hash: Option<String>,
+    pub detail: String,
+}
+
+/// Outcome of removing a policy signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerRemoval {
+    Removed,
+    Absent,
+    /// Refused: it is the provider's last signer.
+    LastSigner,
+}
+
+/// Storage failures: a fault of the service, never of a client, except
+/// [`StoreError::Conflict`] and [`StoreError::NotFound`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("the store lock was poisoned by a panic")]
+    Poisoned,
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// What the service needs from a durable store.
+pub trait Store: Send + Sync + 'static {
+    /// Incremented by every committed mutation.
+    fn generation(&self) -> Result<i64, StoreError>;
+
+    fn providers(&self) -> Result<Vec<ProviderRecord>, StoreError>;
+    /// Creates a provider with its initial signers and admin-key hash.
+    fn create_provider(
+        &self,
+        provider: &ProviderRecord,
+        signers: &[Vec<u8>],
+        admin_key_hash: &[u8],
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Deletes a provider and everything it owns.
+    fn delete_provider(&self, name: &str, audit: &AuditRecord) -> Result<bool, StoreError>;
+
+    fn signing_keys(&self, provider: &str) -> Result<Vec<StoredKey>, StoreError>;
+    fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError>;
+
+    /// A provider secret (TPM context key, AK CA), created with `value` if
+    /// absent; returns the stored value (another replica may have won).
+    fn secret_or_insert(
+        &self,
+        provider: &str,
+        name: &str,
+        value: &[u8],
+    ) -> Result<Vec<u8>, StoreError>;
+
+    fn policies(&self, provider: &str) -> Result<Vec<PolicyRecord>, StoreError>;
+    fn set_policy(
+        &self,
+        provider: &str,
+        policy: &PolicyRecord,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    fn remove_policy(
+        &self,
+        provider: &str,
+        attestation_type: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Policy-signer certificates (DER), oldest first.
+    fn signers(&self, provider: &str) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Adds a signer; false when it was already present.
+    fn add_signer(
+        &self,
+        provider: &str,
+        der: &[u8],
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    fn remove_signer(
+        &self,
+        provider: &str,
+        der: &[u8],
+        audit: &AuditRecord,
+    ) -> Result<SignerRemoval, StoreError>;
+
+    /// SHA-256 hashes of the provider's admin keys.
+    fn admin_key_hashes(&self, provider: &str) -> Result<Vec<Vec<u8>>, StoreError>;
+    fn add_admin_key(
+        &self,
+        provider: &str,
+        hash: &[u8],
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Newest first, at most `limit`.
+    fn audit_log(&self, provider: &str, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+}

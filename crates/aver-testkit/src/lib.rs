@@ -30,7 +30,13 @@ pub fn skip(test: &str, reason: &str) {
     if strict() {
         panic!("{test}: required component missing under AVER_TEST_STRICT=1: {reason}");
     }
-    eprintln!("SKIPPED {test}: {reason} (set AVER_TEST_STRICT=1 to make this a failure)");
+    // Written straight to the process's stderr: the test harness captures
+    // `eprintln!` of passing tests, and a skip must never be silent.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {reason} (set AVER_TEST_STRICT=1 to make this a failure)"
+    );
 }
 
 /// Path of a vector file, or `None` after a loud skip when it is absent.

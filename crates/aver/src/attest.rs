@@ -11,6 +11,9 @@ use crate::files;
 
 #[derive(Subcommand)]
 pub enum AttestCommand {
+    /// Attest a TPM: enroll the AK (once), then quote and send the boot log
+    /// (POST /attest/Tpm).
+    Tpm(crate::tpm::AttestTpmArgs),
     /// Attest an SGX DCAP quote (POST /attest/SgxEnclave).
     Sgx {
         /// The quote: raw bytes, or base64/hex text.
@@ -71,6 +74,7 @@ impl From<Kind> for DataType {
 
 pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
     let (endpoint, path, common) = match cmd {
+        AttestCommand::Tpm(args) => return crate::tpm::attest(args).await,
         AttestCommand::Sgx { quote, common } => (SgxEndpoint::SgxEnclave, quote, common),
         AttestCommand::Openenclave { report, common } => (SgxEndpoint::OpenEnclave, report, common),
     };

@@ -15,13 +15,17 @@ use crate::files;
 
 #[derive(Subcommand)]
 pub enum EvidenceCommand {
-    /// Verify SGX evidence and print the verdict and the claims.
+    /// Verify evidence and print the verdict and the claims.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Parse a TCG event log; print its events and the replayed PCRs of every bank.
+    Eventlog(crate::tpm::EventlogArgs),
 }
 
 #[derive(Subcommand)]
 pub enum VerifyCommand {
+    /// A TPM quote, its signature, the AK and (optionally) the event log.
+    Tpm(crate::tpm::VerifyTpmArgs),
     /// An SGX DCAP quote (or, with --openenclave, an OpenEnclave report).
     Sgx {
         /// The evidence: raw bytes, or base64/hex text.
@@ -48,6 +52,11 @@ pub enum VerifyCommand {
 }
 
 pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
+    let cmd = match cmd {
+        EvidenceCommand::Eventlog(args) => return crate::tpm::eventlog(args),
+        EvidenceCommand::Verify(VerifyCommand::Tpm(args)) => return crate::tpm::verify(args),
+        other => other,
+    };
     let EvidenceCommand::Verify(VerifyCommand::Sgx {
         file,
         openenclave,
@@ -56,7 +65,10 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         at,
         trust_root,
         policy,
-    }) = cmd;
+    }) = cmd
+    else {
+        unreachable!("TPM commands returned above") // ok: matched exhaustively above
+    };
     let time = match at {
         Some(text) => {
             parse_rfc3339(&text).ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?

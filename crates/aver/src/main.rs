@@ -3,6 +3,7 @@
 //! A thin shell over the library crates: every subcommand parses its
 //! arguments and calls one library function.
 
+mod admin;
 mod attest;
 mod demo;
 mod evidence;
@@ -11,6 +12,7 @@ mod policy;
 mod serve;
 mod sim;
 mod token;
+mod tpm;
 
 use clap::{Parser, Subcommand};
 
@@ -46,9 +48,114 @@ enum Command {
     /// Evaluate and hash attestation policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Manage policy signers of an isolated provider.
+    #[command(subcommand)]
+    Signer(SignerCommand),
+    /// Create, list and delete attestation providers (tenants).
+    #[command(subcommand)]
+    Provider(ProviderCommand),
     /// The simulated SGX enclave used by tests and the demo.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+}
+
+#[derive(Subcommand)]
+enum SignerCommand {
+    /// List the trusted policy signers.
+    List {
+        #[command(flatten)]
+        connection: admin::Connection,
+    },
+    /// Add a policy signer; the request is signed by a current signer.
+    Add {
+        /// The certificate to add (PEM).
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        #[command(flatten)]
+        signer: admin::SignerFiles,
+        #[command(flatten)]
+        connection: admin::Connection,
+    },
+    /// Remove a policy signer; the request is signed by a current signer.
+    Remove {
+        /// The certificate to remove (PEM).
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        #[command(flatten)]
+        signer: admin::SignerFiles,
+        #[command(flatten)]
+        connection: admin::Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Create a provider; prints its admin key once.
+    Create {
+        /// Name: 1-63 of a-z, 0-9 and -.
+        name: String,
+        /// Policy-signer certificates (PEM); makes the provider isolated.
+        #[arg(long)]
+        signers: Vec<std::path::PathBuf>,
+        /// A host name that routes to this provider.
+        #[arg(long)]
+        host: Option<String>,
+        #[command(flatten)]
+        store: admin::StoreArgs,
+    },
+    /// List providers: name, mode, host.
+    List {
+        #[command(flatten)]
+        store: admin::StoreArgs,
+    },
+    /// Delete a provider and everything it owns.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        store: admin::StoreArgs,
+    },
+}
+
+async fn signer(cmd: SignerCommand) -> anyhow::Result<std::process::ExitCode> {
+    let (add, cert, signer, connection) = match cmd {
+        SignerCommand::List { connection } => {
+            for der in connection.admin()?.signers().await? {
+                println!("{}", aver_server::policy_jws::thumbprint(&der));
+            }
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        SignerCommand::Add {
+            cert,
+            signer,
+            connection,
+        } => (true, cert, signer, connection),
+        SignerCommand::Remove {
+            cert,
+            signer,
+            connection,
+        } => (false, cert, signer, connection),
+    };
+    let signer = signer.load()?.ok_or_else(|| {
+        anyhow::anyhow!("--signing-key and --signing-cert of a current signer are required")
+    })?;
+    let der = admin::read_certificate(&cert)?;
+    let jws = aver_token::policy::certificate_management(&der, &signer)?;
+    let result = connection.admin()?.modify_signers(add, &jws).await?;
+    admin::print_claims(&result);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
+    match cmd {
+        ProviderCommand::Create {
+            name,
+            signers,
+            host,
+            store,
+        } => admin::provider_create(&store, &name, &signers, host),
+        ProviderCommand::List { store } => admin::provider_list(&store),
+        ProviderCommand::Delete { name, store } => admin::provider_delete(&store, &name),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,7 +182,9 @@ fn main() -> std::process::ExitCode {
             Command::Attest(cmd) => attest::run(cmd).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::Evidence(cmd) => evidence::run(cmd),
-            Command::Policy(cmd) => policy::run(cmd),
+            Command::Policy(cmd) => policy::run(cmd).await,
+            Command::Signer(cmd) => signer(cmd).await,
+            Command::Provider(cmd) => provider(cmd),
             Command::Sim(cmd) => sim::run(cmd),
         }
     });

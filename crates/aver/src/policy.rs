@@ -30,10 +30,106 @@ pub enum PolicyCommand {
         /// The policy text.
         policy: PathBuf,
     },
+    /// Print the policy in force for an attestation type.
+    Get {
+        /// SgxEnclave, OpenEnclave or Tpm.
+        #[arg(long = "type")]
+        attestation_type: String,
+        /// Print the stored JWS instead of the policy text.
+        #[arg(long)]
+        jws: bool,
+        #[command(flatten)]
+        connection: crate::admin::Connection,
+    },
+    /// Set the policy for an attestation type (policy text, or a JWS as-is).
+    Set {
+        #[arg(long = "type")]
+        attestation_type: String,
+        /// Policy text, or an already-signed policy JWS.
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        signer: crate::admin::SignerFiles,
+        #[command(flatten)]
+        connection: crate::admin::Connection,
+    },
+    /// Restore the default policy of an attestation type.
+    Reset {
+        #[arg(long = "type")]
+        attestation_type: String,
+        #[command(flatten)]
+        signer: crate::admin::SignerFiles,
+        #[command(flatten)]
+        connection: crate::admin::Connection,
+    },
+    /// Sign a policy text into a JWS (RS256, certificate in x5c).
+    Sign {
+        /// The policy text.
+        #[arg(long)]
+        file: PathBuf,
+        /// The signer's RSA private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// The signer's certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+    },
 }
 
-pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
+pub async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
     match cmd {
+        PolicyCommand::Get {
+            attestation_type,
+            jws,
+            connection,
+        } => {
+            let (stored, text) = connection.admin()?.get_policy(&attestation_type).await?;
+            if jws {
+                println!("{stored}");
+            } else {
+                match text {
+                    Some(text) => println!("{text}"),
+                    None => eprintln!("no policy is set for {attestation_type}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Set {
+            attestation_type,
+            file,
+            signer,
+            connection,
+        } => {
+            let signer = signer.load()?;
+            let jws = crate::admin::policy_jws(&file, signer.as_ref())?;
+            let result = connection
+                .admin()?
+                .set_policy(&attestation_type, &jws)
+                .await?;
+            crate::admin::print_claims(&result);
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Reset {
+            attestation_type,
+            signer,
+            connection,
+        } => {
+            let jws = match signer.load()? {
+                Some(s) => aver_token::policy::signed(None, &s)?,
+                None => aver_token::policy::unsigned(None),
+            };
+            let result = connection
+                .admin()?
+                .reset_policy(&attestation_type, &jws)
+                .await?;
+            crate::admin::print_claims(&result);
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Sign { file, key, cert } => {
+            let signer = crate::admin::load_signer(&key, &cert)?;
+            println!("{}", crate::admin::policy_jws(&file, Some(&signer))?);
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::Hash { policy } => {
             println!("{}", aver_policy::policy_hash(&files::read_text(&policy)?));
             Ok(ExitCode::SUCCESS)

@@ -36,6 +36,28 @@ pub struct ServeArgs {
     /// simulator's for demos (`aver sim root`). Repeatable.
     #[arg(long = "trust-root", env = "AVER_TRUST_ROOTS", value_delimiter = ',')]
     trust_roots: Vec<PathBuf>,
+    /// Keep state in PostgreSQL (`postgres://user@host/db`) instead of
+    /// SQLite in the data directory; for several replicas.
+    #[arg(long, env = "AVER_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Directory of PEM files: TPM manufacturer roots trusted for EK
+    /// certificates.
+    #[arg(long, env = "AVER_TPM_EK_ROOTS")]
+    tpm_ek_roots: Option<PathBuf>,
+    /// OIDC issuer whose JWTs may administer providers (with the three
+    /// options below).
+    #[arg(long, env = "AVER_ADMIN_OIDC_ISSUER", requires_all = ["admin_oidc_audience", "admin_oidc_role", "admin_oidc_jwks"])]
+    admin_oidc_issuer: Option<String>,
+    /// Audience admin JWTs must carry.
+    #[arg(long, env = "AVER_ADMIN_OIDC_AUDIENCE")]
+    admin_oidc_audience: Option<String>,
+    /// Role (in `roles` or `role`) that grants admin; `ROLE:provider`
+    /// grants it on one provider.
+    #[arg(long, env = "AVER_ADMIN_OIDC_ROLE")]
+    admin_oidc_role: Option<String>,
+    /// The OIDC issuer's JWKS (file).
+    #[arg(long, env = "AVER_ADMIN_OIDC_JWKS")]
+    admin_oidc_jwks: Option<PathBuf>,
 }
 
 /// The TOML file's shape.
@@ -49,6 +71,12 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     trust_roots: Option<Vec<PathBuf>>,
+    database_url: Option<String>,
+    tpm_ek_roots: Option<PathBuf>,
+    admin_oidc_issuer: Option<String>,
+    admin_oidc_audience: Option<String>,
+    admin_oidc_role: Option<String>,
+    admin_oidc_jwks: Option<PathBuf>,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -80,6 +108,27 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
     } else {
         args.trust_roots
     };
+    config.database_url = args.database_url.or(file.database_url);
+    config.tpm_ek_roots = args.tpm_ek_roots.or(file.tpm_ek_roots);
+    let issuer = args.admin_oidc_issuer.or(file.admin_oidc_issuer);
+    if let Some(issuer) = issuer {
+        let missing = |what: &str| anyhow::anyhow!("admin OIDC issuer set without {what}");
+        config.admin_oidc = Some(aver_server::config::OidcConfig {
+            issuer,
+            audience: args
+                .admin_oidc_audience
+                .or(file.admin_oidc_audience)
+                .ok_or_else(|| missing("admin_oidc_audience"))?,
+            role: args
+                .admin_oidc_role
+                .or(file.admin_oidc_role)
+                .ok_or_else(|| missing("admin_oidc_role"))?,
+            jwks_file: args
+                .admin_oidc_jwks
+                .or(file.admin_oidc_jwks)
+                .ok_or_else(|| missing("admin_oidc_jwks"))?,
+        });
+    }
     Ok(config)
 }
 
@@ -92,6 +141,16 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     eprintln!("  issuer:        {}", service.issuer);
     eprintln!("  data dir:      {}", config.data_dir.display());
+    match &service.new_admin_key {
+        Some(_) => eprintln!(
+            "  admin key:     {} (created now; give it as a Bearer credential for /policies and /certificates)",
+            config.data_dir.join("admin-key").display()
+        ),
+        None => eprintln!(
+            "  admin key:     {} (created at first start)",
+            config.data_dir.join("admin-key").display()
+        ),
+    }
     eprintln!(
         "  TLS cert:      {}{}",
         service.tls.cert.display(),

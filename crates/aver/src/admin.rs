@@ -1,0 +1,220 @@
+//! Management from the command line, mirroring the Azure PowerShell
+//! quickstart: `aver policy get|set|reset|sign`, `aver signer
+//! list|add|remove` (over HTTPS with an admin key), and `aver provider
+//! create|list|delete` (directly on the store, like the control plane).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow, bail};
+use aver_client::{AdminClient, Client};
+use aver_server::Config;
+use aver_server::store::ProviderRecord;
+use aver_token::SigningKey;
+use clap::Args;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+use crate::files;
+
+/// Where the service is and how to authenticate.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// Service base URL (for another provider: `https://host/providers/NAME`).
+    #[arg(long, env = "AVER_URL")]
+    pub url: String,
+    /// CA certificate (PEM) for the service's TLS certificate.
+    #[arg(long, env = "AVER_CA")]
+    pub ca: Option<PathBuf>,
+    /// Admin credential (an admin key, or an OIDC JWT), or `@FILE`.
+    #[arg(long, env = "AVER_ADMIN_KEY")]
+    pub admin_key: String,
+}
+
+impl Connection {
+    pub fn admin(&self) -> Result<AdminClient> {
+        let ca = self.ca.as_deref().map(files::read).transpose()?;
+        let client = Client::new(&self.url, ca.as_deref())?;
+        let key = match self.admin_key.strip_prefix('@') {
+            Some(path) => files::read_text(Path::new(path))?,
+            None => self.admin_key.clone(),
+        };
+        Ok(AdminClient::new(client, key.trim()))
+    }
+}
+
+/// A policy signer's key and certificate.
+#[derive(Args, Debug, Clone)]
+pub struct SignerFiles {
+    /// The signer's RSA private key (PKCS#8 PEM).
+    #[arg(long = "signing-key", requires = "signing_cert")]
+    pub signing_key: Option<PathBuf>,
+    /// The signer's certificate (PEM).
+    #[arg(long = "signing-cert", requires = "signing_key")]
+    pub signing_cert: Option<PathBuf>,
+}
+
+impl SignerFiles {
+    pub fn load(&self) -> Result<Option<SigningKey>> {
+        let (Some(key), Some(cert)) = (&self.signing_key, &self.signing_cert) else {
+            return Ok(None);
+        };
+        load_signer(key, cert).map(Some)
+    }
+}
+
+/// Loads an RSA signer from PEM files (the key must match the certificate).
+pub fn load_signer(key: &Path, cert: &Path) -> Result<SigningKey> {
+    let key_pem = files::read(key)?;
+    let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| anyhow!("{}: not a PKCS#8 PEM private key: {e}", key.display()))?;
+    let cert_der = read_certificate(cert)?;
+    SigningKey::from_parts(pkcs8.secret_pkcs8_der().to_vec(), cert_der)
+        .map_err(|e| anyhow!("signer key and certificate: {e} (RSA keys are supported)"))
+}
+
+/// The first certificate of a PEM file (or a DER file).
+pub fn read_certificate(path: &Path) -> Result<Vec<u8>> {
+    let bytes = files::read(path)?;
+    match CertificateDer::pem_slice_iter(&bytes).next() {
+        Some(cert) => Ok(cert
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?
+            .to_vec()),
+        None => Ok(bytes),
+    }
+}
+
+/// Every certificate of PEM files.
+pub fn read_certificates(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let bytes = files::read(path)?;
+        for cert in CertificateDer::pem_slice_iter(&bytes) {
+            out.push(
+                cert.map_err(|e| anyhow!("{}: {e}", path.display()))?
+                    .to_vec(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A policy file's JWS: sent as-is if it already is one, else built
+/// (signed when a signer is given).
+pub fn policy_jws(file: &Path, signer: Option<&SigningKey>) -> Result<String> {
+    let text = files::read_text(file)?;
+    if aver_token::CompactJws::parse(text.trim()).is_ok() {
+        if signer.is_some() {
+            bail!(
+                "{} is already a JWS; give a policy text to sign",
+                file.display()
+            );
+        }
+        return Ok(text.trim().to_string());
+    }
+    Ok(match signer {
+        Some(s) => aver_token::policy::signed(Some(&text), s)?,
+        None => aver_token::policy::unsigned(Some(&text)),
+    })
+}
+
+pub fn print_claims(claims: &aver_token::Claims) {
+    files::print_json(&serde_json::Value::Object(claims.clone()));
+}
+
+/// Where `aver provider` finds the store.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The service's data directory (SQLite).
+    #[arg(long, env = "AVER_DATA_DIR", default_value = "aver-data")]
+    pub data_dir: PathBuf,
+    /// Or the PostgreSQL URL the service uses.
+    #[arg(long, env = "AVER_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn open(&self) -> Result<std::sync::Arc<dyn aver_server::store::Store>> {
+        let mut config = Config::with_defaults();
+        config.data_dir = self.data_dir.clone();
+        config.database_url = self.database_url.clone();
+        Ok(aver_server::open_store(&config)?)
+    }
+}
+
+pub fn provider_create(
+    store: &StoreArgs,
+    name: &str,
+    signers: &[PathBuf],
+    host: Option<String>,
+) -> Result<ExitCode> {
+    let store = store.open()?;
+    let signers = read_certificates(signers)?;
+    let record = ProviderRecord {
+        name: name.to_string(),
+        isolated: !signers.is_empty(),
+        host,
+        created_at: aver_client::unix_now() as i64,
+    };
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let key = aver_server::load::create_provider(store.as_ref(), &record, &signers, &actor)
+        .map_err(|e| anyhow!(e))?;
+    eprintln!(
+        "created provider {name} ({} mode{}); it answers at <base>/providers/{name} within a few seconds",
+        if record.isolated {
+            "isolated"
+        } else {
+            "admin-key"
+        },
+        if record.isolated {
+            format!(", {} policy signer(s)", signers.len())
+        } else {
+            String::new()
+        }
+    );
+    eprintln!("its admin key (shown once, stored hashed):");
+    println!("{key}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn provider_list(store: &StoreArgs) -> Result<ExitCode> {
+    let store = store.open()?;
+    for p in store.providers()? {
+        println!(
+            "{}\t{}\t{}",
+            p.name,
+            if p.isolated { "isolated" } else { "admin-key" },
+            p.host.unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn provider_delete(store: &StoreArgs, name: &str) -> Result<ExitCode> {
+    if name == aver_server::DEFAULT_PROVIDER {
+        bail!("the default provider cannot be deleted");
+    }
+    let store = store.open()?;
+    let audit = aver_server::store::AuditRecord {
+        at: aver_client::unix_now() as i64,
+        provider: name.to_string(),
+        actor: format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ),
+        action: "provider.delete".into(),
+        target: name.to_string(),
+        policy_hash: None,
+        detail: String::new(),
+    };
+    if store.delete_provider(name, &audit)? {
+        eprintln!("deleted provider {name}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("no provider named {name}");
+        Ok(ExitCode::from(2))
+    }
+}

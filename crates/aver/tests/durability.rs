@@ -1,0 +1,292 @@
+//! Acknowledged changes survive `kill -9`; the CLI mirrors Azure's
+//! management quickstart against a real `aver serve` process.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn aver() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aver"));
+    cmd.env("AVER_LOG", "warn");
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path, port: u16) -> Server {
+    let child = aver()
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    // Ready when /health answers over TLS.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = dir.join("tls/cert.pem").exists()
+            && aver()
+                .args(["policy", "get", "--type", "SgxEnclave", "--url"])
+                .arg(format!("https://127.0.0.1:{port}"))
+                .arg("--ca")
+                .arg(dir.join("tls/cert.pem"))
+                .arg("--admin-key")
+                .arg(format!("@{}", dir.join("admin-key").display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+        if ok {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "aver serve did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn policy(n: usize) -> String {
+    format!(
+        "version=1.0; authorizationrules{{=> permit();}}; issuancerules{{ => issue(type=\"generation\", value={n}); }};"
+    )
+}
+
+fn admin_args(cmd: &mut Command, dir: &Path, url: &str) {
+    cmd.arg("--url")
+        .arg(url)
+        .arg("--ca")
+        .arg(dir.join("tls/cert.pem"))
+        .arg("--admin-key")
+        .arg(format!("@{}", dir.join("admin-key").display()));
+}
+
+fn get_policy(dir: &Path, url: &str) -> String {
+    let mut cmd = aver();
+    cmd.args(["policy", "get", "--type", "SgxEnclave"]);
+    admin_args(&mut cmd, dir, url);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn set_policy(dir: &Path, url: &str, text: &str) -> std::process::Output {
+    let file = dir.join(format!(
+        "policy-{}.txt",
+        text.len() ^ text.as_bytes()[text.len() - 5] as usize
+    ));
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = aver();
+    cmd.args(["policy", "set", "--type", "SgxEnclave", "--file"])
+        .arg(&file);
+    admin_args(&mut cmd, dir, url);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn acknowledged_policy_changes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let mut server = serve(dir.path(), port);
+
+    let mut acknowledged = String::new();
+    for n in 0..5 {
+        let text = policy(n);
+        let out = set_policy(dir.path(), &url, &text);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["x-ms-policy-result"], "Updated");
+        acknowledged = text;
+    }
+    // One more change in flight while the process is killed.
+    let in_flight = policy(5);
+    let racer = {
+        let dir = dir.path().to_path_buf();
+        let url = url.clone();
+        let text = in_flight.clone();
+        std::thread::spawn(move || set_policy(&dir, &url, &text))
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
+    let raced = racer.join().unwrap();
+    drop(server);
+
+    let _server = serve(dir.path(), port);
+    let now = get_policy(dir.path(), &url);
+    if raced.status.success() {
+        assert_eq!(now, in_flight, "an acknowledged change was lost");
+    } else {
+        assert!(
+            now == acknowledged || now == in_flight,
+            "state after the crash is neither the last acknowledged nor the in-flight change: {now}"
+        );
+    }
+}
+
+#[test]
+fn provider_and_signer_cli_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let _server = serve(dir.path(), port);
+
+    // An isolated provider whose signer we hold.
+    let signer = aver_token::SigningKey::generate("cli signer").unwrap();
+    let key_pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        aver_token::b64::encode_std(signer.pkcs8_der())
+    );
+    let cert_pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        aver_token::b64::encode_std(signer.certificate_der())
+    );
+    std::fs::write(dir.path().join("signer.key"), key_pem).unwrap();
+    std::fs::write(dir.path().join("signer.pem"), cert_pem).unwrap();
+    let out = aver()
+        .args(["provider", "create", "contoso", "--signers"])
+        .arg(dir.path().join("signer.pem"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("aver_"));
+    let list = aver()
+        .args(["provider", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("contoso\tisolated"));
+
+    let provider_url = format!("{url}/providers/contoso");
+    let admin = |cmd: &mut Command| {
+        cmd.arg("--url")
+            .arg(&provider_url)
+            .arg("--ca")
+            .arg(dir.path().join("tls/cert.pem"))
+            .arg("--admin-key")
+            .arg(&key);
+    };
+    // The running service picks the new provider up from the store.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut cmd = aver();
+        cmd.args(["signer", "list"]);
+        admin(&mut cmd);
+        let out = cmd.output().unwrap();
+        if out.status.success() {
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap().trim(),
+                aver_server::policy_jws::thumbprint(signer.certificate_der())
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let file = dir.path().join("p.txt");
+    std::fs::write(&file, policy(7)).unwrap();
+    // Unsigned: refused by the isolated provider.
+    let mut cmd = aver();
+    cmd.args(["policy", "set", "--type", "SgxEnclave", "--file"])
+        .arg(&file);
+    admin(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidOperation"));
+    // `policy sign` then `policy set` of the JWS: accepted.
+    let signed = aver()
+        .args(["policy", "sign", "--file"])
+        .arg(&file)
+        .arg("--key")
+        .arg(dir.path().join("signer.key"))
+        .arg("--cert")
+        .arg(dir.path().join("signer.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let jws_file = dir.path().join("p.jws");
+    std::fs::write(&jws_file, &signed.stdout).unwrap();
+    let mut cmd = aver();
+    cmd.args(["policy", "set", "--type", "SgxEnclave", "--file"])
+        .arg(&jws_file);
+    admin(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result["x-ms-policy-token-hash"],
+        aver_token::b64::encode_url(&aver_verify::sha256(
+            String::from_utf8(signed.stdout).unwrap().trim().as_bytes()
+        ))
+    );
+    // Signed reset.
+    let mut cmd = aver();
+    cmd.args(["policy", "reset", "--type", "SgxEnclave", "--signing-key"])
+        .arg(dir.path().join("signer.key"))
+        .arg("--signing-cert")
+        .arg(dir.path().join("signer.pem"));
+    admin(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["x-ms-policy-result"], "Removed");
+
+    let out = aver()
+        .args(["provider", "delete", "contoso", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}

@@ -55,7 +55,15 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "error": { "code": self.code, "message": self.message }
         });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (
+            self.status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )],
+            body.to_string(),
+        )
+            .into_response();
         if let Ok(value) = axum::http::HeaderValue::from_str(self.code) {
             response.headers_mut().insert("x-ms-error-code", value);
         }

@@ -65,7 +65,7 @@ impl Loader {
         if record.name == DEFAULT_PROVIDER {
             self.base_issuer.clone()
         } else if let Some(host) = &record.host {
-            format!("https://{host}")
+            with_host(&self.base_issuer, host)
         } else {
             format!("{}/providers/{}", self.base_issuer, record.name)
         }
@@ -205,6 +205,24 @@ impl Loader {
     }
 }
 
+/// `base` (`scheme://host[:port][/path]`) with its host replaced: a
+/// provider reached by host name keeps the service's scheme and port.
+fn with_host(base: &str, host: &str) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return format!("https://{host}");
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let port = if authority.starts_with('[') {
+        authority.rsplit_once("]:").map(|(_, p)| p)
+    } else {
+        authority.rsplit_once(':').map(|(_, p)| p)
+    };
+    match port {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    }
+}
+
 /// Creates the provider `record` with its first admin key; returns the key
 /// (shown once, stored hashed).
 pub fn create_provider(
@@ -284,6 +302,22 @@ mod tests {
         for bad in ["", "-x", "Upper", "a/b", "a.b", &"x".repeat(64)] {
             assert!(!valid_provider_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_routed_issuer_keeps_scheme_and_port() {
+        assert_eq!(
+            with_host("https://127.0.0.1:8443", "a.example"),
+            "https://a.example:8443"
+        );
+        assert_eq!(
+            with_host("https://aver.example", "a.example"),
+            "https://a.example"
+        );
+        assert_eq!(
+            with_host("https://[::1]:9443/x", "a.example"),
+            "https://a.example:9443"
+        );
     }
 
     #[test]

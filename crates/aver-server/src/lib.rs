@@ -159,6 +159,12 @@ fn read_pem_dir(dir: &Path) -> Result<Vec<Vec<u8>>, StartError> {
     Ok(out)
 }
 
+fn is_self_issued(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c.subject().as_raw() == c.issuer().as_raw())
+        .unwrap_or(false)
+}
+
 fn admin_auth(config: &Config) -> Result<admin::AdminAuth, StartError> {
     let Some(oidc) = &config.admin_oidc else {
         return Ok(admin::AdminAuth::default());
@@ -215,9 +221,13 @@ impl Service {
                 .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
             tracing::warn!(root = %path.display(), "trusting an extra SGX root besides Intel's");
         }
-        let ek_roots = match &config.tpm_ek_roots {
-            Some(dir) => read_pem_dir(dir)?,
-            None => Vec::new(),
+        // Self-signed certificates in the EK directory are roots; the others
+        // are manufacturer intermediates that EK chains may pass through.
+        let (ek_roots, ek_intermediates) = match &config.tpm_ek_roots {
+            Some(dir) => read_pem_dir(dir)?
+                .into_iter()
+                .partition(|der| is_self_issued(der)),
+            None => (Vec::new(), Vec::new()),
         };
 
         let now = clock.now();
@@ -226,6 +236,7 @@ impl Service {
         let loader = Arc::new(load::Loader {
             base_issuer: issuer.clone(),
             ek_roots,
+            ek_intermediates,
         });
         let loader_for_load = loader.clone();
         let (store, new_admin_key, providers) = tokio::task::spawn_blocking(move || {

@@ -22,6 +22,8 @@ pub struct Loader {
     pub base_issuer: String,
     /// TPM manufacturer roots (DER) trusted for EK certificates.
     pub ek_roots: Vec<Vec<u8>>,
+    /// Manufacturer intermediate CAs (DER) usable in EK chains.
+    pub ek_intermediates: Vec<Vec<u8>>,
 }
 
 /// Why providers could not be loaded.
@@ -167,13 +169,11 @@ impl Loader {
         let ak_ca = self.secret(store, &record.name, "tpm-ak-ca", || new_ak_ca(&record.name))?;
         let (ca_cert, ca_key) =
             split_ak_ca(&ak_ca).ok_or_else(|| fail("stored AK CA is malformed".into()))?;
-        let tpm = TpmAttestService::new(TpmAttestConfig::new(
-            context_key,
-            ca_cert,
-            ca_key,
-            self.ek_roots.clone(),
-        ))
-        .map_err(|e| fail(format!("TPM service: {e}")))?;
+        let mut tpm_config =
+            TpmAttestConfig::new(context_key, ca_cert, ca_key, self.ek_roots.clone());
+        tpm_config.ek_intermediates = self.ek_intermediates.clone();
+        let tpm =
+            TpmAttestService::new(tpm_config).map_err(|e| fail(format!("TPM service: {e}")))?;
 
         Ok(Provider {
             name: record.name.clone(),

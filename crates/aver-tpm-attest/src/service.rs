@@ -8,7 +8,7 @@ use crate::message::{Attestation, TpmMessage, b64url, b64url_decode, decode_mess
 use aver_tpm::alg::{HashAlg, PcrValues};
 use aver_tpm::eventlog::{EventLog, types};
 use aver_tpm::quote::QuoteError;
-use aver_tpm::replay::{MismatchKind, PcrMismatch};
+
 use aver_tpm::structures::Public;
 use aver_tpm::{AkPublicKey, parse_event_log, parse_signature, verify_quote};
 use base64::Engine as _;
@@ -205,34 +205,6 @@ fn map_quote_error(e: QuoteError) -> TpmError {
         QuoteError::Parse(_) | QuoteError::BadMagic(_) | QuoteError::NotAQuote(_) => {
             TpmError::msg(format!("quote: {e}"))
         }
-    }
-}
-
-fn describe_mismatch(m: &PcrMismatch) -> String {
-    let bank = m.bank.lower_name();
-    let hx = |v: &Option<Vec<u8>>| v.as_deref().map(hex::encode).unwrap_or_else(|| "-".into());
-    let last = m
-        .last_extend_seq
-        .map(|s| format!("last event extending it: #{s}"))
-        .unwrap_or_else(|| "no event extends it".into());
-    match m.kind {
-        MismatchKind::ValueDiffers => format!(
-            "PCR {} bank {bank}: quoted {} but the log replays to {} ({last}{})",
-            m.pcr,
-            hx(&m.quoted),
-            hx(&m.replayed),
-            m.matched_after_seq
-                .map(|s| format!("; the quoted value is reached after event #{s}"))
-                .unwrap_or_default()
-        ),
-        MismatchKind::NotQuoted => format!(
-            "PCR {} bank {bank} is required but was not quoted ({last})",
-            m.pcr
-        ),
-        MismatchKind::BankNotInLog => format!(
-            "bank {bank} is quoted (PCR {}) but the log has no complete {bank} digests",
-            m.pcr
-        ),
     }
 }
 
@@ -454,9 +426,9 @@ impl TpmAttestService {
                 let rp = aver_tpm::replay(&log)
                     .map_err(|e| TpmError::EventLogMalformed(e.to_string()))?;
                 let required = aver_tpm::compare(&log, &rp, &quoted, Some(mask), &[])
-                    .map_err(|m| TpmError::EventLogReplayMismatch(describe_mismatch(&m)))?;
+                    .map_err(|m| TpmError::EventLogReplayMismatch(m.describe()))?;
                 let touched = aver_tpm::compare(&log, &rp, &quoted, None, &[])
-                    .map_err(|m| TpmError::EventLogReplayMismatch(describe_mismatch(&m)))?;
+                    .map_err(|m| TpmError::EventLogReplayMismatch(m.describe()))?;
                 let mut checked: BTreeSet<(HashAlg, u32)> = required.checked.into_iter().collect();
                 checked.extend(touched.checked);
                 (Some(log), Some(rp), checked.into_iter().collect::<Vec<_>>())

@@ -172,6 +172,39 @@ pub struct PcrMismatch {
     pub matched_after_seq: Option<u32>,
 }
 
+impl PcrMismatch {
+    /// One line for people: which PCR and bank, quoted vs replayed, and
+    /// the last event that extended it.
+    pub fn describe(&self) -> String {
+        let m = self;
+        let bank = m.bank.lower_name();
+        let hx = |v: &Option<Vec<u8>>| v.as_deref().map(hex::encode).unwrap_or_else(|| "-".into());
+        let last = m
+            .last_extend_seq
+            .map(|s| format!("last event extending it: #{s}"))
+            .unwrap_or_else(|| "no event extends it".into());
+        match m.kind {
+            MismatchKind::ValueDiffers => format!(
+                "PCR {} bank {bank}: quoted {} but the log replays to {} ({last}{})",
+                m.pcr,
+                hx(&m.quoted),
+                hx(&m.replayed),
+                m.matched_after_seq
+                    .map(|s| format!("; the quoted value is reached after event #{s}"))
+                    .unwrap_or_default()
+            ),
+            MismatchKind::NotQuoted => format!(
+                "PCR {} bank {bank} is required but was not quoted ({last})",
+                m.pcr
+            ),
+            MismatchKind::BankNotInLog => format!(
+                "bank {bank} is quoted (PCR {}) but the log has no complete {bank} digests",
+                m.pcr
+            ),
+        }
+    }
+}
+
 /// Result of a successful [`compare`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CompareReport {

@@ -40,8 +40,8 @@ pub struct ServeArgs {
     /// SQLite in the data directory; for several replicas.
     #[arg(long, env = "AVER_DATABASE_URL")]
     database_url: Option<String>,
-    /// Directory of PEM files: TPM manufacturer roots trusted for EK
-    /// certificates.
+    /// Directory of PEM files: TPM manufacturer CAs for EK certificates
+    /// (self-signed ones are trusted roots, others intermediates).
     #[arg(long, env = "AVER_TPM_EK_ROOTS")]
     tpm_ek_roots: Option<PathBuf>,
     /// OIDC issuer whose JWTs may administer providers (with the three

@@ -148,9 +148,10 @@ fn hex_of(s: &[u8]) -> &'static str {
 
 #[test]
 fn trustee_occlum_debug_quote() {
-    let Some(bytes) =
-        aver_testkit::read_vector("trustee_occlum_debug_quote", "sgx/trustee-occlum/quote.dat")
-    else {
+    let Some(bytes) = aver_testkit::read_vector(
+        "trustee_occlum_debug_quote",
+        "sgx/trustee-occlum/occlum_quote.dat",
+    ) else {
         return;
     };
     let quote = parse_quote(&bytes).unwrap();

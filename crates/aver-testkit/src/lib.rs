@@ -6,15 +6,21 @@
 //! the test says so loudly and skips, unless `AVER_TEST_STRICT=1` is set (as
 //! `.ci/run` does), in which case the skip is a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Directory holding the shared real-hardware vectors.
 pub fn vectors_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("AVER_VECTORS") {
         return PathBuf::from(dir);
     }
-    // crates/aver-testkit -> repository root -> ../shared/vectors
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    // Every crate lives at <repo>/crates/<name>; cargo runs tests with that
+    // crate's CARGO_MANIFEST_DIR set, so <repo>/../shared/vectors is three
+    // levels up. Read at run time: a build directory shared between two
+    // checkouts must not point one checkout's tests at the other's files.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.join("../../../shared/vectors")
 }
 
 /// True when skips must fail (CI sets `AVER_TEST_STRICT=1`).

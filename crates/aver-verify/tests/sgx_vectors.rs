@@ -117,7 +117,10 @@ fn cpp_sdk_reports_verify() {
 fn other_real_quotes_verify() {
     for (file, time) in [
         ("sgx/dcap-qvl-sgx-v3/quote.bin", "2025-07-01T00:00:00Z"),
-        ("sgx/trustee-occlum/quote.dat", "2024-01-01T00:00:00Z"),
+        (
+            "sgx/trustee-occlum/occlum_quote.dat",
+            "2024-01-01T00:00:00Z",
+        ),
     ] {
         let Some(quote) = aver_testkit::read_vector("other_real_quotes_verify", file) else {
             return;

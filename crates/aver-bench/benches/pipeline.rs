@@ -1,0 +1,75 @@
+//! The service's per-request CPU cost for `POST /attest/SgxEnclave`,
+//! in process (no HTTP, no TLS): verification + claims + default policy
+//! (`aver_server::pipeline::attest_sgx`), then stamping and RS256 signing.
+//! Baseline: one raw ECDSA-P256-SHA256 verify (aws-lc-rs).
+
+use std::hint::black_box;
+
+use aver_bench::{SgxFixture, attest_body, jku, sgx_default_policy, stamp_fixed, token_key};
+use aver_server::pipeline::{self, PolicyChoice, SgxRequest};
+use aver_server::request::{base64_field, json_object, typed_data};
+use aver_verify::SgxEvidenceKind;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use serde_json::json;
+
+fn pipeline(c: &mut Criterion) {
+    let f = SgxFixture::load();
+    let ecdsa = f.ecdsa_baseline();
+    assert!(ecdsa.verify());
+    let active = sgx_default_policy();
+    let request = f.request();
+    let key = token_key();
+    let jku = jku();
+    let now = f.time.unix_seconds();
+    let body = attest_body(&f);
+
+    let attest = |request: &SgxRequest| {
+        pipeline::attest_sgx(&f.verifier, request, PolicyChoice::Active(&active), f.time)
+    };
+    let attest_and_sign = |request: &SgxRequest| {
+        let mut outcome = attest(request).ok()?;
+        stamp_fixed(&mut outcome.claims, now);
+        key.sign_jwt(&jku, &outcome.claims).ok()
+    };
+    // The handler's work on a body: JSON, base64url, pipeline, token,
+    // response JSON.
+    let handle = |body: &[u8]| {
+        let obj = json_object(body).ok()?;
+        let request = SgxRequest {
+            kind: SgxEvidenceKind::Quote,
+            evidence: base64_field(&obj, "quote").ok()??,
+            runtime_data: typed_data(&obj, "runtimeData").ok()?,
+            init_time_data: typed_data(&obj, "initTimeData").ok()?,
+            nonce: None,
+        };
+        let token = attest_and_sign(&request)?;
+        serde_json::to_vec(&json!({ "token": token })).ok()
+    };
+    let token = attest_and_sign(&request).expect("fixture attests and signs");
+    let response = handle(&body).expect("handler path works");
+    assert!(response.len() > token.len());
+    let mut claims = attest(&request).expect("attests").claims;
+    stamp_fixed(&mut claims, now);
+
+    let mut g = c.benchmark_group("pipeline");
+    g.bench_function("baseline_ecdsa_p256_verify", |b| {
+        b.iter(|| black_box(&ecdsa).verify())
+    });
+    g.bench_function(BenchmarkId::new("attest_sgx", f.source), |b| {
+        b.iter(|| attest(black_box(&request)).is_ok())
+    });
+    g.bench_function(BenchmarkId::new("sign_jwt", f.source), |b| {
+        b.iter(|| key.sign_jwt(&jku, black_box(&claims)).ok())
+    });
+    g.bench_function(BenchmarkId::new("attest_sgx_and_sign", f.source), |b| {
+        b.iter(|| attest_and_sign(black_box(&request)))
+    });
+    g.bench_function(
+        BenchmarkId::new("request_body_to_response", f.source),
+        |b| b.iter(|| handle(black_box(&body))),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

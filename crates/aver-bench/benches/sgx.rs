@@ -1,0 +1,50 @@
+//! SGX quote parsing and verification on the real Azure SDK quote.
+//! Baseline: one raw ECDSA-P256-SHA256 verify (aws-lc-rs).
+
+use std::hint::black_box;
+
+use aver_bench::SgxFixture;
+use aver_verify::SgxEvidenceKind;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+fn sgx(c: &mut Criterion) {
+    let f = SgxFixture::load();
+    let ecdsa = f.ecdsa_baseline();
+    assert!(ecdsa.verify(), "baseline signature verifies");
+    let verify = || {
+        f.verifier.verify(
+            SgxEvidenceKind::Quote,
+            black_box(&f.quote),
+            Some(black_box(&f.runtime_data)),
+            None,
+            f.time,
+        )
+    };
+    let verified = verify().expect("fixture quote verifies");
+    assert_eq!(
+        verified.product_id,
+        aver_evidence::parse_quote(&f.quote)
+            .expect("parses")
+            .report_body
+            .isv_prod_id
+    );
+
+    let mut g = c.benchmark_group("sgx");
+    g.bench_function("baseline_ecdsa_p256_verify", |b| {
+        b.iter(|| black_box(&ecdsa).verify())
+    });
+    g.bench_function(BenchmarkId::new("parse_quote", f.source), |b| {
+        b.iter(|| {
+            aver_evidence::parse_quote(black_box(&f.quote))
+                .map(|q| q.report_body.isv_svn)
+                .ok()
+        })
+    });
+    g.bench_function(BenchmarkId::new("verify", f.source), |b| {
+        b.iter(|| verify().map(|v| v.svn).ok())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sgx);
+criterion_main!(benches);

@@ -1,0 +1,368 @@
+//! Fixtures and baselines shared by Aver's criterion benches.
+//!
+//! Every bench group measures a **baseline** next to the code under test, in
+//! the same process and run, so `BENCHMARKS.md` can state ratios rather than
+//! machine-dependent absolute times. Baselines are named `baseline_*`; the
+//! `bench-report` binary divides every other result of a group by it.
+//!
+//! Inputs are real vectors from `AVER_VECTORS` (default
+//! `<repo>/../shared/vectors`) where possible. When the SGX vectors are
+//! absent the SGX fixture falls back to a quote from `aver-sim`, says so on
+//! stderr, and the benchmark ids carry `simulated-quote` instead of
+//! `azure-sdk-quote`. Nothing here is random except that fallback's keys:
+//! every bench computes the same bytes on every run.
+
+use std::path::PathBuf;
+
+use aver_policy::{Claim, Policy};
+use aver_server::pipeline::{self, SgxRequest};
+use aver_server::request::TypedData;
+use aver_server::state::ActivePolicy;
+use aver_token::SigningKey;
+use aver_tpm::quote::AkPublicKey;
+use aver_tpm::structures::Signature;
+use aver_tpm::{HashAlg, PcrValues};
+use aver_verify::{SgxEvidenceKind, SgxVerifier, TrustAnchors, VerificationTime, parse_rfc3339};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use serde_json::{Map, Value, json};
+
+/// The pinned verification time of every SGX bench (the Azure SDK quote's
+/// PCK leaf is valid 2021-04-21 .. 2028-04-21).
+pub const SGX_TIME: &str = "2024-01-01T00:00:00Z";
+
+/// Issuer of the bench tokens (a name that resolves nowhere).
+pub const TOKEN_ISSUER: &str = "https://bench.aver.invalid";
+
+/// The TPM 1.2 JmesPath policy evaluated on GCP event-log claims: MAA's
+/// documented Secure Boot / HVCI / malicious-driver sample.
+pub const TPM_POLICY_VECTOR: &str =
+    "maa/policies/docs-tpm-attestation-concepts_secureboot-hvci-malicious-v1.2.txt";
+
+/// The GCP Shielded VM (Windows) vectors: event log and a TPM2 quote.
+pub const GCP: &str = "tpm/go-attestation-windows-gcp-e2e";
+
+/// The keylime `mb_log.bin` (101 events, SHA-1 and SHA-256 banks).
+pub const KEYLIME_MB_LOG: &str = "tpm/keylime-eventlogs/mb_log.bin";
+
+/// Directory of the shared vectors: `AVER_VECTORS`, else
+/// `<repo>/../shared/vectors`.
+pub fn vectors_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AVER_VECTORS") {
+        return PathBuf::from(dir);
+    }
+    // crates/aver-bench -> repository root -> ../shared/vectors
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+}
+
+/// Reads a vector, or `None` (with a note on stderr) when it is absent.
+pub fn read_vector(relative: &str) -> Option<Vec<u8>> {
+    let path = vectors_dir().join(relative);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            eprintln!("aver-bench: vector {} unavailable: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Reads a vector the bench cannot do without; panics with the path.
+pub fn require_vector(relative: &str) -> Vec<u8> {
+    read_vector(relative).unwrap_or_else(|| {
+        panic!(
+            "aver-bench needs {} (set AVER_VECTORS to the shared vectors directory)",
+            vectors_dir().join(relative).display()
+        )
+    })
+}
+
+/// SHA-256 with aws-lc-rs: the hashing baseline.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// An SGX quote, its runtime data and a verifier that accepts it.
+pub struct SgxFixture {
+    pub quote: Vec<u8>,
+    pub runtime_data: Vec<u8>,
+    pub verifier: SgxVerifier,
+    pub time: VerificationTime,
+    /// `azure-sdk-quote` (real, Intel-rooted) or `simulated-quote`.
+    pub source: &'static str,
+}
+
+impl SgxFixture {
+    /// The real Azure SDK quote with `TrustAnchors::intel()`, or a quote
+    /// from `aver-sim` under the simulator root when the vectors are absent.
+    pub fn load() -> SgxFixture {
+        let time = parse_rfc3339(SGX_TIME).expect("pinned time parses");
+        let real =
+            read_vector("azure-sdk/sgx_quote.bin").zip(read_vector("azure-sdk/runtime_data.bin"));
+        if let Some((quote, runtime_data)) = real {
+            return SgxFixture {
+                quote,
+                runtime_data,
+                verifier: SgxVerifier::new(TrustAnchors::intel()),
+                time,
+                source: "azure-sdk-quote",
+            };
+        }
+        eprintln!(
+            "aver-bench: SGX vectors not found under {}: benchmarking a SIMULATED quote \
+             (aver-sim, simulator root) instead of the real Azure SDK quote",
+            vectors_dir().display()
+        );
+        let runtime_data =
+            br#"{"jwk":{"kty":"EC","crv":"P-256","x":"aver-bench","y":"aver-bench"}}"#.to_vec();
+        let platform = aver_sim::SimPlatform::generate().expect("simulated platform");
+        let identity = aver_sim::EnclaveIdentity {
+            report_data: aver_sim::report_data_for(&runtime_data),
+            ..Default::default()
+        };
+        let quote = platform.quote(&identity).expect("simulated quote");
+        let mut anchors = TrustAnchors::empty();
+        anchors
+            .add_pem(platform.root_pem().as_bytes(), "aver-sim root")
+            .expect("simulator root");
+        SgxFixture {
+            quote,
+            runtime_data,
+            verifier: SgxVerifier::new(anchors),
+            time,
+            source: "simulated-quote",
+        }
+    }
+
+    /// The request `/attest/SgxEnclave` builds for this quote with binary
+    /// runtime data (`dataType: Binary`), no nonce.
+    pub fn request(&self) -> SgxRequest {
+        SgxRequest {
+            kind: SgxEvidenceKind::Quote,
+            evidence: self.quote.clone(),
+            runtime_data: Some(TypedData {
+                bytes: self.runtime_data.clone(),
+                json: None,
+            }),
+            init_time_data: None,
+            nonce: None,
+        }
+    }
+
+    /// The `x-ms-*` claims the service asserts for this quote.
+    pub fn service_claims(&self) -> Map<String, Value> {
+        let verified = self
+            .verifier
+            .verify(
+                SgxEvidenceKind::Quote,
+                &self.quote,
+                Some(&self.runtime_data),
+                None,
+                self.time,
+            )
+            .expect("fixture quote verifies");
+        pipeline::sgx_service_claims(&verified, &self.request())
+    }
+
+    /// The policy's incoming claims, as `pipeline::evaluate` builds them.
+    pub fn incoming_claims(&self) -> Vec<Claim> {
+        aver_policy::with_legacy_aliases(&aver_policy::claims_from_json(&self.service_claims()))
+    }
+
+    /// The ECDSA baseline taken from this quote: the attestation key's
+    /// signature over header + report body (one of the three ECDSA-P256
+    /// verifies a full quote verification makes).
+    pub fn ecdsa_baseline(&self) -> EcdsaBaseline {
+        let quote = aver_evidence::parse_quote(&self.quote).expect("fixture quote parses");
+        let mut public_key = [0u8; 65];
+        public_key[0] = 0x04;
+        public_key[1..].copy_from_slice(quote.attestation_key);
+        EcdsaBaseline {
+            public_key,
+            message: quote.signed_region.to_vec(),
+            signature: *quote.signature,
+        }
+    }
+}
+
+/// One raw ECDSA-P256-SHA256 verification with aws-lc-rs.
+pub struct EcdsaBaseline {
+    pub public_key: [u8; 65],
+    pub message: Vec<u8>,
+    pub signature: [u8; 64],
+}
+
+impl EcdsaBaseline {
+    /// True when the signature verifies (it always does for the fixture).
+    pub fn verify(&self) -> bool {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.public_key[..])
+            .verify(&self.message, &self.signature)
+            .is_ok()
+    }
+}
+
+/// The default SGX policy in force on a new provider (Azure's shared
+/// default), as the service parses it.
+pub fn sgx_default_policy() -> ActivePolicy {
+    ActivePolicy::from_text(aver_server::state::DEFAULT_SGX_POLICY, None)
+        .expect("default SGX policy parses")
+}
+
+/// The fixed bench token key (see `data/README.md`).
+pub fn token_key() -> SigningKey {
+    SigningKey::from_parts(
+        include_bytes!("../data/token-key.pk8.der").to_vec(),
+        include_bytes!("../data/token-cert.der").to_vec(),
+    )
+    .expect("bench token key loads")
+}
+
+/// The same key as a raw aws-lc-rs RSA key pair, for the signing baseline.
+pub fn rsa_key_pair() -> aws_lc_rs::signature::RsaKeyPair {
+    aws_lc_rs::signature::RsaKeyPair::from_pkcs8(include_bytes!("../data/token-key.pk8.der"))
+        .expect("bench RSA key loads")
+}
+
+/// One raw RSA-2048 PKCS#1 v1.5 SHA-256 signature (deterministic).
+pub fn rsa_sign(key: &aws_lc_rs::signature::RsaKeyPair, message: &[u8]) -> Vec<u8> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut signature = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &rng,
+        message,
+        &mut signature,
+    )
+    .expect("RSA signing");
+    signature
+}
+
+/// The JWKS `/certs` publishes for `key`.
+pub fn jwks(key: &SigningKey) -> Value {
+    json!({ "keys": [key.jwk()] })
+}
+
+/// `jku` of the bench tokens.
+pub fn jku() -> String {
+    format!("{TOKEN_ISSUER}/certs")
+}
+
+/// Adds `iss`, `iat`, `nbf`, `exp` and `jti` like `pipeline::stamp`, with a
+/// fixed `jti` so that the signed bytes are the same on every run
+/// (`pipeline::stamp` draws `jti` from the system RNG: 32 bytes, a
+/// negligible and constant cost next to the signature).
+pub fn stamp_fixed(claims: &mut Map<String, Value>, now: u64) {
+    claims.insert("iss".into(), TOKEN_ISSUER.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("nbf".into(), now.into());
+    claims.insert(
+        "exp".into(),
+        (now + aver_server::pipeline::TOKEN_LIFETIME_SECS).into(),
+    );
+    claims.insert("jti".into(), hex::encode(sha256(&now.to_be_bytes())).into());
+}
+
+/// A realistic token claim set: what the service issues for the fixture
+/// quote under the default SGX policy (service claims, issued claims,
+/// `x-ms-policy`, policy hash), stamped at the pinned time.
+pub fn sgx_token_claims(fixture: &SgxFixture) -> Map<String, Value> {
+    let active = sgx_default_policy();
+    let outcome = pipeline::attest_sgx(
+        &fixture.verifier,
+        &fixture.request(),
+        pipeline::PolicyChoice::Active(&active),
+        fixture.time,
+    )
+    .expect("fixture attests under the default policy");
+    let mut claims = outcome.claims;
+    stamp_fixed(&mut claims, fixture.time.unix_seconds());
+    claims
+}
+
+/// The GCP Shielded VM TPM2 quote: TPMS_ATTEST bytes, signature, AK and
+/// the PCR values it covers (SHA-1 PCRs 0..23, RSASSA-SHA1, empty nonce).
+pub struct GcpQuote {
+    pub attest: Vec<u8>,
+    pub signature: Signature,
+    pub ak: AkPublicKey,
+    pub pcrs: PcrValues,
+}
+
+impl GcpQuote {
+    pub fn load() -> GcpQuote {
+        let attest = require_vector(&format!("{GCP}/quote.tpms_attest"));
+        let signature =
+            aver_tpm::parse_signature(&require_vector(&format!("{GCP}/quote.tpmt_signature")))
+                .expect("GCP quote signature parses");
+        let public = aver_tpm::parse_public(&require_vector(&format!("{GCP}/ak.tpmt_public")))
+            .expect("GCP AK parses");
+        let pcrs_json: Value =
+            serde_json::from_slice(&require_vector(&format!("{GCP}/pcrs-from-tpm.json")))
+                .expect("GCP PCR JSON");
+        GcpQuote {
+            attest,
+            signature,
+            ak: AkPublicKey::from_public(&public).expect("GCP AK is usable"),
+            pcrs: pcrs_from_json(&pcrs_json),
+        }
+    }
+}
+
+/// `{"sha1": {"0": "hex", ...}, "sha256": ...}` → [`PcrValues`] (keys
+/// starting with `_` are notes).
+pub fn pcrs_from_json(v: &Value) -> PcrValues {
+    let mut out = PcrValues::new();
+    for (bank, values) in v.as_object().expect("PCR JSON is an object") {
+        let alg = match bank.as_str() {
+            "sha1" => HashAlg::Sha1,
+            "sha256" => HashAlg::Sha256,
+            "sha384" => HashAlg::Sha384,
+            "sha512" => HashAlg::Sha512,
+            _ => continue,
+        };
+        for (index, hex_value) in values.as_object().expect("bank is an object") {
+            out.entry(alg).or_default().insert(
+                index.parse().expect("PCR index"),
+                hex::decode(hex_value.as_str().expect("hex string")).expect("hex"),
+            );
+        }
+    }
+    out
+}
+
+/// The incoming claims of a TPM attestation from an event log, as the
+/// service builds them (`x-ms-*`, `pcrs`, `events`, Secure Boot, ...),
+/// taking the replayed PCRs as the quoted ones.
+pub fn tpm_incoming_claims(log_bytes: &[u8]) -> Vec<Claim> {
+    let log = aver_tpm::parse_event_log(log_bytes).expect("event log parses");
+    let replayed = aver_tpm::replay(&log).expect("event log replays");
+    let mut claims = Map::new();
+    claims.insert("x-ms-attestation-type".into(), json!("tpm"));
+    claims.insert("x-ms-ver".into(), json!("1.0"));
+    claims.insert("tpmVersion".into(), json!(2));
+    let built = aver_tpm::claims::build_claims(&log, Some(&replayed), &replayed.banks);
+    if let Value::Object(m) = serde_json::to_value(&built).expect("TPM claims serialize") {
+        claims.extend(m);
+    }
+    aver_policy::claims_from_json(&claims)
+}
+
+/// Parses a policy the bench cannot do without; panics with the error.
+pub fn parse_policy(text: &str) -> Policy {
+    Policy::parse(text).unwrap_or_else(|e| panic!("policy does not parse: {e}"))
+}
+
+/// The JSON body an SDK sends to `POST /attest/SgxEnclave` for the fixture:
+/// base64url quote and binary runtime data.
+pub fn attest_body(fixture: &SgxFixture) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "quote": aver_token::b64::encode_url(&fixture.quote),
+        "runtimeData": {
+            "data": aver_token::b64::encode_url(&fixture.runtime_data),
+            "dataType": "Binary",
+        },
+    }))
+    .expect("body serializes")
+}

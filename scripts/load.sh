@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Loopback load test of `aver serve`.
+#
+# Starts a release `aver serve` on 127.0.0.1 (free port, temporary data dir,
+# self-signed TLS), waits for /health, then drives two scenarios with wrk,
+# each bounded in time (LOAD_DURATION) and in count (LOAD_MAX_REQUESTS):
+#   certs   GET  /certs                                   (the baseline)
+#   attest  POST /attest/SgxEnclave?api-version=2022-08-01 with the real
+#           Azure SDK SGX quote and binary runtime data (default policy)
+# and prints requests/s, latency p50/p90/p99 and attest/certs ratios.
+# Traffic goes to 127.0.0.1 only. The server is stopped on exit.
+#
+# Environment (all optional):
+#   CARGO_TARGET_DIR    where `cargo build --release -p aver` puts target/release/aver
+#   AVER_BIN            use this aver binary instead of building one
+#   AVER_VECTORS        shared vectors directory [<repo>/../shared/vectors]
+#   LOAD_DURATION       seconds per measured scenario [10]
+#   LOAD_WARMUP         seconds of unmeasured warm-up per scenario [2]
+#   LOAD_CONNECTIONS    concurrent connections [8]
+#   LOAD_THREADS        wrk threads [2]
+#   LOAD_MAX_REQUESTS   cap on requests per measured scenario [1000000]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE="$ROOT/scripts/load"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+VECTORS=${AVER_VECTORS:-$ROOT/../shared/vectors}
+DURATION=${LOAD_DURATION:-10}
+WARMUP=${LOAD_WARMUP:-2}
+CONNECTIONS=${LOAD_CONNECTIONS:-8}
+THREADS=${LOAD_THREADS:-2}
+MAX_REQUESTS=${LOAD_MAX_REQUESTS:-1000000}
+
+die() { echo "load.sh: $*" >&2; exit 1; }
+
+for v in DURATION WARMUP CONNECTIONS THREADS MAX_REQUESTS; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
+done
+((DURATION >= 1 && DURATION <= 600)) || die "LOAD_DURATION must be 1..600 seconds"
+((THREADS >= 1 && CONNECTIONS >= THREADS)) || die "need LOAD_CONNECTIONS >= LOAD_THREADS >= 1"
+
+if ! command -v wrk >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "load.sh: installing wrk (Debian package)" >&2
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+  fi
+  command -v wrk >/dev/null || die "wrk is required (apt-get install wrk)"
+fi
+command -v curl >/dev/null || die "curl is required"
+command -v python3 >/dev/null || die "python3 is required"
+
+QUOTE="$VECTORS/azure-sdk/sgx_quote.bin"
+RUNTIME="$VECTORS/azure-sdk/runtime_data.bin"
+[[ -f $QUOTE && -f $RUNTIME ]] || die "Azure SDK vectors not found under $VECTORS (set AVER_VECTORS)"
+
+if [[ -n ${AVER_BIN:-} ]]; then
+  BIN=$AVER_BIN
+else
+  echo "load.sh: cargo build --release -p aver (CARGO_TARGET_DIR=$TARGET_DIR)" >&2
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q -p aver)
+  BIN="$TARGET_DIR/release/aver"
+fi
+[[ -x $BIN ]] || die "no aver binary at $BIN"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/aver-load.XXXXXX")
+SERVER_PID=
+cleanup() {
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+python3 "$HERE/make_body.py" "$QUOTE" "$RUNTIME" "$WORK/attest.json"
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+BASE="https://127.0.0.1:$PORT"
+ATTEST_URL="$BASE/attest/SgxEnclave?api-version=2022-08-01"
+
+"$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+
+for _ in $(seq 600); do
+  if curl -ksf --max-time 2 "$BASE/health" >/dev/null 2>&1; then break; fi
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "aver serve exited"; }
+  sleep 0.1
+done
+curl -ksf --max-time 2 "$BASE/health" >/dev/null || { tail -20 "$WORK/server.log" >&2; die "no /health after 60 s"; }
+
+# The attest request must succeed before it is timed: a fast error path
+# would make a meaningless number.
+status=$(curl -ks --max-time 10 -o "$WORK/attest.out" -w '%{http_code}' \
+  -H 'Content-Type: application/json' --data-binary "@$WORK/attest.json" "$ATTEST_URL")
+[[ $status == 200 ]] && grep -q '"token"' "$WORK/attest.out" \
+  || { cat "$WORK/attest.out" >&2; die "attest returned HTTP $status, not a token"; }
+curl -ksf --max-time 10 "$BASE/certs" | grep -q '"keys"' || die "/certs returned no keys"
+
+PER_THREAD=$(( (MAX_REQUESTS + THREADS - 1) / THREADS ))
+
+# run NAME SECONDS URL [BODY]: one bounded wrk run; prints its RESULT line.
+run() {
+  local name=$1 seconds=$2 url=$3 body=${4:-}
+  LOAD_BODY_FILE=$body LOAD_MAX_PER_THREAD=$PER_THREAD \
+    timeout $((seconds + 30)) wrk -t "$THREADS" -c "$CONNECTIONS" -d "${seconds}s" --timeout 10s \
+    -s "$HERE/wrk.lua" "$url" >"$WORK/$name.wrk" 2>&1 \
+    || { cat "$WORK/$name.wrk" >&2; die "wrk failed for $name"; }
+  grep '^RESULT ' "$WORK/$name.wrk" || { cat "$WORK/$name.wrk" >&2; die "no RESULT from wrk for $name"; }
+}
+
+field() { # field KEY LINE
+  sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"
+}
+
+declare -A RESULT
+for scenario in certs attest; do
+  if [[ $scenario == certs ]]; then url="$BASE/certs" body=""; else url=$ATTEST_URL body="$WORK/attest.json"; fi
+  if ((WARMUP > 0)); then run "$scenario-warmup" "$WARMUP" "$url" "$body" >/dev/null; fi
+  RESULT[$scenario]=$(run "$scenario" "$DURATION" "$url" "$body")
+  echo "load.sh: $scenario: ${RESULT[$scenario]#RESULT }" >&2
+done
+
+for scenario in certs attest; do
+  bad=0
+  for k in non2xx connect read write timeout; do
+    bad=$((bad + $(field "$k" "${RESULT[$scenario]}")))
+  done
+  ((bad == 0)) || echo "load.sh: WARNING: $scenario had $bad failed request(s) (non-2xx or socket errors)" >&2
+done
+
+C=${RESULT[certs]} A=${RESULT[attest]}
+python3 - "$C" "$A" <<'PY'
+import sys
+
+def parse(line):
+    return {k: float(v) for k, v in (p.split("=") for p in line.split()[1:])}
+
+c, a = parse(sys.argv[1]), parse(sys.argv[2])
+print()
+print("| scenario | requests | req/s | p50 | p90 | p99 | failed | req/s ÷ certs req/s | p50 ÷ certs p50 |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for name, r in (("GET /certs (baseline)", c), ("POST /attest/SgxEnclave", a)):
+    failed = int(r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"])
+    print(f"| {name} | {int(r['requests'])} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p90_ms']:.2f} ms "
+          f"| {r['p99_ms']:.2f} ms | {failed} | {r['rps'] / c['rps']:.3f} | {r['p50_ms'] / c['p50_ms']:.1f}× |")
+PY
+echo
+echo "Machine: $(nproc) core(s), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per scenario (after ${WARMUP}s warm-up), TLS on loopback, server and wrk on the same cores."

@@ -128,6 +128,7 @@ pub async fn put_policy(
 
     let mut claims = Map::new();
     claims.insert("x-ms-policy-result".into(), "Updated".into());
+    claims.insert("x-ms-policy".into(), submission.jws.clone().into());
     claims.insert(
         "x-ms-policy-token-hash".into(),
         aver_token::b64::encode_url(&aver_verify::sha256(submission.jws.as_bytes())).into(),

@@ -121,6 +121,19 @@ async fn attest_sgx(
         draft = draft.is_some(),
         "attestation succeeded"
     );
+    // `?verbose=true` with a draft policy: also return the evaluation trace
+    // (which rule matched, permitted or denied, what each issued), the
+    // policy author's debugging aid. The SDKs ignore the extra member.
+    let verbose = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .any(|kv| kv.eq_ignore_ascii_case("verbose=true"));
+    if verbose && draft.is_some() {
+        return Ok(json_response(
+            json!({ "token": token, "evaluation": outcome.evaluation }),
+        ));
+    }
     Ok(json_response(json!({ "token": token })))
 }
 

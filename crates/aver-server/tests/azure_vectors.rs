@@ -119,6 +119,14 @@ async fn openenclave_report_and_json_runtime_data() {
     );
 }
 
+fn reqwest_client(ca: &[u8]) -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca).unwrap()])
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn draft_policy_gives_an_unsecured_token_or_a_reasoned_deny() {
     let (Some(quote), Some(runtime)) = (
@@ -147,6 +155,33 @@ async fn draft_policy_gives_an_unsecured_token_or_a_reasoned_deny() {
     assert_eq!(
         claims["x-ms-policy-hash"],
         "z0FRjKS0ssQTNur1V6BV8WIrh9M3fzgTo0EfHRvapWU"
+    );
+
+    // The verbose form returns the evaluation trace with the token.
+    let body = serde_json::json!({
+        "quote": aver_token::b64::encode_url(&quote),
+        "draftPolicyForAttestation": permit,
+    });
+    let url = format!(
+        "{}/attest/SgxEnclave?api-version=2022-08-01&verbose=true",
+        svc.issuer()
+    );
+    let client = reqwest_client(&svc.ca);
+    let reply: serde_json::Value = client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(reply["token"].is_string());
+    assert_eq!(reply["evaluation"]["decision"], "permit");
+    assert!(
+        reply["evaluation"]["trace"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
     );
 
     let deny = r#"version=1.0; authorizationrules{ c:[type=="x-ms-sgx-is-debuggable", value==false] => deny(); => permit(); }; issuancerules{};"#;

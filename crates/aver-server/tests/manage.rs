@@ -81,6 +81,10 @@ async fn unsigned_policy_lifecycle_on_the_default_provider() {
     let result = admin.set_policy("SgxEnclave", &jws).await.unwrap();
     assert_eq!(result["x-ms-policy-result"], "Updated");
     assert_eq!(
+        result["x-ms-policy"], jws,
+        "PolicyResult carries the stored JWS"
+    );
+    assert_eq!(
         result["x-ms-policy-token-hash"],
         aver_token::b64::encode_url(&aver_verify::sha256(jws.as_bytes()))
     );
@@ -178,9 +182,13 @@ async fn signed_policy_in_aad_mode_records_its_signer() {
     let claims = attest(&svc.client).await.unwrap();
     assert_eq!(claims["x-ms-policy-signer"]["x5c"], reported["x5c"]);
     // A signature that does not verify is refused.
-    let mut forged = jws.clone();
-    forged.pop();
-    forged.push(if jws.ends_with('A') { 'B' } else { 'A' });
+    // Change one character in the middle of the signature: the final
+    // character of base64url carries padding bits, and a non-canonical
+    // encoding would be a malformed JWS rather than a bad signature.
+    let mut forged: Vec<char> = jws.chars().collect();
+    let at = forged.len() - 20;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
     assert_eq!(
         admin
             .set_policy("SgxEnclave", &forged)

@@ -314,7 +314,8 @@ impl GcpQuote {
 /// starting with `_` are notes).
 pub fn pcrs_from_json(v: &Value) -> PcrValues {
     let mut out = PcrValues::new();
-    for (bank, values) in v.as_object().expect("PCR JSON is an object") { // ok: benchmark fixture on fixed inputs
+    for (bank, values) in v.as_object().expect("PCR JSON is an object") {
+        // ok: benchmark fixture on fixed inputs
         let alg = match bank.as_str() {
             "sha1" => HashAlg::Sha1,
             "sha256" => HashAlg::Sha256,
@@ -322,7 +323,8 @@ pub fn pcrs_from_json(v: &Value) -> PcrValues {
             "sha512" => HashAlg::Sha512,
             _ => continue,
         };
-        for (index, hex_value) in values.as_object().expect("bank is an object") { // ok: benchmark fixture on fixed inputs
+        for (index, hex_value) in values.as_object().expect("bank is an object") {
+            // ok: benchmark fixture on fixed inputs
             out.entry(alg).or_default().insert(
                 index.parse().expect("PCR index"), // ok: benchmark fixture on fixed inputs
                 hex::decode(hex_value.as_str().expect("hex string")).expect("hex"), // ok: benchmark fixture on fixed inputs
@@ -343,7 +345,8 @@ pub fn tpm_incoming_claims(log_bytes: &[u8]) -> Vec<Claim> {
     claims.insert("x-ms-ver".into(), json!("1.0"));
     claims.insert("tpmVersion".into(), json!(2));
     let built = aver_tpm::claims::build_claims(&log, Some(&replayed), &replayed.banks);
-    if let Value::Object(m) = serde_json::to_value(&built).expect("TPM claims serialize") { // ok: benchmark fixture on fixed inputs
+    if let Value::Object(m) = serde_json::to_value(&built).expect("TPM claims serialize") {
+        // ok: benchmark fixture on fixed inputs
         claims.extend(m);
     }
     aver_policy::claims_from_json(&claims)

@@ -75,7 +75,7 @@ impl<'a> Parser<'a> {
         self.error_at(span, expected, &tok)
     }
 
-    fn expect(&mut self, want: Tok, expected: &str) -> Result<Span, ParseError> {
+    fn expect_token(&mut self, want: Tok, expected: &str) -> Result<Span, ParseError> {
         let (tok, span) = self.lx.peek().clone();
         if tok == want {
             self.lx.next_tok();
@@ -110,7 +110,7 @@ impl<'a> Parser<'a> {
 
     fn policy(&mut self) -> Result<Parsed, ParseError> {
         self.expect_keyword("version", "")?;
-        self.expect(Tok::Assign, "'=' after 'version'")?;
+        self.expect_token(Tok::Assign, "'=' after 'version'")?;
         let (major_tok, major_span) = self.lx.next_tok();
         let major = match major_tok {
             Tok::Int(v) => v,
@@ -122,7 +122,7 @@ impl<'a> Parser<'a> {
                 ));
             }
         };
-        self.expect(Tok::Dot, "'.' in the version number (1.0, 1.1 or 1.2)")?;
+        self.expect_token(Tok::Dot, "'.' in the version number (1.0, 1.1 or 1.2)")?;
         let (minor_tok, minor_span) = self.lx.next_tok();
         let minor = match minor_tok {
             Tok::Int(v) => v,
@@ -144,7 +144,7 @@ impl<'a> Parser<'a> {
         }
         // Checked above: 0 <= minor <= 2.
         self.version = (1, minor as u32);
-        self.expect(Tok::Semi, "';' after the version")?;
+        self.expect_token(Tok::Semi, "';' after the version")?;
 
         let mut configuration = None;
         if self.peek_ident("configurationrules") {
@@ -188,7 +188,7 @@ impl<'a> Parser<'a> {
     fn section_body(&mut self, section: Section) -> Result<Vec<Rule>, ParseError> {
         self.section = section;
         let open = format!("'{{' after '{}'", section.keyword());
-        self.expect(Tok::LBrace, &open)?;
+        self.expect_token(Tok::LBrace, &open)?;
         let mut rules = Vec::new();
         while !self.peek_is(&Tok::RBrace) {
             if self.peek_is(&Tok::Eof) {
@@ -199,7 +199,7 @@ impl<'a> Parser<'a> {
             rules.push(self.rule()?);
         }
         self.lx.next_tok();
-        self.expect(Tok::Semi, "';' after the section's '}'")?;
+        self.expect_token(Tok::Semi, "';' after the section's '}'")?;
         Ok(rules)
     }
 
@@ -213,12 +213,12 @@ impl<'a> Parser<'a> {
                 self.lx.next_tok();
                 conditions.push(self.condition()?);
             }
-            self.expect(Tok::Arrow, "'&&' or '=>' after the condition")?;
+            self.expect_token(Tok::Arrow, "'&&' or '=>' after the condition")?;
         } else {
             self.lx.next_tok();
         }
         let action = self.action()?;
-        self.expect(Tok::Semi, "';' after the rule")?;
+        self.expect_token(Tok::Semi, "';' after the rule")?;
         Ok(Rule {
             conditions,
             action,
@@ -256,7 +256,7 @@ impl<'a> Parser<'a> {
                 ));
             }
             self.lx.next_tok();
-            self.expect(Tok::Colon, "':' after the condition's identifier")?;
+            self.expect_token(Tok::Colon, "':' after the condition's identifier")?;
             binding = Some(name);
         }
         let open = if binding.is_some() || negated {
@@ -264,7 +264,7 @@ impl<'a> Parser<'a> {
         } else {
             "a condition ('[' or 'name:[')"
         };
-        self.expect(Tok::LBracket, open)?;
+        self.expect_token(Tok::LBracket, open)?;
         let mut props = vec![self.prop_condition()?];
         loop {
             let (tok, span) = self.lx.next_tok();
@@ -474,11 +474,11 @@ impl<'a> Parser<'a> {
             }
         };
         let paren = format!("'(' after '{name}'");
-        self.expect(Tok::LParen, &paren)?;
+        self.expect_token(Tok::LParen, &paren)?;
         match name.as_str() {
             "permit" | "deny" => {
                 let close = format!("')' ({name}() takes no arguments)");
-                self.expect(Tok::RParen, &close)?;
+                self.expect_token(Tok::RParen, &close)?;
                 Ok(if name == "permit" {
                     Action::Permit
                 } else {
@@ -517,7 +517,7 @@ impl<'a> Parser<'a> {
                         &tok,
                     ));
                 }
-                self.expect(Tok::Assign, "'=' after 'claim'")?;
+                self.expect_token(Tok::Assign, "'=' after 'claim'")?;
                 let (itok, ispan) = self.lx.next_tok();
                 let ident = match &itok {
                     Tok::Ident(s) if self.bound.contains(s) => s.clone(),
@@ -529,7 +529,7 @@ impl<'a> Parser<'a> {
                         ));
                     }
                 };
-                self.expect(Tok::RParen, "')' after 'claim=identifier'")?;
+                self.expect_token(Tok::RParen, "')' after 'claim=identifier'")?;
                 return Ok(ClaimSpec::Copy { ident, span: ispan });
             }
             first = false;
@@ -548,7 +548,7 @@ impl<'a> Parser<'a> {
                 ));
             }
             let eq = format!("'=' after '{field}'");
-            self.expect(Tok::Assign, &eq)?;
+            self.expect_token(Tok::Assign, &eq)?;
             let e = self.expr(0)?;
             *slot = Some(e);
             let (sep, sep_span) = self.lx.next_tok();

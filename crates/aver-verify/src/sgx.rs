@@ -54,8 +54,8 @@ pub enum SgxError {
     InvalidQuote(#[from] ParseError),
     #[error("the PCK certificate chain in the quote is malformed: {0}")]
     CertificateChainMalformed(String),
-    #[error("the PCK certificate chain does not lead to a trusted root")]
-    UntrustedRoot,
+    #[error("the PCK certificate chain does not lead to a trusted root: {0}")]
+    UntrustedRoot(String),
     #[error("a certificate in the PCK chain has expired at the verification time")]
     CertificateExpired,
     #[error("a certificate in the PCK chain is not yet valid at the verification time")]
@@ -86,7 +86,7 @@ impl SgxError {
         match self {
             SgxError::InvalidQuote(_) => "InvalidQuote",
             SgxError::CertificateChainMalformed(_) => "CertificateChainMalformed",
-            SgxError::UntrustedRoot => "UntrustedRoot",
+            SgxError::UntrustedRoot(_) => "UntrustedRoot",
             SgxError::CertificateExpired => "CertificateExpired",
             SgxError::CertificateNotYetValid => "CertificateNotYetValid",
             SgxError::CertificateRevoked => "CertificateRevoked",
@@ -232,11 +232,26 @@ impl SgxVerifier {
             }
             certs.push(cert);
         }
-        let Some((leaf_der, intermediates)) = certs.split_first() else {
+        // Every byte of accepted evidence is covered by a check: the chain
+        // must be leaf → intermediates → root in order, the root must be a
+        // trusted root (same subject and key, self-signature valid), and
+        // the verified path must use every intermediate given.
+        let (Some(leaf_der), Some(root_der)) = (certs.first(), certs.last()) else {
             return Err(SgxError::CertificateChainMalformed(
                 "no certificate in the certification data".into(),
             ));
         };
+        if certs.len() < 2 {
+            return Err(SgxError::CertificateChainMalformed(
+                "the chain has only the PCK certificate; its CA and root must follow it".into(),
+            ));
+        }
+        check_canonical_pem(quote.certification_data.data, &certs)?;
+        check_chain_order(&certs)?;
+        self.roots
+            .check_root(root_der)
+            .map_err(SgxError::UntrustedRoot)?;
+        let intermediates = certs.get(1..certs.len() - 1).unwrap_or_default();
         let leaf = EndEntityCert::try_from(leaf_der)
             .map_err(|e| SgxError::CertificateChainMalformed(format!("PCK leaf: {e:?}")))?;
 
@@ -256,22 +271,92 @@ impl SgxVerifier {
             )
         };
 
-        leaf.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            self.roots.anchors(),
-            intermediates,
-            time.as_webpki(),
-            // PCK certificates carry no extended key usage.
-            KeyUsage::required_if_present(&[]),
-            revocation,
-            None,
-        )
-        .map_err(map_webpki_error)?;
+        let path = leaf
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                self.roots.anchors(),
+                intermediates,
+                time.as_webpki(),
+                // PCK certificates carry no extended key usage.
+                KeyUsage::required_if_present(&[]),
+                revocation,
+                None,
+            )
+            .map_err(map_webpki_error)?;
+        let used = path.intermediate_certificates().count();
+        if used != intermediates.len() {
+            return Err(SgxError::CertificateChainInvalid(format!(
+                "the chain carries {} intermediate certificate(s) but the path to the root uses {used}",
+                intermediates.len()
+            )));
+        }
 
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf_der.as_ref())
             .map_err(|e| SgxError::CertificateChainMalformed(format!("PCK leaf: {e}")))?;
         Ok(parsed.public_key().subject_public_key.data.to_vec())
     }
+}
+
+/// The certification data must be exactly the canonical PEM of the
+/// certificates it holds (64-character base64 lines, `\n` line ends), as
+/// Intel's quoting enclave writes it, optionally followed by the one NUL
+/// byte the QE appends. A PEM reader skips stray text and tolerates line
+/// lengths and non-canonical base64; without this check such bytes would
+/// change the quote (and its `quotehash`) without failing any signature.
+fn check_canonical_pem(data: &[u8], certs: &[CertificateDer<'_>]) -> Result<(), SgxError> {
+    use base64::Engine as _;
+    let data = data.strip_suffix(&[0]).unwrap_or(data);
+    let mut expected = Vec::with_capacity(data.len());
+    for cert in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        expected.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            expected.extend_from_slice(line);
+            expected.push(b'\n');
+        }
+        expected.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    if expected != data {
+        let at = expected
+            .iter()
+            .zip(data)
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.len().min(data.len()));
+        return Err(SgxError::CertificateChainMalformed(format!(
+            "the certification data is not the canonical PEM of its certificates (first difference at byte {at})"
+        )));
+    }
+    Ok(())
+}
+
+/// Each certificate must be issued by the next one (issuer name = next
+/// subject name), so that no certificate of the chain is decoration.
+fn check_chain_order(certs: &[CertificateDer<'_>]) -> Result<(), SgxError> {
+    let mut names = Vec::with_capacity(certs.len());
+    for (i, der) in certs.iter().enumerate() {
+        crate::trust::check_strict_der(der.as_ref()).map_err(|e| {
+            SgxError::CertificateChainMalformed(format!("certificate {} of the chain: {e}", i + 1))
+        })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| {
+            SgxError::CertificateChainMalformed(format!("certificate {} of the chain: {e}", i + 1))
+        })?;
+        names.push((
+            cert.subject().as_raw().to_vec(),
+            cert.issuer().as_raw().to_vec(),
+        ));
+    }
+    for (i, pair) in names.windows(2).enumerate() {
+        if let [(_, issuer), (next_subject, _)] = pair
+            && issuer != next_subject
+        {
+            return Err(SgxError::CertificateChainMalformed(format!(
+                "certificate {} of the chain is not issued by certificate {}: the chain must run from the PCK certificate to the root, in order",
+                i + 1,
+                i + 2
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn parse_crls(collateral: Option<&Collateral>) -> Result<Vec<CertRevocationList<'_>>, SgxError> {
@@ -292,7 +377,9 @@ fn parse_crls(collateral: Option<&Collateral>) -> Result<Vec<CertRevocationList<
 fn map_webpki_error(e: webpki::Error) -> SgxError {
     use webpki::Error as E;
     match e {
-        E::UnknownIssuer => SgxError::UntrustedRoot,
+        E::UnknownIssuer => {
+            SgxError::UntrustedRoot("no trusted root issued the chain's CA certificate".into())
+        }
         E::CertExpired { .. } => SgxError::CertificateExpired,
         E::CertNotValidYet { .. } => SgxError::CertificateNotYetValid,
         E::CertRevoked => SgxError::CertificateRevoked,

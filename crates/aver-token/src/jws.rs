@@ -13,6 +13,12 @@ use crate::b64;
 /// its signer chain is a few tens of KiB at most.
 pub const MAX_JWS_LEN: usize = 1024 * 1024;
 
+/// The smallest RSA key accepted by default (NIST SP 800-131A).
+pub const MIN_RSA_BITS: usize = 2048;
+/// The smallest RSA key an operator may allow for compatibility (Azure's
+/// own SDK test suite signs policies with 1024-bit keys).
+pub const LEGACY_MIN_RSA_BITS: usize = 1024;
+
 /// JWS `alg` values Aver understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwsAlg {
@@ -66,6 +72,10 @@ pub enum JwsError {
     BadSignature,
     #[error("the signing key does not fit the algorithm: {0}")]
     KeyMismatch(String),
+    #[error("the JWS header marks extensions as critical that Aver does not understand: {0:?}")]
+    UnsupportedCritical(Vec<String>),
+    #[error("the signer's RSA key has {bits} bits; the minimum is {min}")]
+    WeakKey { bits: usize, min: usize },
 }
 
 /// A parsed compact JWS that borrows the original text.
@@ -103,6 +113,20 @@ impl<'a> CompactJws<'a> {
             .ok_or(JwsError::Malformed("header has no alg"))?;
         let alg = JwsAlg::from_header(alg_name)
             .ok_or_else(|| JwsError::UnsupportedAlgorithm(alg_name.to_string()))?;
+        // RFC 7515 §4.1.11: a recipient that does not understand every
+        // extension named in `crit` must reject the JWS. Aver implements
+        // none, so any `crit` is refused (and a malformed one too).
+        if let Some(crit) = header.get("crit") {
+            let names: Vec<String> = crit
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().unwrap_or("?").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(JwsError::UnsupportedCritical(names));
+        }
         let payload = if p.is_empty() {
             Vec::new()
         } else {
@@ -176,12 +200,59 @@ impl<'a> CompactJws<'a> {
             .collect()
     }
 
-    /// Verifies the signature with the public key of certificate `cert_der`.
+    /// Verifies the signature with the public key of certificate `cert_der`
+    /// (RSA keys of at least 2048 bits).
     pub fn verify_with_certificate(&self, cert_der: &[u8]) -> Result<(), JwsError> {
+        self.verify_with_certificate_min_rsa(cert_der, MIN_RSA_BITS)
+    }
+
+    /// Like [`Self::verify_with_certificate`], accepting RSA keys down to
+    /// `min_rsa_bits` (never below [`LEGACY_MIN_RSA_BITS`]). A key below the
+    /// minimum is [`JwsError::WeakKey`], distinct from a bad signature, so
+    /// that the caller can say which it is.
+    pub fn verify_with_certificate_min_rsa(
+        &self,
+        cert_der: &[u8],
+        min_rsa_bits: usize,
+    ) -> Result<(), JwsError> {
         let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
             .map_err(|_| JwsError::Malformed("signer certificate is not DER X.509"))?;
         let key = cert.public_key().subject_public_key.data.as_ref();
-        self.verify_with_key(key)
+        let rsa_bits = match cert.public_key().parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
+            _ => None,
+        };
+        match (self.alg, rsa_bits) {
+            (JwsAlg::Rs256 | JwsAlg::Rs384 | JwsAlg::Ps256 | JwsAlg::Ps384, Some(bits)) => {
+                let min = min_rsa_bits.max(LEGACY_MIN_RSA_BITS);
+                if bits < min {
+                    return Err(JwsError::WeakKey { bits, min });
+                }
+                if bits < MIN_RSA_BITS {
+                    return self.verify_legacy_rsa(key, bits);
+                }
+                self.verify_with_key(key)
+            }
+            _ => self.verify_with_key(key),
+        }
+    }
+
+    /// RSA between 1024 and 2047 bits, for operators who lowered the
+    /// minimum for compatibility: RS256 only (aws-lc-rs' legacy algorithm;
+    /// the clients that need it sign with RS256).
+    fn verify_legacy_rsa(&self, public_key: &[u8], bits: usize) -> Result<(), JwsError> {
+        if self.alg != JwsAlg::Rs256 {
+            return Err(JwsError::WeakKey {
+                bits,
+                min: MIN_RSA_BITS,
+            });
+        }
+        UnparsedPublicKey::new(
+            &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            public_key,
+        )
+        .verify(self.signing_input(), &self.signature)
+        .map_err(|_| JwsError::BadSignature)
     }
 
     /// Verifies with a raw public key: PKCS#1 RSAPublicKey DER for RS*/PS*,
@@ -263,6 +334,21 @@ mod tests {
             CompactJws::parse(&hs).unwrap_err(),
             JwsError::UnsupportedAlgorithm("HS256".into())
         );
+    }
+
+    #[test]
+    fn critical_extensions_are_refused() {
+        // {"alg":"none","crit":["exp"],"exp":1}
+        let h = b64::encode_url(br#"{"alg":"none","crit":["exp"],"exp":1}"#);
+        assert_eq!(
+            CompactJws::parse(&format!("{h}.e30.")).unwrap_err(),
+            JwsError::UnsupportedCritical(vec!["exp".into()])
+        );
+        let h = b64::encode_url(br#"{"alg":"RS256","crit":"b64"}"#);
+        assert!(matches!(
+            CompactJws::parse(&format!("{h}.e30.c2ln")),
+            Err(JwsError::UnsupportedCritical(_))
+        ));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct Config {
     pub admin_oidc: Option<OidcConfig>,
     /// How often replicas look for changes made by others (seconds).
     pub refresh_secs: u64,
+    /// Connection cap and client time-outs (see [`crate::listener`]).
+    pub limits: crate::listener::ConnectionLimits,
+    /// Concurrency and deadline of CPU-heavy work (see [`crate::cpu`]).
+    pub cpu: crate::cpu::CpuLimits,
 }
 
 /// OIDC admin settings (see `admin`).
@@ -60,6 +64,8 @@ impl Config {
             tpm_ek_roots: None,
             admin_oidc: None,
             refresh_secs: 2,
+            limits: crate::listener::ConnectionLimits::default(),
+            cpu: crate::cpu::CpuLimits::default(),
         }
     }
 

@@ -9,7 +9,10 @@
 
 pub mod admin;
 pub mod config;
+pub mod cpu;
 pub mod error;
+pub mod json;
+pub mod listener;
 pub mod load;
 pub mod manage;
 pub mod pipeline;
@@ -191,7 +194,7 @@ pub struct Service {
     /// The default provider's admin key, when this start created it.
     pub new_admin_key: Option<String>,
     pub state: AppState,
-    handle: axum_server::Handle<SocketAddr>,
+    handle: listener::ListenerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     refresher: tokio::task::JoinHandle<()>,
 }
@@ -208,8 +211,7 @@ impl Service {
     pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Service, StartError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         std::fs::create_dir_all(&config.data_dir)?;
-        let listener = std::net::TcpListener::bind(config.listen)?;
-        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let issuer = config.issuer_url(addr);
 
@@ -254,6 +256,8 @@ impl Service {
             sgx: Arc::new(SgxVerifier::new(roots)),
             clock,
             max_body_bytes: config.max_body_bytes,
+            body_read_timeout: config.limits.body_read_timeout,
+            cpu: cpu::CpuPool::new(config.cpu.clone()),
             tpm_replay: Arc::new(aver_tpm_attest::ReplayCache::default()),
             admin: Arc::new(admin_auth(config)?),
             loader,
@@ -267,13 +271,18 @@ impl Service {
             &issuer,
         )
         .map_err(StartError::Setup)?;
-        let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-            .await
+        let rustls = listener::tls_config(&tls.cert, &tls.key)
             .map_err(|e| StartError::Setup(format!("TLS files: {e}")))?;
-        let handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
+        let handle = listener::ListenerHandle::new();
         let app = router(state.clone());
-        let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+        let task = tokio::spawn(listener::serve(
+            listener,
+            Arc::new(rustls),
+            app,
+            config.limits.clone(),
+            handle.clone(),
+            std::time::Duration::from_secs(10),
+        ));
         let refresher = tokio::spawn(refresh_loop(state.clone(), config.refresh_secs.max(1)));
         Ok(Service {
             addr,
@@ -287,27 +296,58 @@ impl Service {
         })
     }
 
+    /// Client connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.handle.open_connections()
+    }
+
     /// Stops accepting connections and waits for the server task.
     pub async fn shutdown(self) {
         self.refresher.abort();
-        self.handle
-            .graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+        self.handle.shutdown();
         let _ = self.task.await;
     }
 
-    /// Serves until the task ends (an I/O error) or Ctrl-C.
+    /// Serves until the task ends (an I/O error), Ctrl-C or SIGTERM; on a
+    /// signal, stops accepting and lets in-flight requests finish.
     pub async fn wait(self) -> Result<(), StartError> {
         let handle = self.handle.clone();
+        let mut task = self.task;
         tokio::select! {
-            result = self.task => {
+            result = &mut task => {
                 result.map_err(|e| StartError::Setup(e.to_string()))??;
+                return Ok(());
             }
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("shutting down");
-                handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            _ = stop_signal() => {}
+        }
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        self.refresher.abort();
+        handle.shutdown();
+        task.await.map_err(|e| StartError::Setup(e.to_string()))??;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what service managers send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

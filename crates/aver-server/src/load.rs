@@ -9,7 +9,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-use crate::state::{ActivePolicy, AttestationType, Provider, Providers};
+use crate::state::{ActivePolicy, AttestationType, Provider, ProviderSettings, Providers};
 use crate::store::{AuditRecord, ProviderRecord, Store, StoreError, StoredKey};
 
 /// The default provider's name; it answers at the root path.
@@ -175,11 +175,14 @@ impl Loader {
         let tpm =
             TpmAttestService::new(tpm_config).map_err(|e| fail(format!("TPM service: {e}")))?;
 
+        let settings =
+            ProviderSettings::from_json(&store.provider_settings(&record.name)?).map_err(fail)?;
         Ok(Provider {
             name: record.name.clone(),
             issuer,
             isolated: record.isolated,
             host: record.host.clone(),
+            settings,
             keys,
             policies,
             signers: store.signers(&record.name)?,
@@ -205,22 +208,14 @@ impl Loader {
     }
 }
 
-/// `base` (`scheme://host[:port][/path]`) with its host replaced: a
-/// provider reached by host name keeps the service's scheme and port.
+/// The issuer of a provider reached by host name: the service's scheme and
+/// that host, `https://<host>` — the URL relying parties use, normally on
+/// the default port behind a load balancer. A host configured with a port
+/// (`attest.contoso.example:8443`) keeps it.
 fn with_host(base: &str, host: &str) -> String {
-    let Some((scheme, rest)) = base.split_once("://") else {
-        return format!("https://{host}");
-    };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let port = if authority.starts_with('[') {
-        authority.rsplit_once("]:").map(|(_, p)| p)
-    } else {
-        authority.rsplit_once(':').map(|(_, p)| p)
-    };
-    match port {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    }
+    let scheme = base.split_once("://").map_or("https", |(s, _)| s);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    format!("{scheme}://{host}")
 }
 
 /// Creates the provider `record` with its first admin key; returns the key
@@ -305,18 +300,18 @@ mod tests {
     }
 
     #[test]
-    fn host_routed_issuer_keeps_scheme_and_port() {
+    fn host_routed_issuer_is_the_host() {
         assert_eq!(
             with_host("https://127.0.0.1:8443", "a.example"),
-            "https://a.example:8443"
-        );
-        assert_eq!(
-            with_host("https://aver.example", "a.example"),
             "https://a.example"
         );
         assert_eq!(
-            with_host("https://[::1]:9443/x", "a.example"),
-            "https://a.example:9443"
+            with_host("http://aver.example", "a.example."),
+            "http://a.example"
+        );
+        assert_eq!(
+            with_host("https://[::1]:9443/x", "a.example:8443"),
+            "https://a.example:8443"
         );
     }
 

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::admin::Actor;
 use crate::error::ApiError;
 use crate::policy_jws::{self, EMPTY_POLICY_JWS};
-use crate::request::{check_api_version, read_body};
+use crate::request::check_api_version;
 use crate::routes::json_response;
 use crate::routing::Prov;
 use crate::state::{ActivePolicy, AppState, AttestationType, Provider};
@@ -52,7 +52,7 @@ fn attestation_type(spec: &str) -> Result<AttestationType, ApiError> {
 }
 
 async fn body_text(state: &AppState, body: Body) -> Result<String, ApiError> {
-    let bytes = read_body(body, state.max_body_bytes).await?;
+    let bytes = state.read_body(body).await?;
     String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::invalid_parameter("the body is not UTF-8"))
 }
@@ -91,7 +91,10 @@ pub async fn put_policy(
     let now = state.clock.now();
     let actor = state.admin.authenticate(&headers, &provider, now)?;
     let kind = attestation_type(&spec)?;
-    let submission = policy_jws::parse(&body_text(&state, body).await?)?;
+    let submission = policy_jws::parse(
+        &body_text(&state, body).await?,
+        provider.settings.min_signer_rsa_bits,
+    )?;
     policy_jws::authorize(&provider, submission.signer.as_deref())?;
     let text = submission.text.clone().unwrap_or_default();
     if text.trim().is_empty() && kind != AttestationType::Tpm {
@@ -101,11 +104,17 @@ pub async fn put_policy(
         )));
     }
     let signer_jwk = submission.signer.as_deref().map(policy_jws::signer_jwk);
-    // Validate before anything is stored.
+    // Validate before anything is stored: parsing and the configuration
+    // rules' evaluation run on the CPU pool, under the policy budget.
     let hash = if text.trim().is_empty() {
         None
     } else {
-        Some(ActivePolicy::new(&text, submission.jws.clone(), signer_jwk.clone())?.hash)
+        let (text, jws, signer) = (text.clone(), submission.jws.clone(), signer_jwk.clone());
+        let active = state
+            .cpu
+            .run(move |_cancel| ActivePolicy::new(&text, jws, signer))
+            .await??;
+        Some(active.hash)
     };
     let record = PolicyRecord {
         attestation_type: kind.as_str().into(),
@@ -156,7 +165,15 @@ pub async fn post_policy(
     let now = state.clock.now();
     let actor = state.admin.authenticate(&headers, &provider, now)?;
     let kind = attestation_type(kind_text)?;
-    let submission = policy_jws::parse(&body_text(&state, body).await?)?;
+    let submission = policy_jws::parse(
+        &body_text(&state, body).await?,
+        provider.settings.min_signer_rsa_bits,
+    )?;
+    if submission.text.is_some() {
+        return Err(ApiError::invalid_parameter(
+            "a reset request carries a JWS with an empty payload; this one carries a policy (use PUT /policies/{type} to set a policy)",
+        ));
+    }
     policy_jws::authorize(&provider, submission.signer.as_deref())?;
     let mut entry = audit(&provider, &actor, "policy.reset", kind.as_str(), now);
     entry.policy_hash = kind.default_policy().map(aver_policy::policy_hash);
@@ -202,7 +219,7 @@ fn management_certificate(provider: &Provider, body: &str) -> Result<Vec<u8>, Ap
     };
     let jws = aver_token::CompactJws::parse(&jws_text)
         .map_err(|e| ApiError::bad_request("InvalidOperation", format!("Malformed JWT: {e}")))?;
-    let signer = policy_jws::signer_certificate(&jws)?;
+    let signer = policy_jws::signer_certificate(&jws, provider.settings.min_signer_rsa_bits)?;
     if signer.is_none() {
         return Err(ApiError::bad_request(
             "InvalidOperation",
@@ -330,9 +347,9 @@ pub async fn get_audit(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
     let now = state.clock.now();
-    let actor = state.admin.authenticate(&headers, &provider, now)?;
-    let _ = actor;
+    state.admin.authenticate(&headers, &provider, now)?;
     let limit = query
         .as_deref()
         .unwrap_or_default()

@@ -3,7 +3,7 @@
 //! or signed by a policy signer whose certificate is in `x5c` or `jwk.x5c`.
 //! The exact JWS string received is what is hashed and stored.
 
-use aver_token::{CompactJws, JwsAlg};
+use aver_token::{CompactJws, JwsAlg, JwsError};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -36,13 +36,14 @@ fn invalid_operation(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("InvalidOperation", message)
 }
 
-/// Parses a JWS body and verifies its signature with its own certificate.
-/// Whether that signer is trusted is [`authorize`]'s question.
-pub fn parse(body: &str) -> Result<Submission, ApiError> {
+/// Parses a JWS body and verifies its signature with its own certificate
+/// (RSA keys of at least `min_rsa_bits`). Whether that signer is trusted is
+/// [`authorize`]'s question.
+pub fn parse(body: &str, min_rsa_bits: usize) -> Result<Submission, ApiError> {
     let body = body.trim();
     let jws =
         CompactJws::parse(body).map_err(|e| invalid_operation(format!("Malformed JWT: {e}")))?;
-    let signer = signer_certificate(&jws)?;
+    let signer = signer_certificate(&jws, min_rsa_bits)?;
     let text = match jws
         .payload_json()
         .map_err(|e| invalid_operation(format!("Malformed JWT: {e}")))?
@@ -78,7 +79,12 @@ pub fn parse(body: &str) -> Result<Submission, ApiError> {
 }
 
 /// The signer certificate of a signed JWS, after checking the signature.
-pub fn signer_certificate(jws: &CompactJws<'_>) -> Result<Option<Vec<u8>>, ApiError> {
+/// An RSA key below `min_rsa_bits` is `SignerKeyTooSmall`, not a bad
+/// signature: the signature may well be valid.
+pub fn signer_certificate(
+    jws: &CompactJws<'_>,
+    min_rsa_bits: usize,
+) -> Result<Option<Vec<u8>>, ApiError> {
     if jws.alg == JwsAlg::None {
         return Ok(None);
     }
@@ -88,12 +94,19 @@ pub fn signer_certificate(jws: &CompactJws<'_>) -> Result<Option<Vec<u8>>, ApiEr
     let cert = certs.into_iter().next().ok_or_else(|| {
         invalid_operation("a signed JWS must carry its signer certificate in x5c or jwk.x5c")
     })?;
-    jws.verify_with_certificate(&cert).map_err(|e| {
-        ApiError::bad_request(
-            "InvalidSignature",
-            format!("the JWS signature does not verify with its x5c certificate: {e}"),
-        )
-    })?;
+    jws.verify_with_certificate_min_rsa(&cert, min_rsa_bits)
+        .map_err(|e| match e {
+            JwsError::WeakKey { bits, min } => ApiError::bad_request(
+                "SignerKeyTooSmall",
+                format!(
+                    "the policy signer's RSA key has {bits} bits; the minimum is {min} (an operator may lower it for this provider: aver provider configure NAME --min-signer-rsa-bits {bits})"
+                ),
+            ),
+            other => ApiError::bad_request(
+                "InvalidSignature",
+                format!("the JWS signature does not verify with its x5c certificate: {other}"),
+            ),
+        })?;
     Ok(Some(cert))
 }
 
@@ -144,10 +157,13 @@ mod tests {
     fn unsigned_jws_round_trips() {
         let text = "version=1.0; authorizationrules{=> permit();}; issuancerules{};";
         let jws = unsigned_policy_jws(text);
-        let s = parse(&jws).unwrap();
+        let s = parse(&jws, 2048).unwrap();
         assert_eq!(s.text.as_deref(), Some(text));
         assert!(s.signer.is_none());
-        assert!(parse(EMPTY_POLICY_JWS).unwrap().text.is_none());
-        assert_eq!(parse("nonsense").unwrap_err().code, "InvalidOperation");
+        assert!(parse(EMPTY_POLICY_JWS, 2048).unwrap().text.is_none());
+        assert_eq!(
+            parse("nonsense", 2048).unwrap_err().code,
+            "InvalidOperation"
+        );
     }
 }

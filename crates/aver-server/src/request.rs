@@ -41,21 +41,94 @@ pub fn check_api_version(query: Option<&str>) -> Result<&'static str, ApiError> 
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// Reads the whole body within `timeout`, refusing more than `limit` bytes.
+///
+/// * Over the limit: `413 PayloadTooLarge`. A body that is at most twice
+///   the limit is read to its end first (and discarded), so a client still
+///   writing it receives the 413 instead of a connection reset; a larger
+///   one (or a larger declared `Content-Length`) is refused at once.
+/// * Not arrived whole within `timeout`: `408 RequestTimeout` (a client
+///   trickling its body cannot hold a connection and its buffer forever).
+/// * Malformed framing (a bad chunk size, a truncated body):
+///   `400 MalformedRequest`.
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLarge",
             format!("the request body is larger than {limit} bytes"),
         )
-    })
+    };
+    let drain_cap = limit.saturating_mul(2);
+    let declared = http_body::Body::size_hint(&body).exact();
+    if declared.is_some_and(|n| n > drain_cap as u64) {
+        return Err(too_large());
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut body = body;
+    let mut buf = Vec::with_capacity(
+        declared
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0)
+            .min(limit),
+    );
+    let mut total = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    format!(
+                        "the request body did not arrive within {} seconds",
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad_request(
+                    "MalformedRequest",
+                    format!("the request body could not be read: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            if total > drain_cap {
+                return Err(too_large());
+            }
+            continue; // keep draining, discard
+        }
+        buf.extend_from_slice(&data);
+    }
+    if total > limit {
+        return Err(too_large());
+    }
+    Ok(axum::body::Bytes::from(buf))
 }
 
-/// Parses a JSON object body.
+/// Parses a JSON object body. Duplicate keys are refused, including keys
+/// that differ only in ASCII case at the top level (see [`crate::json`]).
 pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+    match crate::json::parse(bytes) {
+        Ok(Value::Object(map)) => {
+            if let Some((a, b)) = crate::json::case_insensitive_duplicate(&map) {
+                return Err(ApiError::invalid_parameter(format!(
+                    "the request body has both {a:?} and {b:?}; fields are matched ignoring case, so only one may be given"
+                )));
+            }
+            Ok(map)
+        }
         Ok(_) => Err(ApiError::invalid_parameter(
             "the request body must be a JSON object",
         )),
@@ -109,6 +182,11 @@ pub fn typed_data(obj: &Map<String, Value>, name: &str) -> Result<Option<TypedDa
             "{name} must be an object with data and dataType"
         )));
     };
+    if let Some((a, b)) = crate::json::case_insensitive_duplicate(inner) {
+        return Err(ApiError::invalid_parameter(format!(
+            "{name} has both {a:?} and {b:?}; only one may be given"
+        )));
+    }
     let Some(bytes) = base64_field(inner, "data")? else {
         return Ok(None);
     };
@@ -122,7 +200,7 @@ pub fn typed_data(obj: &Map<String, Value>, name: &str) -> Result<Option<TypedDa
         }
     };
     let json = if data_type.eq_ignore_ascii_case("json") {
-        let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let parsed: Value = crate::json::parse(&bytes).map_err(|e| {
             ApiError::invalid_parameter(format!(
                 "{name} has dataType JSON but its data is not JSON: {e}"
             ))

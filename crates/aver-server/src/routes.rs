@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::pipeline::{self, PolicyChoice, SgxRequest};
-use crate::request::{base64_field, check_api_version, field, json_object, read_body, typed_data};
+use crate::request::{base64_field, check_api_version, field, json_object, typed_data};
 use crate::routing::Prov;
 use crate::state::{AppState, AttestationType};
 
@@ -49,7 +49,7 @@ async fn attest_sgx(
     kind: SgxEvidenceKind,
 ) -> Result<Response, ApiError> {
     check_api_version(query.as_deref())?;
-    let bytes = read_body(body, state.max_body_bytes).await?;
+    let bytes = state.read_body(body).await?;
     let obj = json_object(&bytes)?;
     let (field_name, attestation_type) = match kind {
         SgxEvidenceKind::Quote => ("quote", AttestationType::SgxEnclave),
@@ -60,7 +60,15 @@ async fn attest_sgx(
     let nonce = match field(&obj, "nonce") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
+        // The nonce is echoed as given: a number is accepted only when its
+        // text is exact (an integer within 64 bits); 1e20 or 1.5 would come
+        // back altered, so they are refused.
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Some(Value::Number(_)) => {
+            return Err(ApiError::invalid_parameter(
+                "nonce must be a string (a number is accepted only as an integer that fits in 64 bits)",
+            ));
+        }
         Some(_) => return Err(ApiError::invalid_parameter("nonce must be a string")),
     };
     let request = SgxRequest {
@@ -82,38 +90,53 @@ async fn attest_sgx(
 
     let now = state.clock.now();
     let time = VerificationTime::from_unix_seconds(now);
-    let mut outcome = match &draft {
-        Some(text) => {
-            let policy = aver_policy::Policy::parse(text)
-                .map_err(|e| ApiError::bad_request("PolicyParsingError", e.to_string()))?;
-            pipeline::attest_sgx(
-                &state.sgx,
-                &request,
-                PolicyChoice::Draft {
-                    text,
-                    policy: &policy,
-                },
-                time,
-            )?
-        }
-        None => {
-            let active = provider
-                .policy(attestation_type)
-                .ok_or_else(|| policy_not_set(attestation_type))?;
-            pipeline::attest_sgx(&state.sgx, &request, PolicyChoice::Active(&active), time)?
-        }
-    };
-    pipeline::stamp(&mut outcome.claims, &provider.issuer, now);
-    let token = if draft.is_some() {
-        // Draft-policy tokens are unsecured, as Azure's: they must not be
-        // mistaken for a decision of the provider's policy.
-        aver_token::keys::unsecured_jwt(&outcome.claims)
-    } else {
-        provider
-            .signing_key()?
-            .sign_jwt(&provider.jku(), &outcome.claims)
-            .map_err(|e| ApiError::internal("token signing failed", e))?
-    };
+    let sgx = state.sgx.clone();
+    let provider_for_job = provider.clone();
+    let draft_for_job = draft.clone();
+    // Verification, policy evaluation and signing: on the CPU pool, never
+    // on the async workers.
+    let (token, outcome) = state
+        .cpu
+        .run(
+            move |_cancel| -> Result<(String, pipeline::Outcome), ApiError> {
+                let provider = provider_for_job;
+                let mut outcome = match &draft_for_job {
+                    Some(text) => {
+                        let policy = aver_policy::Policy::parse(text).map_err(|e| {
+                            ApiError::bad_request("PolicyParsingError", e.to_string())
+                        })?;
+                        pipeline::attest_sgx(
+                            &sgx,
+                            &request,
+                            PolicyChoice::Draft {
+                                text,
+                                policy: &policy,
+                            },
+                            time,
+                        )?
+                    }
+                    None => {
+                        let active = provider
+                            .policy(attestation_type)
+                            .ok_or_else(|| policy_not_set(attestation_type))?;
+                        pipeline::attest_sgx(&sgx, &request, PolicyChoice::Active(&active), time)?
+                    }
+                };
+                pipeline::stamp(&mut outcome.claims, &provider.issuer, now);
+                let token = if draft_for_job.is_some() {
+                    // Draft-policy tokens are unsecured, as Azure's: they must not
+                    // be mistaken for a decision of the provider's policy.
+                    aver_token::keys::unsecured_jwt(&outcome.claims)
+                } else {
+                    provider
+                        .signing_key()?
+                        .sign_jwt(&provider.jku(), &outcome.claims)
+                        .map_err(|e| ApiError::internal("token signing failed", e))?
+                };
+                Ok((token, outcome))
+            },
+        )
+        .await??;
     tracing::info!(
         provider = %provider.name,
         kind = attestation_type.as_str(),
@@ -163,7 +186,7 @@ pub async fn attest_tpm(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_api_version(query.as_deref())?;
-    let bytes = read_body(body, state.max_body_bytes).await?;
+    let bytes = state.read_body(body).await?;
     let obj = json_object(&bytes)?;
     let data = match field(&obj, "data") {
         Some(Value::String(s)) => s.clone(),
@@ -183,39 +206,46 @@ pub async fn attest_tpm(
     let replay = state.tpm_replay.clone();
     // Verification does RSA/ECDSA and hashing over whole event logs: keep
     // it off the async workers.
-    let step = tokio::task::spawn_blocking(move || tpm.handle_with(&data, now, &replay, &options))
-        .await
-        .map_err(|e| ApiError::internal("TPM verification task failed", e))?
-        .map_err(tpm_error)?;
-    match step {
-        aver_tpm_attest::TpmStep::Reply(payload) => Ok(json_response(
-            json!({ "data": aver_tpm_attest::encode_payload(&payload) }),
-        )),
-        aver_tpm_attest::TpmStep::Verified(verified) => {
-            let service = verified.claims;
-            let evaluation = pipeline::evaluate(&policy.policy, &service)?;
-            let mut for_token = service;
-            for name in TPM_POLICY_ONLY_CLAIMS {
-                for_token.remove(*name);
+    let provider_for_job = provider.clone();
+    // Verification (RSA/ECDSA, hashing whole event logs), evaluation and
+    // signing run on the CPU pool, off the async workers.
+    let reply = state
+        .cpu
+        .run(move |_cancel| -> Result<Value, ApiError> {
+            let provider = provider_for_job;
+            let step = tpm
+                .handle_with(&data, now, &replay, &options)
+                .map_err(tpm_error)?;
+            match step {
+                aver_tpm_attest::TpmStep::Reply(payload) => Ok(
+                    json!({ "data": aver_tpm_attest::encode_payload(&payload) }),
+                ),
+                aver_tpm_attest::TpmStep::Verified(verified) => {
+                    let service = verified.claims;
+                    let evaluation = pipeline::evaluate(&policy.policy, &service)?;
+                    let mut for_token = service;
+                    for name in TPM_POLICY_ONLY_CLAIMS {
+                        for_token.remove(*name);
+                    }
+                    let mut claims = pipeline::token_claims(
+                        for_token,
+                        &evaluation,
+                        policy.hash.clone(),
+                        policy.signer.clone(),
+                        None,
+                    );
+                    pipeline::stamp(&mut claims, &provider.issuer, now);
+                    let token = provider
+                        .signing_key()?
+                        .sign_jwt(&provider.jku(), &claims)
+                        .map_err(|e| ApiError::internal("token signing failed", e))?;
+                    tracing::info!(provider = %provider.name, aik_validated = verified.aik_validated, "TPM attestation succeeded");
+                    Ok(json!({ "data": aver_tpm_attest::report_reply(&token) }))
+                }
             }
-            let mut claims = pipeline::token_claims(
-                for_token,
-                &evaluation,
-                policy.hash.clone(),
-                policy.signer.clone(),
-                None,
-            );
-            pipeline::stamp(&mut claims, &provider.issuer, now);
-            let token = provider
-                .signing_key()?
-                .sign_jwt(&provider.jku(), &claims)
-                .map_err(|e| ApiError::internal("token signing failed", e))?;
-            tracing::info!(provider = %provider.name, aik_validated = verified.aik_validated, "TPM attestation succeeded");
-            Ok(json_response(
-                json!({ "data": aver_tpm_attest::report_reply(&token) }),
-            ))
-        }
-    }
+        })
+        .await??;
+    Ok(json_response(reply))
 }
 
 fn tpm_error(e: aver_tpm_attest::TpmError) -> ApiError {

@@ -37,22 +37,44 @@ pub async fn route_provider(
         if let Ok(uri) = new_path.parse() {
             *request.uri_mut() = uri;
         }
-    } else if let Some(host) = request
-        .headers()
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
+    } else if let Some(host) = request_host(&request)
+        && let Ok(providers) = state.providers.read()
+        && let Some(p) = providers.by_host(&host)
     {
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        if let Ok(providers) = state.providers.read()
-            && let Some(p) = providers.by_host(host)
-        {
-            name = Some(p.name.clone());
-        }
+        name = Some(p.name.clone());
     }
     request.extensions_mut().insert(ProviderName(
         name.unwrap_or_else(|| DEFAULT_PROVIDER.to_string()),
     ));
     next.run(request).await
+}
+
+/// The host a request is addressed to, normalised for matching: the URI's
+/// authority (HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target),
+/// else the `Host` header; without the port, without a trailing dot (the
+/// fully qualified `name.` is the same host), in lower case.
+pub fn request_host(request: &Request) -> Option<String> {
+    let raw = match request.uri().authority() {
+        Some(authority) => authority.as_str().to_string(),
+        None => request
+            .headers()
+            .get(axum::http::header::HOST)?
+            .to_str()
+            .ok()?
+            .to_string(),
+    };
+    Some(host_part(&raw))
+}
+
+/// `host[:port]` or `[v6]:port` → the host, normalised (see [`request_host`]).
+pub fn host_part(authority: &str) -> String {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or(v6)
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// Extractor: the provider the request is for.
@@ -71,5 +93,20 @@ impl FromRequestParts<AppState> for Prov {
             .map(|n| n.0.clone())
             .unwrap_or_else(|| DEFAULT_PROVIDER.to_string());
         state.provider(&name).map(Prov)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_part;
+
+    #[test]
+    fn hosts_normalise() {
+        assert_eq!(host_part("a.example"), "a.example");
+        assert_eq!(host_part("A.Example.:8443"), "a.example");
+        assert_eq!(host_part("a.example."), "a.example");
+        assert_eq!(host_part("[::1]:8443"), "::1");
+        assert_eq!(host_part("127.0.0.1:1"), "127.0.0.1");
+        assert_eq!(host_part("user@a.example:1"), "a.example");
     }
 }

@@ -133,12 +133,53 @@ impl Clock {
     }
 }
 
+/// Per-provider settings, stored as a JSON object (unknown members are
+/// ignored, so replicas of different versions can share a store).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ProviderSettings {
+    /// Smallest RSA key a policy signer may use. 2048 by default (NIST
+    /// SP 800-131A); an operator may lower it to 1024 for clients that sign
+    /// with older keys — Microsoft's own JS SDK test suite does — accepting
+    /// that a 1024-bit key is within reach of a well-funded attacker.
+    pub min_signer_rsa_bits: usize,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        ProviderSettings {
+            min_signer_rsa_bits: aver_token::jws::MIN_RSA_BITS,
+        }
+    }
+}
+
+impl ProviderSettings {
+    /// Parses stored settings; checks each value's range.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let settings: ProviderSettings =
+            serde_json::from_str(text).map_err(|e| format!("provider settings: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_signer_rsa_bits < aver_token::jws::LEGACY_MIN_RSA_BITS {
+            return Err(format!(
+                "min_signer_rsa_bits must be at least {}",
+                aver_token::jws::LEGACY_MIN_RSA_BITS
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// An attestation provider (tenant): issuer, keys, policies, signers.
 pub struct Provider {
     pub name: String,
     pub issuer: String,
     pub isolated: bool,
     pub host: Option<String>,
+    pub settings: ProviderSettings,
     /// Published keys, the signing one first.
     pub keys: Vec<Arc<SigningKey>>,
     pub policies: HashMap<AttestationType, Arc<ActivePolicy>>,
@@ -198,13 +239,15 @@ pub struct Providers {
 }
 
 impl Providers {
+    /// The provider whose configured host is `host` (already normalised by
+    /// [`crate::routing::host_part`]; a configured port is ignored here).
     pub fn by_host(&self, host: &str) -> Option<Arc<Provider>> {
         self.by_name
             .values()
             .find(|p| {
                 p.host
                     .as_deref()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
+                    .is_some_and(|h| crate::routing::host_part(h) == host)
             })
             .cloned()
     }
@@ -218,6 +261,10 @@ pub struct AppState {
     pub sgx: Arc<SgxVerifier>,
     pub clock: Clock,
     pub max_body_bytes: usize,
+    /// Longest a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
+    /// Where verification, evaluation and signing run.
+    pub cpu: crate::cpu::CpuPool,
     pub tpm_replay: Arc<ReplayCache>,
     pub admin: Arc<AdminAuth>,
     /// Everything needed to (re)build providers from the store.
@@ -258,6 +305,11 @@ impl AppState {
             .map_err(|_| ApiError::internal("providers unavailable", "lock poisoned"))?;
         *guard = fresh;
         Ok(())
+    }
+
+    /// Reads a request body within the configured size and time limits.
+    pub async fn read_body(&self, body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
+        crate::request::read_body(body, self.max_body_bytes, self.body_read_timeout).await
     }
 
     /// Runs a blocking store operation off the async threads.

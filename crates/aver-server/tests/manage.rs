@@ -149,10 +149,20 @@ async fn unsigned_policy_lifecycle_on_the_default_provider() {
     // Every change is in the audit log, newest first, with the policy hash.
     let entries = svc
         .client
-        .get_json(&format!("{}/audit", svc.issuer()))
+        .get_json(&format!("{}/audit?api-version=2022-08-01", svc.issuer()))
         .await
         .unwrap_err();
     assert!(matches!(entries, ClientError::Service { status: 401, .. }));
+    // Like every data-plane path, /audit takes an api-version.
+    let entries = svc
+        .client
+        .get_json(&format!("{}/audit", svc.issuer()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&entries, ClientError::Service { status: 400, code, .. } if code == "MissingApiVersion"),
+        "{entries:?}"
+    );
     let store = svc.service.state.store.clone();
     let log = tokio::task::spawn_blocking(move || store.audit_log("default", 10).unwrap())
         .await

@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the attestation service (HTTPS).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Walk the whole workflow: enclave evidence -> service -> token -> relying party.
     Demo(demo::DemoArgs),
     /// Send evidence to a service and print the token (a client).
@@ -177,7 +177,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Attest(cmd) => attest::run(cmd).await,
             Command::Token(cmd) => token::run(cmd).await,

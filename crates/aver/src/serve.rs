@@ -58,6 +58,33 @@ pub struct ServeArgs {
     /// The OIDC issuer's JWKS (file).
     #[arg(long, env = "AVER_ADMIN_OIDC_JWKS")]
     admin_oidc_jwks: Option<PathBuf>,
+    /// Most client connections open at once; beyond it new connections wait
+    /// in the kernel's backlog [default: 1024].
+    #[arg(long, env = "AVER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to complete the TLS handshake [default: 10].
+    #[arg(long, env = "AVER_TLS_HANDSHAKE_TIMEOUT")]
+    tls_handshake_timeout: Option<u64>,
+    /// Seconds a client has to send a request's headers; also how long a
+    /// keep-alive HTTP/1.1 connection may wait for its next request
+    /// [default: 10].
+    #[arg(long, env = "AVER_HEADER_TIMEOUT")]
+    header_timeout: Option<u64>,
+    /// Seconds a client has to send a request's body [default: 30].
+    #[arg(long, env = "AVER_BODY_TIMEOUT")]
+    body_timeout: Option<u64>,
+    /// Seconds after which a connection with no traffic is closed [default: 60].
+    #[arg(long, env = "AVER_IDLE_TIMEOUT")]
+    idle_timeout: Option<u64>,
+    /// Most verifications/policy evaluations running at once [default: CPUs].
+    #[arg(long, env = "AVER_MAX_CONCURRENT_ATTESTATIONS")]
+    max_concurrent_attestations: Option<usize>,
+    /// Seconds a request may wait for a verification slot before 503 [default: 10].
+    #[arg(long, env = "AVER_QUEUE_TIMEOUT")]
+    queue_timeout: Option<u64>,
+    /// Seconds one verification and policy evaluation may run [default: 5].
+    #[arg(long, env = "AVER_ATTESTATION_DEADLINE")]
+    attestation_deadline: Option<u64>,
 }
 
 /// The TOML file's shape.
@@ -77,6 +104,14 @@ struct FileConfig {
     admin_oidc_audience: Option<String>,
     admin_oidc_role: Option<String>,
     admin_oidc_jwks: Option<PathBuf>,
+    max_connections: Option<usize>,
+    tls_handshake_timeout: Option<u64>,
+    header_timeout: Option<u64>,
+    body_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_concurrent_attestations: Option<usize>,
+    queue_timeout: Option<u64>,
+    attestation_deadline: Option<u64>,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -109,6 +144,36 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
         args.trust_roots
     };
     config.database_url = args.database_url.or(file.database_url);
+    let secs = std::time::Duration::from_secs;
+    if let Some(v) = args.max_connections.or(file.max_connections) {
+        anyhow::ensure!(v > 0, "max_connections must be at least 1");
+        config.limits.max_connections = v;
+    }
+    if let Some(v) = args.tls_handshake_timeout.or(file.tls_handshake_timeout) {
+        config.limits.tls_handshake_timeout = secs(v.max(1));
+    }
+    if let Some(v) = args.header_timeout.or(file.header_timeout) {
+        config.limits.header_read_timeout = secs(v.max(1));
+    }
+    if let Some(v) = args.body_timeout.or(file.body_timeout) {
+        config.limits.body_read_timeout = secs(v.max(1));
+    }
+    if let Some(v) = args.idle_timeout.or(file.idle_timeout) {
+        config.limits.idle_timeout = secs(v.max(1));
+    }
+    if let Some(v) = args
+        .max_concurrent_attestations
+        .or(file.max_concurrent_attestations)
+    {
+        anyhow::ensure!(v > 0, "max_concurrent_attestations must be at least 1");
+        config.cpu.max_concurrent = v;
+    }
+    if let Some(v) = args.queue_timeout.or(file.queue_timeout) {
+        config.cpu.queue_timeout = secs(v);
+    }
+    if let Some(v) = args.attestation_deadline.or(file.attestation_deadline) {
+        config.cpu.job_deadline = secs(v.max(1));
+    }
     config.tpm_ek_roots = args.tpm_ek_roots.or(file.tpm_ek_roots);
     let issuer = args.admin_oidc_issuer.or(file.admin_oidc_issuer);
     if let Some(issuer) = issuer {
@@ -146,9 +211,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             "  admin key:     {} (created now; give it as a Bearer credential for /policies and /certificates)",
             config.data_dir.join("admin-key").display()
         ),
-        None => eprintln!(
+        None if config.data_dir.join("admin-key").exists() => eprintln!(
             "  admin key:     {} (created at first start)",
             config.data_dir.join("admin-key").display()
+        ),
+        None => eprintln!(
+            "  admin key:     not in this data directory (the default provider was created by another replica or process; its admin key was written there)"
         ),
     }
     eprintln!(

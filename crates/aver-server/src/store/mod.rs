@@ -120,6 +120,17 @@ pub trait Store: Send + Sync + 'static {
         value: &[u8],
     ) -> Result<Vec<u8>, StoreError>;
 
+    /// The provider's settings, a JSON object (`{}` when never set); see
+    /// `crate::state::ProviderSettings`.
+    fn provider_settings(&self, provider: &str) -> Result<String, StoreError>;
+    /// Replaces the provider's settings.
+    fn set_provider_settings(
+        &self,
+        provider: &str,
+        settings: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+
     fn policies(&self, provider: &str) -> Result<Vec<PolicyRecord>, StoreError>;
     fn set_policy(
         &self,

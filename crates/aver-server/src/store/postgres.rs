@@ -117,6 +117,10 @@ CREATE TABLE IF NOT EXISTS secrets (
     value BYTEA NOT NULL,
     PRIMARY KEY (provider, name)
 );
+CREATE TABLE IF NOT EXISTS provider_settings (
+    provider TEXT PRIMARY KEY,
+    settings TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policies (
     provider TEXT NOT NULL,
     attestation_type TEXT NOT NULL,
@@ -475,6 +479,7 @@ impl Store for PostgresStore {
             for table in [
                 "signing_keys",
                 "secrets",
+                "provider_settings",
                 "policies",
                 "signers",
                 "admin_keys",
@@ -551,6 +556,39 @@ impl Store for PostgresStore {
                     &[&provider, &name],
                 )?
                 .try_get(0)?)
+        })
+    }
+
+    fn provider_settings(&self, provider: &str) -> Result<String, StoreError> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT settings FROM provider_settings WHERE provider = $1",
+                &[&provider],
+            )?
+            .map(|r| r.try_get::<_, String>(0))
+            .transpose()?
+            .unwrap_or_else(|| "{}".into()))
+        })
+    }
+
+    fn set_provider_settings(
+        &self,
+        provider: &str,
+        settings: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.write(Some(audit), |tx| {
+            if !provider_exists(tx, provider)? {
+                return Err(Fail::Refused(StoreError::NotFound(format!(
+                    "provider {provider}"
+                ))));
+            }
+            tx.execute(
+                "INSERT INTO provider_settings (provider, settings) VALUES ($1, $2)
+                 ON CONFLICT (provider) DO UPDATE SET settings = EXCLUDED.settings",
+                &[&provider, &settings],
+            )?;
+            Ok(())
         })
     }
 

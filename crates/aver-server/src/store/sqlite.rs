@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS secrets (
     value BLOB NOT NULL,
     PRIMARY KEY (provider, name)
 );
+CREATE TABLE IF NOT EXISTS provider_settings (
+    provider TEXT PRIMARY KEY,
+    settings TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policies (
     provider TEXT NOT NULL,
     attestation_type TEXT NOT NULL,
@@ -207,6 +211,7 @@ impl Store for SqliteStore {
             for table in [
                 "signing_keys",
                 "secrets",
+                "provider_settings",
                 "policies",
                 "signers",
                 "admin_keys",
@@ -272,6 +277,37 @@ impl Store for SqliteStore {
                 params![provider, name],
                 |r| r.get(0),
             )?)
+        })
+    }
+
+    fn provider_settings(&self, provider: &str) -> Result<String, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT settings FROM provider_settings WHERE provider = ?1",
+                params![provider],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|s| s.unwrap_or_else(|| "{}".into()))
+        })
+    }
+
+    fn set_provider_settings(
+        &self,
+        provider: &str,
+        settings: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.write(Some(audit), |tx| {
+            if !provider_exists(tx, provider)? {
+                return Err(StoreError::NotFound(format!("provider {provider}")));
+            }
+            tx.execute(
+                "INSERT INTO provider_settings (provider, settings) VALUES (?1, ?2)
+                 ON CONFLICT (provider) DO UPDATE SET settings = excluded.settings",
+                params![provider, settings],
+            )?;
+            Ok(())
         })
     }
 

@@ -7,9 +7,10 @@
 //!   / TPM2B_PUBLIC, TPML_PCR_SELECTION; object attributes, TPM names,
 //!   SPKI DER and JWK export.
 //! * [`eventlog`]: TCG PC Client event logs (legacy SHA-1 and crypto-agile),
-//!   event-type names, EFI event decoding.
-//! * [`replay`]: per-bank replay (SHA-1/256/384/512) honouring
-//!   StartupLocality; comparison with quoted PCRs reporting the first
+//!   event-type names, EFI event decoding, and the table of real-world
+//!   deviations Aver tolerates or rejects (and why).
+//! * [`replay`](mod@replay): per-bank replay (SHA-1/256/384/512) honouring
+//!   StartupLocality and H-CRTM; comparison with quoted PCRs reporting the first
 //!   mismatch; an explicit firmware-quirk table ([`replay::KNOWN_QUIRKS`],
 //!   never applied unless passed in).
 //! * [`quote`]: quote verification (magic, type, AK signature via aws-lc-rs,
@@ -141,6 +142,7 @@ mod tests {
                 digests: vec![],
                 data,
             }],
+            trailing_zero_bytes: 0,
         };
         let r = replay::replay(&log).expect("replay");
         let mut want = [0u8; 20];

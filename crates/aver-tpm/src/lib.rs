@@ -13,6 +13,8 @@
 //!   StartupLocality and H-CRTM; comparison with quoted PCRs reporting the first
 //!   mismatch; an explicit firmware-quirk table ([`replay::KNOWN_QUIRKS`],
 //!   never applied unless passed in).
+//! * [`pcrfile`]: PCR values given next to a quote: tpm2-tools'
+//!   serialized PCR file (`tpm2_quote -o`) and a JSON map.
 //! * [`quote`]: quote verification (magic, type, AK signature via aws-lc-rs,
 //!   extraData challenge, pcrDigest).
 //! * [`claims`]: MAA-style `pcrs` / `events` / `secureBootEnabled` claims.
@@ -47,6 +49,7 @@
 pub mod alg;
 pub mod claims;
 pub mod eventlog;
+pub mod pcrfile;
 pub mod quote;
 pub mod reader;
 pub mod replay;
@@ -54,6 +57,7 @@ pub mod structures;
 
 pub use alg::{HashAlg, PcrValues};
 pub use eventlog::{EventLog, EventLogError, parse_event_log};
+pub use pcrfile::{PcrFileError, parse_pcr_file};
 pub use quote::{AkPublicKey, QuoteError, VerifiedQuote, verify_quote};
 pub use reader::ParseError;
 pub use replay::{Replay, compare, replay};

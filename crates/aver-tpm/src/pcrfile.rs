@@ -13,8 +13,11 @@
 //! Written by `tpm2_quote -o` / `tpm2_pcrread -o` (the default
 //! `--pcrs_format=serialized`; lib/pcr.c `pcr_fwrite_serialized`): raw C
 //! structures of the TSS2 headers, with integers little-endian (tpm2-tools
-//! converts them with `htole16`/`htole32`; older releases wrote host order,
-//! which is the same on every little-endian host):
+//! 5.2 and later convert them with `htole16`/`htole32`; earlier releases
+//! dumped host order, which is the same on every little-endian host). The
+//! other binary choices of `--pcrs_format` are not read here: `values`
+//! (bare digests, without the selection they belong to) and `marshaled`
+//! (TPM big-endian marshaling of the same structures).
 //!
 //! ```text
 //! TPML_PCR_SELECTION   4 + 16 × 8 = 132 bytes
@@ -242,9 +245,10 @@ pub enum PcrFileError {
 
 /// Which format `bytes` is in: JSON when it starts (after ASCII
 /// whitespace) with `{`, or is any valid JSON document; tpm2-tools
-/// serialized otherwise. The two cannot be confused: a serialized file
-/// starts with a little-endian count ≤ 16, whose three high bytes are zero,
-/// which no JSON document contains.
+/// serialized otherwise. No valid file of one format is taken for the
+/// other: a valid serialized file starts with a little-endian count ≤ 16,
+/// so its second byte is NUL, which JSON never contains (and `{` is not a
+/// valid first byte).
 pub fn detect_pcr_file_format(bytes: &[u8]) -> PcrFileFormat {
     if bytes.trim_ascii_start().first() == Some(&b'{')
         || serde_json::from_slice::<IgnoredAny>(bytes).is_ok()

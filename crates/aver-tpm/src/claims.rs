@@ -294,7 +294,8 @@ pub struct BootSummary {
     pub secure_boot_enabled: bool,
     /// True when PCRs 0–7 each have an EV_SEPARATOR.
     pub separators_pcr0_to_7: bool,
-    /// Any EV_SEPARATOR carrying the error value 0xFFFFFFFF... or non-zero.
+    /// Any EV_SEPARATOR on PCRs 0–7 whose value is not 0 (the error
+    /// value); separators on other PCRs (Windows' "WBCL") are ignored.
     pub separator_error: bool,
     /// Number of EFI boot applications / drivers measured.
     pub boot_application_count: usize,
@@ -403,11 +404,14 @@ pub fn build_claims(log: &EventLog, replay: Option<&Replay>, pcr_values: &PcrVal
             }),
             EventData::Text(s) if ev.event_type == types::EV_EFI_ACTION => efi_actions.push(s),
             EventData::Separator(v) if ev.event_type == types::EV_SEPARATOR => {
+                // Only the firmware's separators (PCRs 0–7) carry the
+                // error convention; Windows logs "WBCL" separators on
+                // PCRs 12–14, which are not errors.
                 if let Some(slot) = sep_pcrs.get_mut(ev.pcr_index as usize) {
                     *slot = true;
-                }
-                if v != 0 {
-                    separator_error = true;
+                    if v != 0 {
+                        separator_error = true;
+                    }
                 }
             }
             _ => {}

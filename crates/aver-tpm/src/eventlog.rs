@@ -12,13 +12,43 @@
 //! Caps (exceeding any is an error, never a silent truncation):
 //! [`MAX_EVENTS`] events, [`MAX_SPEC_ALGORITHMS`] algorithms in the Spec ID
 //! event, [`MAX_DIGEST_SIZE`] bytes per digest, [`MAX_EVENT_DATA`] bytes of
-//! event data, PCR indices 0–23 ([`MAX_PCR_INDEX`]). Memory use is therefore
-//! bounded by a small constant times the input length.
+//! event data, PCR indices 0–23 ([`MAX_PCR_INDEX`]) on every event that is
+//! extended. Memory use is therefore bounded by a small constant times the
+//! input length.
 //!
-//! One tolerance: a Spec ID event whose `eventSize` excludes its trailing
-//! `vendorInfo` bytes (tpm2-tools' `specid-vendordata.bin` fixture) is
-//! accepted when those bytes follow the event and the Spec ID event then
-//! parses exactly; the vendor bytes are folded into the event data.
+//! ## Real-world tolerances
+//!
+//! Firmware and OS loaders write logs that bend the specification. Each
+//! deviation Aver knows of is decided here, explicitly; the replay-side
+//! rules (StartupLocality, H-CRTM, ExitBootServices) are in
+//! [`mod@crate::replay`]. The reference for "what real logs do" is
+//! go-attestation's parser and replay (`attest/eventlog.go`,
+//! `attest/eventlog_workarounds.go`, `attest/secureboot.go`) and
+//! tpm2-tools' `lib/tpm2_eventlog.c`. A tolerance is only granted when it
+//! cannot change what the replay proves: the replayed PCRs must still equal
+//! the quoted ones, and only `pcrIndex` and the digests are bound by that
+//! comparison (the event type and data are not; see the claims module).
+//!
+//! | Deviation | Decision | Why |
+//! |---|---|---|
+//! | `EV_NO_ACTION` event naming a PCR outside 0–23 (Windows/WBCL logs use `0xFFFFFFFF`, e.g. go-attestation's `option_rom_eventlog`) | **accepted** in both formats, kept in [`EventLog::events`], never extended | `EV_NO_ACTION` events are never extended (PFP), so their PCR index has no meaning; go-attestation accepts them. Their data is unbound, like that of every `EV_NO_ACTION` record. |
+//! | Extended event (any other type) naming a PCR outside 0–23 | **rejected**: [`EventLogError::PcrIndexOutOfRange`] naming the event, its offset and type | The replay would have to extend a PCR a PC Client TPM does not have; such input is not an event log (e.g. keylime's `-bogus` file). |
+//! | `EV_NO_ACTION` digest not all zero (the same Windows log) | **accepted**, digest ignored | Never extended. |
+//! | Spec ID event with a PCR index other than 0 or a non-zero digest | **accepted** as crypto-agile (tpm2-tools rejects, go-attestation accepts) | The `Spec ID Event03` signature unambiguously selects the format and the event is never extended; reading the following `TCG_PCR_EVENT2` records as legacy ones would only produce garbage. |
+//! | Spec ID `specVersionMajor/Minor/Errata` other than 2.0.0 | **accepted**, reported in [`SpecIdEvent`] (go-attestation requires 2.0) | The layout is fixed by the signature; later PFP revisions change errata but not the structure. |
+//! | First event `EV_NO_ACTION` without the `Spec ID Event03` signature (e.g. `StartupLocality` first, go-attestation's `short_no_action_eventlog`, or TPM 1.2's `Spec ID Event00`) | **legacy** SHA-1 log | Only `Spec ID Event03` announces the crypto-agile format. |
+//! | Spec ID `eventSize` excluding `vendorInfo` (tpm2-tools' `specid-vendordata.bin`) | **accepted** when the whole `vendorInfo` follows and the Spec ID event then parses exactly; the vendor bytes are folded into the event data | A known tpm2-tools fixture; the exact re-parse keeps it unambiguous. |
+//! | Algorithm in the Spec ID list that Aver cannot hash (SM3_256, …) | **accepted**: its digests are skipped by the declared size and its bank is not replayed (go-attestation rejects such logs) | The declared size is all that is needed to stay in sync; the other banks remain verifiable. |
+//! | Event with **fewer** digests than the Spec ID lists | **accepted**; a bank missing from any extended event is not replayed ([`crate::replay::Replay::incomplete_banks`]) | Seen in real logs (tpm2-tools' `event-uefivar.bin`); a quote over that bank then fails as `BankNotInLog` instead of silently trusting a partial replay. |
+//! | Event with **more** digests than the Spec ID lists, the **same algorithm twice**, or an algorithm not in the Spec ID list | **rejected** (`TPML_DIGEST_VALUES.count` / `TPMT_HA.hashAlg` error naming the event) | A TPM extends each bank once per event; two digests for one bank would let two verifiers replay different values. |
+//! | Zero-size event data (`eventSize` 0) | **accepted** in both formats (go-attestation since 2021/2023) | The digest is what is extended; empty data is legal. |
+//! | Zero bytes after the last event (log buffer larger than the log) | **accepted**: parsing stops at the first event that would start in an all-zero tail; the count is [`EventLog::trailing_zero_bytes`]. An input of only zero bytes is [`EventLogError::Empty`] | Firmware and OS loaders hand over fixed-size, zero-filled log areas. Read as records, the tail would be `EV_PREBOOT_CERT` events on PCR 0 with no (crypto-agile) or an all-zero (legacy) digest, which firmware does not log. Dropping it gives a forger nothing (they could send the log without it), and if such a record had really been extended the replay would mismatch the quote. A log cut inside an event is still an error. |
+//! | Padding with other bytes (TDX CCEL areas are `0xFF`-filled) | **rejected** (the `0xFF…` record is an extended event naming PCR `0xFFFFFFFF`) | Not seen in TPM logs; the CCEL reader must cut its area at the log's end. |
+//! | `EV_SEPARATOR` data other than `00000000` (Windows logs put `"WBCL"` separators on PCRs 12–14) | **accepted**; replay uses the digests only. The `separatorError` claim only considers PCRs 0–7 | PFP separators are on PCRs 0–7; the OS-defined ones are not error markers. |
+//! | EFI event data that does not decode (shim's `EV_EFI_VARIABLE_AUTHORITY` with a stray trailing byte, SbatLevel / MokListTrusted authority data, 32-bit `UINTN` image-load events) | **accepted**; decoding is best-effort ([`decode_event`] gives [`EventData::Raw`] or ignores trailing bytes) and never affects parsing or replay | Event data is unbound unless its digest matches it ([`Event::data_matches_digests`]); claims that depend on data check that. |
+//! | `EV_EFI_ACTION` "UEFI Debug Mode" / "DMA Protection Disabled" on PCR 7 | **accepted**, listed in the `bootSummary.efiActions` claim (go-attestation's Secure Boot check fails on the first) | Whether a debugger or disabled DMA protection is acceptable is a policy decision; the text is bound because the digest of an `EV_EFI_ACTION` is H(text). |
+//! | ExitBootServices events missing from PCR 5 (the log was read before they were extended) | **replay quirk**, applied only when the caller passes it ([`crate::replay::KNOWN_QUIRKS`]) | It changes a replayed value, so it must be opted into and is reported. |
+//! | Unknown event types | **accepted** and extended like any other event | The digest is what the TPM extended, whatever the type says. |
 
 use crate::alg::HashAlg;
 use crate::reader::{ParseError, Reader};
@@ -33,7 +63,9 @@ pub const MAX_SPEC_ALGORITHMS: u32 = 16;
 pub const MAX_DIGEST_SIZE: u16 = 128;
 /// Maximum size of one event's data.
 pub const MAX_EVENT_DATA: u32 = 16 * 1024 * 1024;
-/// Highest PCR index a PC Client log may name.
+/// Highest PCR index an extended event may name (PC Client TPMs have
+/// PCRs 0–23). `EV_NO_ACTION` events, which are never extended, may name
+/// any index.
 pub const MAX_PCR_INDEX: u32 = 23;
 /// Maximum entries decoded from a GPT event or handoff-table event.
 pub const MAX_DECODED_ENTRIES: u64 = 1024;
@@ -135,8 +167,9 @@ pub fn event_type_name(t: u32) -> String {
 /// Error from [`parse_event_log`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EventLogError {
-    /// The input is empty.
-    #[error("event log is empty")]
+    /// The input is empty or consists of zero bytes only (an unused,
+    /// zero-filled log area).
+    #[error("event log is empty (no bytes, or only zero bytes)")]
     Empty,
     /// A structural problem at event number `seq`.
     #[error("event {seq} (offset {offset}): {source}")]
@@ -148,8 +181,12 @@ pub enum EventLogError {
         /// Underlying error.
         source: ParseError,
     },
-    /// An event names a PCR outside 0–23: not a PC Client event log.
-    #[error("event {seq} (offset {offset}) names PCR {pcr}: not a TCG PC Client event log")]
+    /// An event that would be extended names a PCR outside 0–23: not a
+    /// PC Client event log. (`EV_NO_ACTION` events may name any PCR.)
+    #[error(
+        "event {seq} (offset {offset}, {}) names PCR {pcr}: not a TCG PC Client event log (only EV_NO_ACTION events, which are never extended, may name a PCR outside 0-{MAX_PCR_INDEX})",
+        event_type_name(*event_type)
+    )]
     PcrIndexOutOfRange {
         /// Event sequence number.
         seq: usize,
@@ -157,6 +194,8 @@ pub enum EventLogError {
         offset: usize,
         /// PCR index found.
         pcr: u32,
+        /// Event type of that event.
+        event_type: u32,
     },
     /// More than [`MAX_EVENTS`] events.
     #[error("event log has more than {MAX_EVENTS} events")]
@@ -273,6 +312,9 @@ pub struct EventLog {
     pub spec_id: Option<SpecIdEvent>,
     /// All events including the Spec ID record.
     pub events: Vec<Event>,
+    /// Number of zero bytes after the last event that were read as padding
+    /// (see the tolerance table in the module docs); 0 for an exact log.
+    pub trailing_zero_bytes: usize,
 }
 
 impl EventLog {
@@ -382,9 +424,17 @@ fn parse_spec_id(data: &[u8]) -> Result<SpecIdEvent, ParseError> {
     })
 }
 
-fn check_pcr(seq: usize, offset: usize, pcr: u32) -> Result<(), EventLogError> {
-    if pcr > MAX_PCR_INDEX {
-        Err(EventLogError::PcrIndexOutOfRange { seq, offset, pcr })
+/// PCR index rule: an event that will be extended must name PCR 0–23;
+/// `EV_NO_ACTION` events are never extended, so any index is accepted
+/// (Windows writes `0xFFFFFFFF`).
+fn check_pcr(seq: usize, offset: usize, pcr: u32, event_type: u32) -> Result<(), EventLogError> {
+    if pcr > MAX_PCR_INDEX && event_type != types::EV_NO_ACTION {
+        Err(EventLogError::PcrIndexOutOfRange {
+            seq,
+            offset,
+            pcr,
+            event_type,
+        })
     } else {
         Ok(())
     }
@@ -395,8 +445,8 @@ fn read_legacy_event(r: &mut Reader<'_>, seq: usize) -> Result<Event, EventLogEr
     let offset = r.offset();
     let m = malformed(seq, offset);
     let pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
-    check_pcr(seq, offset, pcr_index)?;
     let event_type = r.u32_le("eventType").map_err(&m)?;
+    check_pcr(seq, offset, pcr_index, event_type)?;
     let digest = r.bytes(20, "SHA-1 digest").map_err(&m)?.to_vec();
     let data = read_data(r).map_err(&m)?.to_vec();
     Ok(Event {
@@ -411,20 +461,92 @@ fn read_legacy_event(r: &mut Reader<'_>, seq: usize) -> Result<Event, EventLogEr
     })
 }
 
+/// Reads one TCG_PCR_EVENT2 (crypto-agile format) using the digest sizes
+/// the Spec ID event declares.
+fn read_agile_event(
+    r: &mut Reader<'_>,
+    seq: usize,
+    spec: &SpecIdEvent,
+) -> Result<Event, EventLogError> {
+    let offset = r.offset();
+    let m = malformed(seq, offset);
+    let pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
+    let event_type = r.u32_le("eventType").map_err(&m)?;
+    check_pcr(seq, offset, pcr_index, event_type)?;
+    let count = r.u32_le("TPML_DIGEST_VALUES.count").map_err(&m)?;
+    if count as usize > spec.algorithms.len() {
+        return Err(m(ParseError::Invalid {
+            what: "TPML_DIGEST_VALUES.count",
+            detail: format!(
+                "{count} digests but the Spec ID event lists {} algorithms",
+                spec.algorithms.len()
+            ),
+        }));
+    }
+    // count <= MAX_SPEC_ALGORITHMS here, so this allocation is bounded.
+    let mut digests: Vec<EventDigest> = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let algorithm_id = r.u16_le("TPMT_HA.hashAlg").map_err(&m)?;
+        let Some(a) = spec
+            .algorithms
+            .iter()
+            .find(|a| a.algorithm_id == algorithm_id)
+        else {
+            return Err(m(ParseError::Invalid {
+                what: "TPMT_HA.hashAlg",
+                detail: format!("algorithm 0x{algorithm_id:04x} not in the Spec ID event"),
+            }));
+        };
+        // Two digests for one bank would make the extended value ambiguous.
+        if digests.iter().any(|d| d.algorithm_id == algorithm_id) {
+            return Err(m(ParseError::Invalid {
+                what: "TPMT_HA.hashAlg",
+                detail: format!("algorithm 0x{algorithm_id:04x} appears twice in one event"),
+            }));
+        }
+        let digest = r
+            .bytes(a.digest_size as usize, "TPMT_HA.digest")
+            .map_err(&m)?
+            .to_vec();
+        digests.push(EventDigest {
+            algorithm_id,
+            digest,
+        });
+    }
+    let data = read_data(r).map_err(&m)?.to_vec();
+    Ok(Event {
+        seq: seq as u32,
+        pcr_index,
+        event_type,
+        digests,
+        data,
+    })
+}
+
 /// Parses a TCG PC Client event log (legacy SHA-1 or crypto-agile).
+///
+/// The format is crypto-agile when the first record is an `EV_NO_ACTION`
+/// event whose data starts with `Spec ID Event03\0`, legacy SHA-1
+/// otherwise. See the module docs for the caps and for every real-world
+/// deviation that is tolerated or rejected.
 pub fn parse_event_log(buf: &[u8]) -> Result<EventLog, EventLogError> {
-    if buf.is_empty() {
+    // Everything from `content_end` on is zero. Computed once, so that the
+    // padding check before each event is O(1) (scanning the tail at every
+    // event would be quadratic on a log of many small zero-ish events).
+    let content_end = buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if content_end == 0 {
         return Err(EventLogError::Empty);
     }
     let mut r = Reader::new(buf);
     let first = read_legacy_event(&mut r, 0)?;
-    let is_agile = first.event_type == types::EV_NO_ACTION
-        && first.pcr_index == 0
-        && first.data.starts_with(SPEC_ID_03);
+    // The signature alone selects the format: the Spec ID record is an
+    // EV_NO_ACTION event, so its PCR index and digest are not checked
+    // (see the tolerance table).
+    let is_agile = first.event_type == types::EV_NO_ACTION && first.data.starts_with(SPEC_ID_03);
     let mut events = Vec::new();
     if !is_agile {
         events.push(first);
-        while !r.is_empty() {
+        while r.offset() < content_end {
             if events.len() >= MAX_EVENTS {
                 return Err(EventLogError::TooManyEvents);
             }
@@ -435,13 +557,14 @@ pub fn parse_event_log(buf: &[u8]) -> Result<EventLog, EventLogError> {
             format: LogFormat::LegacySha1,
             spec_id: None,
             events,
+            trailing_zero_bytes: r.remaining(),
         });
     }
     let mut first = first;
     let spec = match parse_spec_id(&first.data) {
         Ok(s) => s,
         Err(e) => {
-            // Tolerance (documented in the crate docs): tpm2-tools'
+            // Tolerance (documented in the module docs): tpm2-tools'
             // `specid-vendordata.bin` fixture declares an eventSize that
             // excludes vendorInfo, which follows the event. Accept it only
             // when the whole vendorInfo is present right after the event
@@ -468,61 +591,18 @@ pub fn parse_event_log(buf: &[u8]) -> Result<EventLog, EventLogError> {
         }
     };
     events.push(first);
-    while !r.is_empty() {
+    while r.offset() < content_end {
         if events.len() >= MAX_EVENTS {
             return Err(EventLogError::TooManyEvents);
         }
-        let seq = events.len();
-        let offset = r.offset();
-        let m = malformed(seq, offset);
-        let pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
-        check_pcr(seq, offset, pcr_index)?;
-        let event_type = r.u32_le("eventType").map_err(&m)?;
-        let count = r.u32_le("TPML_DIGEST_VALUES.count").map_err(&m)?;
-        if count as usize > spec.algorithms.len() {
-            return Err(m(ParseError::Invalid {
-                what: "TPML_DIGEST_VALUES.count",
-                detail: format!(
-                    "{count} digests but the Spec ID event lists {} algorithms",
-                    spec.algorithms.len()
-                ),
-            }));
-        }
-        let mut digests = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let algorithm_id = r.u16_le("TPMT_HA.hashAlg").map_err(&m)?;
-            let Some(a) = spec
-                .algorithms
-                .iter()
-                .find(|a| a.algorithm_id == algorithm_id)
-            else {
-                return Err(m(ParseError::Invalid {
-                    what: "TPMT_HA.hashAlg",
-                    detail: format!("algorithm 0x{algorithm_id:04x} not in the Spec ID event"),
-                }));
-            };
-            let digest = r
-                .bytes(a.digest_size as usize, "TPMT_HA.digest")
-                .map_err(&m)?
-                .to_vec();
-            digests.push(EventDigest {
-                algorithm_id,
-                digest,
-            });
-        }
-        let data = read_data(&mut r).map_err(&m)?.to_vec();
-        events.push(Event {
-            seq: seq as u32,
-            pcr_index,
-            event_type,
-            digests,
-            data,
-        });
+        let ev = read_agile_event(&mut r, events.len(), &spec)?;
+        events.push(ev);
     }
     Ok(EventLog {
         format: LogFormat::CryptoAgile,
         spec_id: Some(spec),
         events,
+        trailing_zero_bytes: r.remaining(),
     })
 }
 

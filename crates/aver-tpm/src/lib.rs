@@ -7,11 +7,14 @@
 //!   / TPM2B_PUBLIC, TPML_PCR_SELECTION; object attributes, TPM names,
 //!   SPKI DER and JWK export.
 //! * [`eventlog`]: TCG PC Client event logs (legacy SHA-1 and crypto-agile),
-//!   event-type names, EFI event decoding.
-//! * [`replay`]: per-bank replay (SHA-1/256/384/512) honouring
-//!   StartupLocality; comparison with quoted PCRs reporting the first
+//!   event-type names, EFI event decoding, and the table of real-world
+//!   deviations Aver tolerates or rejects (and why).
+//! * [`replay`](mod@replay): per-bank replay (SHA-1/256/384/512) honouring
+//!   StartupLocality and H-CRTM; comparison with quoted PCRs reporting the first
 //!   mismatch; an explicit firmware-quirk table ([`replay::KNOWN_QUIRKS`],
 //!   never applied unless passed in).
+//! * [`pcrfile`]: PCR values given next to a quote: tpm2-tools'
+//!   serialized PCR file (`tpm2_quote -o`) and a JSON map.
 //! * [`quote`]: quote verification (magic, type, AK signature via aws-lc-rs,
 //!   extraData challenge, pcrDigest).
 //! * [`claims`]: MAA-style `pcrs` / `events` / `secureBootEnabled` claims.
@@ -46,6 +49,7 @@
 pub mod alg;
 pub mod claims;
 pub mod eventlog;
+pub mod pcrfile;
 pub mod quote;
 pub mod reader;
 pub mod replay;
@@ -53,6 +57,7 @@ pub mod structures;
 
 pub use alg::{HashAlg, PcrValues};
 pub use eventlog::{EventLog, EventLogError, parse_event_log};
+pub use pcrfile::{PcrFileError, parse_pcr_file};
 pub use quote::{AkPublicKey, QuoteError, VerifiedQuote, verify_quote};
 pub use reader::ParseError;
 pub use replay::{Replay, compare, replay};
@@ -141,6 +146,7 @@ mod tests {
                 digests: vec![],
                 data,
             }],
+            trailing_zero_bytes: 0,
         };
         let r = replay::replay(&log).expect("replay");
         let mut want = [0u8; 20];

@@ -2,9 +2,30 @@
 //!
 //! Replay rules: every bank the log carries (and Aver can hash) is replayed
 //! independently; PCRs start at their TPM reset value (0…0, except PCRs
-//! 17–22 which reset to ff…ff); `EV_NO_ACTION` events are never extended;
-//! a `StartupLocality` `EV_NO_ACTION` event on PCR 0 sets PCR 0's initial
-//! value to 0…0‖locality in every bank (it must precede any PCR 0 extend).
+//! 17–22 which reset to ff…ff); `EV_NO_ACTION` events are never extended,
+//! whatever PCR they name.
+//!
+//! PCR 0's initial value (TPM 2.0 Library Part 1, "Locality and PCR 0";
+//! PFP "Startup Locality event"):
+//! * a `StartupLocality` `EV_NO_ACTION` event on PCR 0 (data exactly
+//!   `"StartupLocality\0"` + one byte) sets it to 0…0‖locality in every
+//!   bank. It must precede every PCR 0 extend
+//!   ([`ReplayError::LateStartupLocality`]) and occur at most once
+//!   ([`ReplayError::DuplicateStartupLocality`]): a second one would make
+//!   the starting value a matter of which event a verifier believes.
+//!   The signature on another PCR index, or with other data lengths, is an
+//!   ordinary `EV_NO_ACTION` event and is not applied (as in go-attestation
+//!   and tpm2-tools).
+//! * an `EV_EFI_HCRTM_EVENT` on PCR 0 means the H-CRTM sequence
+//!   (`_TPM_Hash_Start`) reset PCR 0 to 0…04 before extending it (as
+//!   tpm2-tools, tpm2-tss FAPI and go-eventlog replay it). It must be the
+//!   first PCR 0 extend ([`ReplayError::LateHcrtm`]) — the H-CRTM runs
+//!   before `TPM2_Startup` — and it takes precedence over a
+//!   StartupLocality event.
+//!
+//! Extended events must name PCR 0–23 ([`ReplayError::PcrIndexOutOfRange`];
+//! [`crate::parse_event_log`] already guarantees this for parsed logs, the
+//! check guards hand-built [`EventLog`] values).
 //!
 //! Known firmware quirks are only applied when the caller passes them
 //! explicitly (see [`KNOWN_QUIRKS`]); an applied quirk is always reported.
@@ -35,6 +56,28 @@ pub enum ReplayError {
         /// Event sequence number.
         seq: u32,
     },
+    /// A second StartupLocality event.
+    #[error("StartupLocality event {seq} repeats StartupLocality event {first_seq}")]
+    DuplicateStartupLocality {
+        /// Event sequence number of the second event.
+        seq: u32,
+        /// Event sequence number of the first one.
+        first_seq: u32,
+    },
+    /// An EV_EFI_HCRTM_EVENT on PCR 0 that is not the first PCR 0 extend.
+    #[error("EV_EFI_HCRTM_EVENT {seq} follows another extend of PCR 0 (the H-CRTM runs first)")]
+    LateHcrtm {
+        /// Event sequence number.
+        seq: u32,
+    },
+    /// An event to be extended names a PCR outside 0–23.
+    #[error("event {seq} would extend PCR {pcr}, outside 0-23")]
+    PcrIndexOutOfRange {
+        /// Event sequence number.
+        seq: u32,
+        /// PCR index found.
+        pcr: u32,
+    },
     /// The log carries no complete bank Aver can compute.
     #[error("the event log carries no complete SHA-1/256/384/512 bank")]
     NoKnownBank,
@@ -49,6 +92,9 @@ pub struct Replay {
     pub last_extend: BTreeMap<u32, u32>,
     /// Locality from a StartupLocality event, if any.
     pub startup_locality: Option<u8>,
+    /// Sequence number of the EV_EFI_HCRTM_EVENT that started PCR 0 at
+    /// 0…04, if any.
+    pub hcrtm_seq: Option<u32>,
     /// Banks listed by the log but missing from some extending event; not
     /// replayed.
     pub incomplete_banks: Vec<HashAlg>,
@@ -79,6 +125,23 @@ pub fn reset_value(bank: HashAlg, pcr: u32) -> Vec<u8> {
     vec![fill; bank.size()]
 }
 
+/// Locality the H-CRTM sequence leaves in PCR 0 (TPM 2.0 Part 1).
+pub const HCRTM_LOCALITY: u8 = 4;
+
+/// PCR 0 value after TPM2_Startup from `locality` (or after the H-CRTM
+/// reset, locality 4): 0…0‖locality.
+pub fn locality_value(bank: HashAlg, locality: u8) -> Vec<u8> {
+    let mut v = vec![0u8; bank.size()];
+    if let Some(last) = v.last_mut() {
+        *last = locality;
+    }
+    v
+}
+
+fn is_hcrtm(ev: &crate::eventlog::Event) -> bool {
+    ev.event_type == types::EV_EFI_HCRTM_EVENT && ev.pcr_index == 0
+}
+
 /// Replays all banks of `log`.
 pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
     // A bank is replayed only when every extending event carries a digest
@@ -99,23 +162,41 @@ pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
         banks.insert(b, (0..PCR_COUNT).map(|p| (p, reset_value(b, p))).collect());
     }
     let mut last_extend = BTreeMap::new();
-    let mut startup_locality = None;
+    let mut startup: Option<(u32, u8)> = None;
+    let mut hcrtm_seq = None;
     for ev in &log.events {
         if ev.event_type == types::EV_NO_ACTION {
             if let EventData::StartupLocality(loc) = ev.decode() {
+                if let Some((first_seq, _)) = startup {
+                    return Err(ReplayError::DuplicateStartupLocality {
+                        seq: ev.seq,
+                        first_seq,
+                    });
+                }
                 if last_extend.contains_key(&0) {
                     return Err(ReplayError::LateStartupLocality { seq: ev.seq });
                 }
-                startup_locality = Some(loc);
+                startup = Some((ev.seq, loc));
                 for (b, vals) in banks.iter_mut() {
-                    let mut v = vec![0u8; b.size()];
-                    if let Some(last) = v.last_mut() {
-                        *last = loc;
-                    }
-                    vals.insert(0, v);
+                    vals.insert(0, locality_value(*b, loc));
                 }
             }
             continue;
+        }
+        if ev.pcr_index >= PCR_COUNT {
+            return Err(ReplayError::PcrIndexOutOfRange {
+                seq: ev.seq,
+                pcr: ev.pcr_index,
+            });
+        }
+        if is_hcrtm(ev) {
+            if last_extend.contains_key(&0) {
+                return Err(ReplayError::LateHcrtm { seq: ev.seq });
+            }
+            hcrtm_seq = Some(ev.seq);
+            for (b, vals) in banks.iter_mut() {
+                vals.insert(0, locality_value(*b, HCRTM_LOCALITY));
+            }
         }
         for (b, vals) in banks.iter_mut() {
             let d = ev.digest(*b).ok_or(ReplayError::MissingDigest {
@@ -130,7 +211,8 @@ pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
     Ok(Replay {
         banks,
         last_extend,
-        startup_locality,
+        startup_locality: startup.map(|(_, loc)| loc),
+        hcrtm_seq,
         incomplete_banks,
     })
 }
@@ -245,9 +327,24 @@ fn detect_missing_ebs(log: &EventLog, _bank: HashAlg, pcr: u32) -> bool {
         })
 }
 
+const EBS_FAILURE: &[u8] = b"Exit Boot Services Returned with Failure";
+
+fn extend_texts(bank: HashAlg, replayed: &[u8], texts: &[&[u8]]) -> Vec<u8> {
+    texts
+        .iter()
+        .fold(replayed.to_vec(), |v, t| bank.extend(&v, &bank.hash(t)))
+}
+
 fn effect_missing_ebs(bank: HashAlg, replayed: &[u8]) -> Vec<u8> {
-    let v = bank.extend(replayed, &bank.hash(EBS_INVOCATION));
-    bank.extend(&v, &bank.hash(EBS_SUCCESS))
+    extend_texts(bank, replayed, &[EBS_INVOCATION, EBS_SUCCESS])
+}
+
+fn effect_missing_ebs_failure(bank: HashAlg, replayed: &[u8]) -> Vec<u8> {
+    extend_texts(bank, replayed, &[EBS_INVOCATION, EBS_FAILURE])
+}
+
+fn effect_missing_ebs_failure_success(bank: HashAlg, replayed: &[u8]) -> Vec<u8> {
+    extend_texts(bank, replayed, &[EBS_INVOCATION, EBS_FAILURE, EBS_SUCCESS])
 }
 
 /// Quirk: the log lacks the two `EV_EFI_ACTION` ExitBootServices events
@@ -261,11 +358,49 @@ pub const QUIRK_MISSING_EXIT_BOOT_SERVICES: Quirk = Quirk {
     effect_description: "PCR 5 replay is additionally extended with H(\"Exit Boot Services Invocation\") and H(\"Exit Boot Services Returned with Success\")",
 };
 
+/// Quirk: as [`QUIRK_MISSING_EXIT_BOOT_SERVICES`], but the firmware's
+/// first ExitBootServices call failed: "Invocation" then "Returned with
+/// Failure" (go-attestation's "EBS Invocation + Failure" workaround).
+pub const QUIRK_MISSING_EXIT_BOOT_SERVICES_FAILURE: Quirk = Quirk {
+    name: "missing-exit-boot-services-failure",
+    description: "As missing-exit-boot-services, but ExitBootServices failed: the unlogged PCR 5 events are \"Exit Boot Services Invocation\" and \"Exit Boot Services Returned with Failure\"",
+    detect: detect_missing_ebs,
+    effect: effect_missing_ebs_failure,
+    effect_description: "PCR 5 replay is additionally extended with H(\"Exit Boot Services Invocation\") and H(\"Exit Boot Services Returned with Failure\")",
+};
+
+/// Quirk: as [`QUIRK_MISSING_EXIT_BOOT_SERVICES`], but ExitBootServices
+/// failed once and was retried successfully (go-attestation's "EBS
+/// Invocation + Failure + Success" workaround).
+pub const QUIRK_MISSING_EXIT_BOOT_SERVICES_FAILURE_SUCCESS: Quirk = Quirk {
+    name: "missing-exit-boot-services-failure-success",
+    description: "As missing-exit-boot-services, but ExitBootServices failed once and was retried: the unlogged PCR 5 events are \"Exit Boot Services Invocation\", \"Exit Boot Services Returned with Failure\" and \"Exit Boot Services Returned with Success\"",
+    detect: detect_missing_ebs,
+    effect: effect_missing_ebs_failure_success,
+    effect_description: "PCR 5 replay is additionally extended with H(\"Exit Boot Services Invocation\"), H(\"Exit Boot Services Returned with Failure\") and H(\"Exit Boot Services Returned with Success\")",
+};
+
 /// Every quirk Aver knows. Pass a subset to [`compare`] to enable them.
-pub const KNOWN_QUIRKS: &[Quirk] = &[QUIRK_MISSING_EXIT_BOOT_SERVICES];
+///
+/// | Quirk | Source | Effect |
+/// |---|---|---|
+/// | [`QUIRK_MISSING_EXIT_BOOT_SERVICES`] | go-attestation "EBS Invocation + Success" | PCR 5 + Invocation, Success |
+/// | [`QUIRK_MISSING_EXIT_BOOT_SERVICES_FAILURE`] | go-attestation "EBS Invocation + Failure" | PCR 5 + Invocation, Failure |
+/// | [`QUIRK_MISSING_EXIT_BOOT_SERVICES_FAILURE_SUCCESS`] | go-attestation "EBS Invocation + Failure + Success" | PCR 5 + Invocation, Failure, Success |
+///
+/// Each applies only to a PCR 5 that otherwise mismatches, only when the
+/// log has no "Exit Boot Services Invocation" event, and only if the
+/// result equals the quoted value exactly. Parser-level tolerances are
+/// not quirks: they are always on and listed in [`crate::eventlog`].
+pub const KNOWN_QUIRKS: &[Quirk] = &[
+    QUIRK_MISSING_EXIT_BOOT_SERVICES,
+    QUIRK_MISSING_EXIT_BOOT_SERVICES_FAILURE,
+    QUIRK_MISSING_EXIT_BOOT_SERVICES_FAILURE_SUCCESS,
+];
 
 fn matched_prefix(log: &EventLog, bank: HashAlg, pcr: u32, quoted: &[u8]) -> Option<u32> {
     let mut v = reset_value(bank, pcr);
+    let mut extended = false;
     let mut found = None;
     for ev in &log.events {
         if ev.pcr_index != pcr {
@@ -273,15 +408,16 @@ fn matched_prefix(log: &EventLog, bank: HashAlg, pcr: u32, quoted: &[u8]) -> Opt
         }
         if ev.event_type == types::EV_NO_ACTION {
             if let EventData::StartupLocality(loc) = ev.decode() {
-                v = vec![0u8; bank.size()];
-                if let Some(l) = v.last_mut() {
-                    *l = loc;
-                }
+                v = locality_value(bank, loc);
             }
             continue;
         }
+        if is_hcrtm(ev) && !extended {
+            v = locality_value(bank, HCRTM_LOCALITY);
+        }
         let d = ev.digest(bank)?;
         v = bank.extend(&v, d);
+        extended = true;
         if v == quoted {
             found = Some(ev.seq);
         }

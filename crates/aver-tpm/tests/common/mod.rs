@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Helpers shared by the integration tests.
 
+pub mod build;
+
 use aver_tpm::{HashAlg, PcrValues};
 use base64::Engine as _;
 use std::collections::BTreeMap;

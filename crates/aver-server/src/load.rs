@@ -46,6 +46,27 @@ pub fn valid_provider_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// Whether `host` is a DNS name with an optional port, as a provider's host.
+/// Routing compares it in lower case without a trailing dot.
+pub fn valid_host_name(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
 /// A new random admin key (`aver_` + 32 random bytes, base64url) and the
 /// SHA-256 hash that is stored instead of it.
 pub fn new_admin_key() -> Result<(String, Vec<u8>), String> {
@@ -230,6 +251,13 @@ pub fn create_provider(
         return Err(format!(
             "invalid provider name {:?}: use 1-63 of a-z, 0-9 and -",
             record.name
+        ));
+    }
+    if let Some(host) = &record.host
+        && !valid_host_name(host)
+    {
+        return Err(format!(
+            "invalid host {host:?}: a DNS name (letters, digits, '-' and '.'), optionally with :port"
         ));
     }
     if record.isolated && signers.is_empty() {

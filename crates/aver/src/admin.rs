@@ -153,7 +153,7 @@ pub fn provider_create(
     let record = ProviderRecord {
         name: name.to_string(),
         isolated: !signers.is_empty(),
-        host,
+        host: host.map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
         created_at: aver_client::unix_now() as i64,
     };
     let actor = format!(
@@ -190,6 +190,47 @@ pub fn provider_list(store: &StoreArgs) -> Result<ExitCode> {
             p.host.unwrap_or_default()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aver provider configure NAME [--min-signer-rsa-bits N]`: changes a
+/// provider's settings in the store (replicas pick them up within their
+/// refresh interval) and prints them.
+pub fn provider_configure(
+    store: &StoreArgs,
+    name: &str,
+    min_signer_rsa_bits: Option<usize>,
+) -> Result<ExitCode> {
+    let store = store.open()?;
+    if !store.providers()?.iter().any(|p| p.name == name) {
+        bail!("no provider named {name}");
+    }
+    let mut settings =
+        aver_server::state::ProviderSettings::from_json(&store.provider_settings(name)?)
+            .map_err(|e| anyhow!(e))?;
+    let mut changes = Vec::new();
+    if let Some(bits) = min_signer_rsa_bits {
+        settings.min_signer_rsa_bits = bits;
+        changes.push(format!("min_signer_rsa_bits={bits}"));
+    }
+    settings.validate().map_err(|e| anyhow!(e))?;
+    if !changes.is_empty() {
+        let audit = aver_server::store::AuditRecord {
+            at: aver_client::unix_now() as i64,
+            provider: name.to_string(),
+            actor: format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            ),
+            action: "provider.configure".into(),
+            target: name.to_string(),
+            policy_hash: None,
+            detail: changes.join(", "),
+        };
+        store.set_provider_settings(name, &serde_json::to_string(&settings)?, &audit)?;
+        eprintln!("updated provider {name}: {}", changes.join(", "));
+    }
+    println!("{}", serde_json::to_string_pretty(&settings)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -108,6 +108,18 @@ enum ProviderCommand {
         #[command(flatten)]
         store: admin::StoreArgs,
     },
+    /// Show or change a provider's settings.
+    Configure {
+        name: String,
+        /// Smallest RSA key a policy signer may use (default 2048). Lowering
+        /// it (to 1024 at least) admits signers that Azure accepts, such as
+        /// the keys of Microsoft's JS SDK test suite, at the cost of
+        /// trusting keys within reach of a well-funded attacker.
+        #[arg(long)]
+        min_signer_rsa_bits: Option<usize>,
+        #[command(flatten)]
+        store: admin::StoreArgs,
+    },
     /// Delete a provider and everything it owns.
     Delete {
         name: String,
@@ -154,6 +166,11 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
             store,
         } => admin::provider_create(&store, &name, &signers, host),
         ProviderCommand::List { store } => admin::provider_list(&store),
+        ProviderCommand::Configure {
+            name,
+            min_signer_rsa_bits,
+            store,
+        } => admin::provider_configure(&store, &name, min_signer_rsa_bits),
         ProviderCommand::Delete { name, store } => admin::provider_delete(&store, &name),
     }
 }

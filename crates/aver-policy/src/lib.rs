@@ -114,7 +114,11 @@
 //!
 //! ## Limits
 //!
-//! Policy text ≤ 1 MiB ([`MAX_POLICY_BYTES`]); ≤ 32 nested function calls
+//! Policy text ≤ 1 MiB ([`MAX_POLICY_BYTES`]); draft policies should be
+//! parsed with [`Policy::parse_with_limit`] and [`MAX_DRAFT_POLICY_BYTES`]
+//! (64 KiB, over ten times the largest published sample); ≤ [`MAX_RULES`]
+//! rules. Size refusals are [`ParseError`]s with code `PolicyTooLarge`
+//! ([`ParseError::code`]); ≤ 32 nested function calls
 //! ([`MAX_EXPR_DEPTH`]); ≤ 100 000 incoming claims ([`MAX_CLAIMS`]); ≤ 10 000
 //! values per expression or claims per action ([`MAX_VALUE_SET`]); JMESPath
 //! queries ≤ 16 KiB and ≤ 256 structural operators
@@ -145,7 +149,7 @@ pub use ast::{
     Span,
 };
 pub use eval::{MAX_CLAIMS, MAX_JMESPATH_OPERATORS, MAX_JMESPATH_QUERY_BYTES, MAX_VALUE_SET};
-pub use parser::{MAX_EXPR_DEPTH, MAX_POLICY_BYTES};
+pub use parser::{MAX_DRAFT_POLICY_BYTES, MAX_EXPR_DEPTH, MAX_POLICY_BYTES, MAX_RULES};
 
 /// Issuer of claims parsed from evidence.
 pub const ISSUER_SERVICE: &str = "AttestationService";
@@ -222,6 +226,30 @@ pub struct ParseError {
     pub column: usize,
     pub expected: String,
     pub found: String,
+    /// Whether the policy was refused for its size rather than its syntax.
+    pub kind: ParseErrorKind,
+}
+
+/// Why a policy was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParseErrorKind {
+    /// A syntax or static error.
+    Syntax,
+    /// The text is longer than the size limit, or has more than
+    /// [`MAX_RULES`] rules.
+    TooLarge,
+}
+
+impl ParseError {
+    /// The stable error code the HTTP service returns: `PolicyTooLarge` for
+    /// a size refusal, `PolicyParsingError` otherwise.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            ParseErrorKind::Syntax => "PolicyParsingError",
+            ParseErrorKind::TooLarge => "PolicyTooLarge",
+        }
+    }
 }
 
 /// What went wrong while evaluating a rule.
@@ -268,9 +296,18 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Parses policy text. See the crate documentation for the grammar.
+    /// Parses policy text of at most [`MAX_POLICY_BYTES`]. See the crate
+    /// documentation for the grammar.
     pub fn parse(text: &str) -> Result<Policy, ParseError> {
-        let p = parser::parse(text)?;
+        Policy::parse_with_limit(text, MAX_POLICY_BYTES)
+    }
+
+    /// Parses policy text, refusing text longer than `max_bytes` (and never
+    /// more than [`MAX_POLICY_BYTES`]) with a [`ParseError`] whose
+    /// [`code`](ParseError::code) is `PolicyTooLarge`. Use
+    /// [`MAX_DRAFT_POLICY_BYTES`] for unauthenticated draft policies.
+    pub fn parse_with_limit(text: &str, max_bytes: usize) -> Result<Policy, ParseError> {
+        let p = parser::parse(text, max_bytes.min(MAX_POLICY_BYTES))?;
         Ok(Policy {
             version: p.version,
             configuration: p.configuration,

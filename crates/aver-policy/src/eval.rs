@@ -1,33 +1,110 @@
-//! Policy evaluation: claim sets, condition matching, actions and the 1.2 functions.
+//! Policy evaluation: claim sets, condition matching, actions and the 1.2
+//! functions, all under a [`Budget`].
+//!
+//! Budget accounting (see `budget.rs`): every allocation is charged to the
+//! [`Meter`] before it is made, every loop charges its iterations before it
+//! runs them. Memory is counted as *held*: what a rule builds for itself
+//! (bindings, value sets, function results) is released when the rule ends,
+//! what it leaves behind (claims, trace entry) stays charged until the end.
 
-use std::sync::OnceLock;
+use std::borrow::Cow;
 
 use serde_json::Value;
 
 use crate::ast::*;
+use crate::budget::{BYTES_PER_STEP, Budget, COMPARE_BYTES_PER_STEP, Meter, size_of};
+use crate::jmes;
 use crate::{
     Claim, ClaimValue, Decision, EvalError, EvalErrorKind, Evaluation, ISSUER_POLICY, Policy,
     TraceEntry,
 };
 
-/// Most claims the incoming set may hold during one evaluation.
-pub const MAX_CLAIMS: usize = 100_000;
+/// Default most claims one evaluation may hold ([`Budget::max_claims`]).
+pub const MAX_CLAIMS: usize = Budget::DEFAULT_MAX_CLAIMS;
 /// Most values one expression may evaluate to (sets, element-wise products).
 pub const MAX_VALUE_SET: usize = 10_000;
 /// Longest accepted JMESPath query, in bytes.
 pub const MAX_JMESPATH_QUERY_BYTES: usize = 16 * 1024;
-/// Most structural JMESPath operators (`. | [ ( { ! & `) in one query; bounds
-/// the recursion depth of the `jmespath` crate's parser and interpreter.
+/// Most structural JMESPath operators (`. | [ ( { ! & @ *` and comparisons)
+/// in one query; bounds the nesting of the parsed query, and so the recursion
+/// depth of the `jmespath` crate's parser and of the interpreter.
 pub const MAX_JMESPATH_OPERATORS: usize = 256;
 
-type EResult<T> = Result<T, EvalErrorKind>;
+/// Deepest JSON the evaluator walks (to size or compare it). JSON parsed by
+/// `serde_json` is at most 128 levels deep; this only guards the stack
+/// against a caller-built `ClaimValue::Json`.
+const MAX_JSON_DEPTH: usize = 512;
 
-struct State<'p> {
-    incoming: Vec<Claim>,
+// Vectors that grow by pushing hold up to twice their length in capacity,
+// so the per-element charges below are doubled.
+
+/// Bytes charged per element of a value set (the slot itself; owned
+/// payloads are charged on top).
+const VALUE_BYTES: u64 = 2 * size_of::<Cow<'static, ClaimValue>>();
+/// Bytes charged per claim held, on top of its strings and value payload.
+const CLAIM_BYTES: u64 = 2 * size_of::<Claim>();
+/// Bytes charged per trace entry (plus its claims): the entry and its
+/// action name.
+const TRACE_ENTRY_BYTES: u64 = 2 * size_of::<TraceEntry>() + 16;
+/// Bytes charged per claim added to the incoming set (an index into the trace).
+const ADDED_BYTES: u64 = 2 * size_of::<(usize, usize)>();
+/// Bytes charged per bound claim (an index into the incoming set).
+const HIT_BYTES: u64 = 2 * size_of::<usize>();
+/// Heap bytes per entry of a JSON object (`serde_json` with
+/// `preserve_order`: an `IndexMap` entry holds the hash, key and value).
+const JSON_ENTRY_BYTES: u64 = 8 + size_of::<String>() + size_of::<Value>();
+
+/// Heap bytes of an `IndexMap` with `n` entries as `clone()` allocates it:
+/// a hash index of a power-of-two number of buckets (at least 4, at most
+/// 7/8 full; an 8-byte slot and a control byte each, plus a 16-byte control
+/// group) and an entry vector with the index's capacity.
+fn json_map_bytes(n: usize) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let buckets = match n {
+        0..4 => 4,
+        4..8 => 8,
+        _ => (n.saturating_mul(8) / 7 + 1).next_power_of_two(),
+    } as u64;
+    let capacity = if buckets < 8 {
+        buckets - 1
+    } else {
+        buckets / 8 * 7
+    };
+    capacity * JSON_ENTRY_BYTES + buckets * 9 + 16
+}
+
+type EResult<T> = Result<T, EvalErrorKind>;
+/// An expression's value set: values of incoming claims are borrowed.
+type Vals<'s> = Vec<Cow<'s, ClaimValue>>;
+
+struct State<'i> {
+    /// The caller's incoming claims, borrowed (never copied).
+    base: &'i [Claim],
+    /// Claims rules added to the incoming set: `(trace entry, produced claim)`.
+    /// Every added claim is also in the trace, so it is stored once.
+    added: Vec<(usize, usize)>,
     issued: Vec<Claim>,
     properties: Vec<Claim>,
     trace: Vec<TraceEntry>,
-    _policy: &'p Policy,
+}
+
+impl State<'_> {
+    fn incoming_len(&self) -> usize {
+        self.base.len() + self.added.len()
+    }
+
+    /// Incoming claim `i` (evidence claims first, then added ones in order).
+    fn get(&self, i: usize) -> Option<&Claim> {
+        match self.base.get(i) {
+            Some(c) => Some(c),
+            None => {
+                let &(t, p) = self.added.get(i.checked_sub(self.base.len())?)?;
+                self.trace.get(t)?.produced.get(p)
+            }
+        }
+    }
 }
 
 enum Outcome {
@@ -35,25 +112,32 @@ enum Outcome {
     Denied(String),
 }
 
-pub fn evaluate(policy: &Policy, incoming: &[Claim]) -> Result<Evaluation, EvalError> {
-    if incoming.len() > MAX_CLAIMS {
+pub fn evaluate(
+    policy: &Policy,
+    incoming: &[Claim],
+    budget: &Budget,
+) -> Result<Evaluation, EvalError> {
+    let mut meter = Meter::new(budget);
+    // Before any rule: an expired deadline, a set flag, too many claims.
+    if let Err(kind) = meter
+        .check_interrupts()
+        .and_then(|()| meter.add_claims(incoming.len()))
+    {
         return Err(EvalError {
             section: None,
             rule: 0,
             line: 0,
             column: 0,
-            kind: EvalErrorKind::Limit(format!(
-                "{} incoming claims exceed the limit of {MAX_CLAIMS}",
-                incoming.len()
-            )),
+            kind,
+            usage: meter.usage(),
         });
     }
     let mut st = State {
-        incoming: incoming.to_vec(),
+        base: incoming,
+        added: Vec::new(),
         issued: Vec::new(),
         properties: Vec::new(),
         trace: Vec::new(),
-        _policy: policy,
     };
     let mut permitted = false;
     let sections: [(Section, Option<&Vec<Rule>>); 3] = [
@@ -65,15 +149,18 @@ pub fn evaluate(policy: &Policy, incoming: &[Claim]) -> Result<Evaluation, EvalE
         if section == Section::Issuance && !permitted {
             return Ok(finish(
                 st,
+                &meter,
                 Decision::Deny,
                 Some("no permit() was issued by authorizationrules".into()),
             ));
         }
         let Some(rules) = rules else { continue };
         for (i, rule) in rules.iter().enumerate() {
-            match run_rule(&mut st, section, i + 1, rule, &mut permitted) {
+            match run_rule(&mut st, &mut meter, section, i + 1, rule, &mut permitted) {
                 Ok(Outcome::Continue) => {}
-                Ok(Outcome::Denied(reason)) => return Ok(finish(st, Decision::Deny, Some(reason))),
+                Ok(Outcome::Denied(reason)) => {
+                    return Ok(finish(st, &meter, Decision::Deny, Some(reason)));
+                }
                 Err(kind) => {
                     return Err(EvalError {
                         section: Some(section),
@@ -81,15 +168,21 @@ pub fn evaluate(policy: &Policy, incoming: &[Claim]) -> Result<Evaluation, EvalE
                         line: rule.span.line,
                         column: rule.span.column,
                         kind,
+                        usage: meter.usage(),
                     });
                 }
             }
         }
     }
-    Ok(finish(st, Decision::Permit, None))
+    Ok(finish(st, &meter, Decision::Permit, None))
 }
 
-fn finish(st: State<'_>, decision: Decision, deny_reason: Option<String>) -> Evaluation {
+fn finish(
+    st: State<'_>,
+    meter: &Meter<'_>,
+    decision: Decision,
+    deny_reason: Option<String>,
+) -> Evaluation {
     let issued = if decision == Decision::Permit {
         st.issued
     } else {
@@ -101,6 +194,7 @@ fn finish(st: State<'_>, decision: Decision, deny_reason: Option<String>) -> Eva
         issued,
         properties: st.properties,
         trace: st.trace,
+        usage: meter.usage(),
     }
 }
 
@@ -109,31 +203,54 @@ type Env<'r> = Vec<(&'r str, Vec<usize>)>;
 
 fn run_rule(
     st: &mut State<'_>,
+    meter: &mut Meter<'_>,
     section: Section,
     index: usize,
     rule: &Rule,
     permitted: &mut bool,
 ) -> EResult<Outcome> {
+    // Everything this rule builds for itself is released when it ends; what
+    // it keeps (its trace entry, the claims it produces) is added to `mark`.
+    let mark = meter.live();
+    meter.step(1)?;
+    meter.alloc(TRACE_ENTRY_BYTES)?;
+    let mut keep = TRACE_ENTRY_BYTES;
     // Claims added by this rule's own action are not visible to its conditions.
-    let snapshot = st.incoming.len();
+    let snapshot = st.incoming_len();
     let mut env: Env<'_> = Vec::new();
     let mut matched = true;
     for cond in &rule.conditions {
+        meter.step(1)?;
         let mut rhs_sets = Vec::with_capacity(cond.props.len());
+        let mut costs = Vec::with_capacity(cond.props.len());
+        meter.alloc(cond.props.len() as u64 * 2 * size_of::<Vals<'static>>())?;
         for p in &cond.props {
-            rhs_sets.push(eval_expr(&p.rhs, &env, &st.incoming)?);
+            let set = eval_expr(&p.rhs, &env, st, meter)?;
+            costs.push(compare_cost(&set, meter)?);
+            rhs_sets.push(set);
         }
-        let hits: Vec<usize> = st.incoming[..snapshot]
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| {
-                cond.props
-                    .iter()
-                    .zip(&rhs_sets)
-                    .all(|(p, rhs)| prop_matches(c, p.prop, p.op, rhs))
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let mut hits: Vec<usize> = Vec::new();
+        for i in 0..snapshot {
+            let Some(c) = st.get(i) else { break };
+            let mut all = true;
+            for ((p, rhs), cost) in cond.props.iter().zip(&rhs_sets).zip(&costs) {
+                // One comparison per value of the right-hand side.
+                meter.step(*cost)?;
+                if !prop_matches(c, p.prop, p.op, rhs) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                if cond.negated {
+                    // One hit is enough to know a negated condition is false.
+                    hits.push(i);
+                    break;
+                }
+                meter.alloc(HIT_BYTES)?;
+                hits.push(i);
+            }
+        }
         let ok = if cond.negated {
             hits.is_empty()
         } else {
@@ -157,6 +274,7 @@ fn run_rule(
     };
     if !matched {
         st.trace.push(entry);
+        meter.release_to(mark + keep);
         return Ok(Outcome::Continue);
     }
     entry.action = Some(rule.action.name().to_string());
@@ -165,77 +283,141 @@ fn run_rule(
             *permitted = true;
             Outcome::Continue
         }
-        Action::Deny => Outcome::Denied(format!(
-            "rule {index} of {} (line {}) issued deny()",
-            section.keyword(),
-            rule.span.line
-        )),
-        Action::Add(spec) => {
-            let (claims, _) = make_claims(spec, &env, &st.incoming)?;
-            push_limited(&mut st.incoming, &claims)?;
-            entry.produced = claims;
-            Outcome::Continue
+        Action::Deny => {
+            let reason = format!(
+                "rule {index} of {} (line {}) issued deny()",
+                section.keyword(),
+                rule.span.line
+            );
+            meter.alloc(reason.len() as u64)?;
+            keep += reason.len() as u64;
+            Outcome::Denied(reason)
         }
-        Action::Issue(spec) | Action::IssueProperty(spec) => {
-            let (claims, copied) = make_claims(spec, &env, &st.incoming)?;
-            // `claim=c` re-emits claims already in the incoming set: not duplicated there.
-            if !copied {
-                push_limited(&mut st.incoming, &claims)?;
+        Action::Add(spec) | Action::Issue(spec) | Action::IssueProperty(spec) => {
+            let (claims, bytes, copied) = make_claims(spec, &env, st, meter)?;
+            let n = claims.len();
+            // Where the claims go. `claim=c` re-emits claims already in the
+            // incoming set: issue/issueproperty do not duplicate them there
+            // (add does). issue() in authorizationrules only reaches the
+            // incoming set ("no claims can be issued from authorizationrules
+            // to the token").
+            let to_incoming = match &rule.action {
+                Action::Add(_) => true,
+                _ => !copied,
+            };
+            let to_issued =
+                matches!(&rule.action, Action::Issue(_)) && section != Section::Authorization;
+            let to_properties = matches!(&rule.action, Action::IssueProperty(_));
+            // Charge before copying: the produced claims move to the trace;
+            // the issued/property sets get a copy; the incoming set an index.
+            let mut held = 0;
+            if to_incoming {
+                held += n;
+                meter.alloc(n as u64 * ADDED_BYTES)?;
+                keep += n as u64 * ADDED_BYTES;
             }
-            // issue() in authorizationrules only reaches the incoming set
-            // ("no claims can be issued from authorizationrules to the token").
-            match (&rule.action, section) {
-                (Action::Issue(_), Section::Authorization) => {}
-                (Action::Issue(_), _) => st.issued.extend(claims.iter().cloned()),
-                _ => st.properties.extend(claims.iter().cloned()),
+            if to_issued || to_properties {
+                held += n;
+                meter.produce(bytes)?;
+                keep += bytes;
+            }
+            meter.add_claims(held)?;
+            keep += bytes;
+            if to_issued {
+                st.issued.extend(claims.iter().cloned());
+            }
+            if to_properties {
+                st.properties.extend(claims.iter().cloned());
+            }
+            if to_incoming {
+                let t = st.trace.len();
+                st.added.extend((0..n).map(|p| (t, p)));
             }
             entry.produced = claims;
             Outcome::Continue
         }
     };
     st.trace.push(entry);
+    meter.release_to(mark + keep);
     Ok(outcome)
 }
 
-fn push_limited(set: &mut Vec<Claim>, claims: &[Claim]) -> EResult<()> {
-    if set.len() + claims.len() > MAX_CLAIMS {
+/// Steps to compare one claim property against every value of `rhs`: one
+/// per value, plus the length of long strings and the size of JSON values
+/// (equality of those is linear in their size).
+fn compare_cost(rhs: &Vals<'_>, meter: &mut Meter<'_>) -> EResult<u64> {
+    let mut cost: u64 = 1;
+    for v in rhs {
+        let extra = match v.as_ref() {
+            ClaimValue::String(s) => s.len() as u64 / COMPARE_BYTES_PER_STEP,
+            ClaimValue::Json(j) => json_heap_bytes(j, meter, 0)? / COMPARE_BYTES_PER_STEP,
+            _ => 0,
+        };
+        cost = cost.saturating_add(1 + extra);
+    }
+    Ok(cost)
+}
+
+/// Heap bytes of a JSON value's contents (what cloning it allocates):
+/// array slots, object entries with their hash-index share, string and key
+/// text. The value's own inline size is its container's. Charges one step
+/// per node walked.
+fn json_heap_bytes(v: &Value, meter: &mut Meter<'_>, depth: usize) -> EResult<u64> {
+    meter.step(1)?;
+    if depth > MAX_JSON_DEPTH {
         return Err(EvalErrorKind::Limit(format!(
-            "the incoming claim set would exceed {MAX_CLAIMS} claims"
+            "JSON value nested deeper than {MAX_JSON_DEPTH} levels"
         )));
     }
-    set.extend(claims.iter().cloned());
-    Ok(())
+    let mut total: u64 = 0;
+    match v {
+        Value::String(s) => total = s.len() as u64,
+        Value::Array(items) => {
+            total = items.len() as u64 * size_of::<Value>();
+            for i in items {
+                total = total.saturating_add(json_heap_bytes(i, meter, depth + 1)?);
+            }
+        }
+        Value::Object(map) => {
+            total = json_map_bytes(map.len());
+            for (k, i) in map {
+                total = total
+                    .saturating_add(k.len() as u64)
+                    .saturating_add(json_heap_bytes(i, meter, depth + 1)?);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(total)
 }
 
-fn prop_value(c: &Claim, prop: Prop) -> ClaimValue {
-    match prop {
-        Prop::Type => ClaimValue::String(c.claim_type.clone()),
-        Prop::Value => c.value.clone(),
-        Prop::Issuer => ClaimValue::String(c.issuer.clone()),
-        Prop::ValueType => ClaimValue::String(c.value.value_type().to_string()),
+/// Heap bytes of a claim value beyond its inline size.
+fn value_heap_bytes(v: &ClaimValue, meter: &mut Meter<'_>) -> EResult<u64> {
+    match v {
+        ClaimValue::Bool(_) | ClaimValue::Integer(_) => Ok(0),
+        ClaimValue::String(s) => Ok(s.capacity() as u64),
+        ClaimValue::Json(j) => json_heap_bytes(j, meter, 0),
     }
 }
 
-fn prop_matches(c: &Claim, prop: Prop, op: Op, rhs: &[ClaimValue]) -> bool {
-    // Avoid cloning large values for the common `value` comparisons.
-    let owned;
+fn claim_bytes(c: &Claim, meter: &mut Meter<'_>) -> EResult<u64> {
+    Ok(CLAIM_BYTES
+        + c.claim_type.len() as u64
+        + c.issuer.len() as u64
+        + value_heap_bytes(&c.value, meter)?)
+}
+
+fn prop_matches(c: &Claim, prop: Prop, op: Op, rhs: &[Cow<'_, ClaimValue>]) -> bool {
     let lhs: &ClaimValue = match prop {
         Prop::Value => &c.value,
-        Prop::Type if op == Op::Eq || op == Op::Ne => {
-            return string_cmp(&c.claim_type, op, rhs);
-        }
-        Prop::Issuer if op == Op::Eq || op == Op::Ne => {
-            return string_cmp(&c.issuer, op, rhs);
-        }
-        _ => {
-            owned = prop_value(c, prop);
-            &owned
-        }
+        Prop::Type => return string_cmp(&c.claim_type, op, rhs),
+        Prop::Issuer => return string_cmp(&c.issuer, op, rhs),
+        Prop::ValueType => return string_cmp(c.value.value_type(), op, rhs),
     };
     match op {
-        Op::Eq => rhs.iter().any(|r| r == lhs),
-        Op::Ne => !rhs.iter().any(|r| r == lhs),
-        _ => rhs.iter().any(|r| match (lhs, r) {
+        Op::Eq => rhs.iter().any(|r| r.as_ref() == lhs),
+        Op::Ne => !rhs.iter().any(|r| r.as_ref() == lhs),
+        _ => rhs.iter().any(|r| match (lhs, r.as_ref()) {
             (ClaimValue::Integer(a), ClaimValue::Integer(b)) => match op {
                 Op::Lt => a < b,
                 Op::Le => a <= b,
@@ -247,11 +429,18 @@ fn prop_matches(c: &Claim, prop: Prop, op: Op, rhs: &[ClaimValue]) -> bool {
     }
 }
 
-fn string_cmp(s: &str, op: Op, rhs: &[ClaimValue]) -> bool {
+/// `type`, `issuer` and `valueType` are strings: `==`/`!=` compare them to
+/// the String values of the set; ordering operators never match them (the
+/// parser only allows ordering on `value`).
+fn string_cmp(s: &str, op: Op, rhs: &[Cow<'_, ClaimValue>]) -> bool {
     let any = rhs
         .iter()
-        .any(|r| matches!(r, ClaimValue::String(x) if x == s));
-    if op == Op::Eq { any } else { !any }
+        .any(|r| matches!(r.as_ref(), ClaimValue::String(x) if x == s));
+    match op {
+        Op::Eq => any,
+        Op::Ne => !any,
+        _ => false,
+    }
 }
 
 fn lookup<'e>(env: &'e Env<'_>, ident: &str) -> EResult<&'e [usize]> {
@@ -261,68 +450,116 @@ fn lookup<'e>(env: &'e Env<'_>, ident: &str) -> EResult<&'e [usize]> {
         .ok_or_else(|| EvalErrorKind::Type(format!("identifier '{ident}' is not bound")))
 }
 
+/// A String value about to be created: charged (slot, bytes, copy work).
+fn new_string<'s>(s: &str, meter: &mut Meter<'_>) -> EResult<Cow<'s, ClaimValue>> {
+    meter.produce(VALUE_BYTES + s.len() as u64)?;
+    Ok(Cow::Owned(ClaimValue::String(s.to_string())))
+}
+
+/// A scalar value about to be created: charged (slot, one step).
+fn new_scalar<'s>(v: ClaimValue, meter: &mut Meter<'_>) -> EResult<Cow<'s, ClaimValue>> {
+    meter.alloc(VALUE_BYTES)?;
+    meter.step(1)?;
+    Ok(Cow::Owned(v))
+}
+
 /// Evaluates an expression to a value set. Literals are singletons; `c.value`
-/// is the values of every claim bound to `c`; scalar functions apply
-/// element-wise (cartesian product for two arguments).
-fn eval_expr(e: &Expr, env: &Env<'_>, incoming: &[Claim]) -> EResult<Vec<ClaimValue>> {
+/// is the values of every claim bound to `c` (borrowed, not copied); scalar
+/// functions apply element-wise (cartesian product for two arguments).
+fn eval_expr<'s>(
+    e: &Expr,
+    env: &Env<'_>,
+    st: &'s State<'_>,
+    meter: &mut Meter<'_>,
+) -> EResult<Vals<'s>> {
     match &e.kind {
-        ExprKind::Str(s) => Ok(vec![ClaimValue::String(s.clone())]),
-        ExprKind::Int(i) => Ok(vec![ClaimValue::Integer(*i)]),
-        ExprKind::Bool(b) => Ok(vec![ClaimValue::Bool(*b)]),
+        ExprKind::Str(s) => Ok(vec![new_string(s, meter)?]),
+        ExprKind::Int(i) => Ok(vec![new_scalar(ClaimValue::Integer(*i), meter)?]),
+        ExprKind::Bool(b) => Ok(vec![new_scalar(ClaimValue::Bool(*b), meter)?]),
         ExprKind::Ref { ident, prop } => {
             let idx = lookup(env, ident)?;
-            Ok(idx
-                .iter()
-                .filter_map(|&i| incoming.get(i))
-                .map(|c| prop_value(c, *prop))
-                .collect())
+            meter.alloc(idx.len() as u64 * VALUE_BYTES)?;
+            meter.step(idx.len() as u64)?;
+            let mut out = Vec::with_capacity(idx.len());
+            for c in idx.iter().filter_map(|&i| st.get(i)) {
+                out.push(match prop {
+                    Prop::Value => Cow::Borrowed(&c.value),
+                    Prop::Type => new_string(&c.claim_type, meter)?,
+                    Prop::Issuer => new_string(&c.issuer, meter)?,
+                    Prop::ValueType => new_string(c.value.value_type(), meter)?,
+                });
+            }
+            Ok(out)
         }
         ExprKind::Call { func, args } => {
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
-                vals.push(eval_expr(a, env, incoming)?);
+                vals.push(eval_expr(a, env, st, meter)?);
             }
-            call(*func, &vals)
+            call(*func, &vals, meter)
         }
     }
 }
 
-fn fn_err(func: Func, msg: impl Into<String>) -> EvalErrorKind {
+pub(crate) fn fn_err_named(function: &str, msg: impl Into<String>) -> EvalErrorKind {
     EvalErrorKind::Function {
-        function: func.name().to_string(),
+        function: function.to_string(),
         message: msg.into(),
     }
 }
 
-fn call(func: Func, args: &[Vec<ClaimValue>]) -> EResult<Vec<ClaimValue>> {
-    let arg = |i: usize| -> EResult<&Vec<ClaimValue>> {
+fn fn_err(func: Func, msg: impl Into<String>) -> EvalErrorKind {
+    fn_err_named(func.name(), msg)
+}
+
+fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Vals<'s>> {
+    let arg = |i: usize| -> EResult<&Vals<'s>> {
         args.get(i).ok_or_else(|| fn_err(func, "missing argument"))
     };
     match func {
         Func::IsSubsetOf => {
             let (a, b) = (arg(0)?, arg(1)?);
-            Ok(vec![ClaimValue::Bool(a.iter().all(|x| b.contains(x)))])
+            let per_element = compare_cost(b, meter)?;
+            let mut subset = true;
+            for x in a {
+                meter.step(per_element)?;
+                if !b.contains(x) {
+                    subset = false;
+                    break;
+                }
+            }
+            Ok(vec![new_scalar(ClaimValue::Bool(subset), meter)?])
         }
         Func::ContainsOnlyValue => {
             let (set, v) = (arg(0)?, arg(1)?);
-            Ok(v.iter()
-                .map(|v| ClaimValue::Bool(!set.is_empty() && set.iter().all(|x| x == v)))
-                .collect())
+            let per_value = compare_cost(set, meter)?;
+            let mut out = Vec::with_capacity(v.len());
+            for v in v {
+                meter.step(per_value)?;
+                let only = !set.is_empty() && set.iter().all(|x| x == v);
+                out.push(new_scalar(ClaimValue::Bool(only), meter)?);
+            }
+            Ok(out)
         }
-        Func::NegateBool => arg(0)?
-            .iter()
-            .map(|v| match v {
-                ClaimValue::Bool(b) => Ok(ClaimValue::Bool(!b)),
-                other => Err(fn_err(
-                    func,
-                    format!("expects a Boolean, got {}", other.value_type()),
-                )),
-            })
-            .collect(),
+        Func::NegateBool => {
+            let mut out = Vec::new();
+            for v in arg(0)? {
+                match v.as_ref() {
+                    ClaimValue::Bool(b) => out.push(new_scalar(ClaimValue::Bool(!b), meter)?),
+                    other => {
+                        return Err(fn_err(
+                            func,
+                            format!("expects a Boolean, got {}", other.value_type()),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
         Func::JsonToClaimValue => {
             let mut out = Vec::new();
             for v in arg(0)? {
-                json_to_claim_value(v, &mut out)?;
+                json_to_claim_value(v, &mut out, meter)?;
                 if out.len() > MAX_VALUE_SET {
                     return Err(EvalErrorKind::Limit(format!(
                         "JsonToClaimValue produced more than {MAX_VALUE_SET} values"
@@ -333,7 +570,8 @@ fn call(func: Func, args: &[Vec<ClaimValue>]) -> EResult<Vec<ClaimValue>> {
         }
         Func::AppendString | Func::JmesPath => {
             let (a, b) = (arg(0)?, arg(1)?);
-            if a.len().saturating_mul(b.len()) > MAX_VALUE_SET {
+            let n = a.len().saturating_mul(b.len());
+            if n > MAX_VALUE_SET {
                 return Err(EvalErrorKind::Limit(format!(
                     "{} applied to {}x{} values exceeds {MAX_VALUE_SET}",
                     func.name(),
@@ -341,14 +579,15 @@ fn call(func: Func, args: &[Vec<ClaimValue>]) -> EResult<Vec<ClaimValue>> {
                     b.len()
                 )));
             }
-            let mut out = Vec::with_capacity(a.len() * b.len());
+            meter.alloc(n as u64 * VALUE_BYTES)?;
+            let mut out = Vec::with_capacity(n);
             for x in a {
                 for y in b {
-                    out.push(if func == Func::AppendString {
-                        append_string(x, y)?
+                    out.push(Cow::Owned(if func == Func::AppendString {
+                        append_string(x, y, meter)?
                     } else {
-                        jmes_path(x, y)?
-                    });
+                        jmes_path(x, y, meter)?
+                    }));
                 }
             }
             Ok(out)
@@ -356,10 +595,13 @@ fn call(func: Func, args: &[Vec<ClaimValue>]) -> EResult<Vec<ClaimValue>> {
     }
 }
 
-fn append_string(a: &ClaimValue, b: &ClaimValue) -> EResult<ClaimValue> {
+fn append_string(a: &ClaimValue, b: &ClaimValue, meter: &mut Meter<'_>) -> EResult<ClaimValue> {
     match (a, b) {
         (ClaimValue::String(x), ClaimValue::String(y)) => {
-            let mut s = String::with_capacity(x.len() + y.len());
+            // The length is known first: charged before anything is allocated.
+            let len = x.len().saturating_add(y.len());
+            meter.produce(len as u64)?;
+            let mut s = String::with_capacity(len);
             s.push_str(x);
             s.push_str(y);
             Ok(ClaimValue::String(s))
@@ -378,20 +620,40 @@ fn append_string(a: &ClaimValue, b: &ClaimValue) -> EResult<ClaimValue> {
 /// `JsonToClaimValue`: JSON number (integral) → Integer, bool → Boolean,
 /// string → String, array of those → several values (null elements skipped),
 /// null → no value; objects, nested arrays and fractions are errors.
-fn json_to_claim_value(v: &ClaimValue, out: &mut Vec<ClaimValue>) -> EResult<()> {
+fn json_to_claim_value<'s>(
+    v: &ClaimValue,
+    out: &mut Vals<'s>,
+    meter: &mut Meter<'_>,
+) -> EResult<()> {
     let f = Func::JsonToClaimValue;
+    let mark = meter.live();
     let parsed;
     let json: &Value = match v {
         ClaimValue::String(s) => {
-            parsed = serde_json::from_str::<Value>(s)
+            parsed = jmes::parse_json_text(s, meter)?
                 .map_err(|e| fn_err(f, format!("argument is not valid JSON text: {e}")))?;
             &parsed
         }
         ClaimValue::Json(j) => j,
         ClaimValue::Bool(_) | ClaimValue::Integer(_) => {
-            out.push(v.clone());
+            out.push(new_scalar(v.clone(), meter)?);
             return Ok(());
         }
+    };
+    // The parsed text is dropped when this returns; the values produced stay.
+    let mut produced: u64 = 0;
+    let mut push = |item: &Value, out: &mut Vals<'s>, meter: &mut Meter<'_>| -> EResult<()> {
+        if out.len() >= MAX_VALUE_SET {
+            return Err(EvalErrorKind::Limit(format!(
+                "JsonToClaimValue produced more than {MAX_VALUE_SET} values"
+            )));
+        }
+        let cv = json_scalar(item)?;
+        let bytes = VALUE_BYTES + value_heap_bytes(&cv, meter)?;
+        meter.produce(bytes)?;
+        produced += bytes;
+        out.push(Cow::Owned(cv));
+        Ok(())
     };
     match json {
         Value::Array(items) => {
@@ -403,19 +665,17 @@ fn json_to_claim_value(v: &ClaimValue, out: &mut Vec<ClaimValue>) -> EResult<()>
                             "arrays may only contain numbers, strings and Booleans",
                         ));
                     }
-                    Value::Null => {}
-                    scalar => out.push(json_scalar(scalar)?),
+                    Value::Null => meter.step(1)?,
+                    scalar => push(scalar, out, meter)?,
                 }
             }
-            Ok(())
         }
-        Value::Object(_) => Err(fn_err(f, "a JSON object cannot become a claim value")),
-        Value::Null => Ok(()),
-        scalar => {
-            out.push(json_scalar(scalar)?);
-            Ok(())
-        }
+        Value::Object(_) => return Err(fn_err(f, "a JSON object cannot become a claim value")),
+        Value::Null => {}
+        scalar => push(scalar, out, meter)?,
     }
+    meter.release_to(mark + produced);
+    Ok(())
 }
 
 fn json_scalar(v: &Value) -> EResult<ClaimValue> {
@@ -439,36 +699,13 @@ fn json_scalar(v: &Value) -> EResult<ClaimValue> {
     }
 }
 
-fn jmespath_runtime() -> &'static jmespath::Runtime {
-    static RUNTIME: OnceLock<jmespath::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        let mut rt = jmespath::Runtime::new();
-        rt.register_builtin_functions();
-        // MAA extension used by the documented TPM policies.
-        rt.register_function(
-            "equals_ignore_case",
-            Box::new(
-                |args: &[jmespath::Rcvar], _ctx: &mut jmespath::Context<'_>| {
-                    let eq = match (args.first().map(|a| &**a), args.get(1).map(|a| &**a)) {
-                        (
-                            Some(jmespath::Variable::String(a)),
-                            Some(jmespath::Variable::String(b)),
-                        ) => a.to_lowercase() == b.to_lowercase(),
-                        _ => false,
-                    };
-                    Ok(jmespath::Rcvar::new(jmespath::Variable::Bool(eq)))
-                },
-            ),
-        );
-        rt
-    })
-}
-
-/// Rough structural complexity of a JMESPath query, ignoring literals.
+/// Rough structural complexity of a JMESPath query, ignoring literals:
+/// every operator that can add a level to the parsed query.
 fn jmespath_operators(q: &str) -> usize {
     let mut n = 0;
     let mut quote: Option<char> = None;
     let mut escaped = false;
+    let mut prev = ' ';
     for c in q.chars() {
         if let Some(qc) = quote {
             if escaped {
@@ -483,15 +720,20 @@ fn jmespath_operators(q: &str) -> usize {
         match c {
             '\'' | '"' | '`' => quote = Some(c),
             '.' | '|' | '[' | '(' | '{' | '!' | '&' | '@' | '*' => n += 1,
+            // Comparisons chain (`a < b < c` nests to the left); `==`, `!=`,
+            // `<=`, `>=` count once.
+            '<' | '>' => n += 1,
+            '=' if !matches!(prev, '=' | '!' | '<' | '>') => n += 1,
             _ => {}
         }
+        prev = c;
     }
     n
 }
 
 /// `JmesPath(json, query)`: the result is the JSON text of the query result
 /// (a String claim value; a string result is therefore JSON-quoted).
-fn jmes_path(data: &ClaimValue, query: &ClaimValue) -> EResult<ClaimValue> {
+fn jmes_path(data: &ClaimValue, query: &ClaimValue, meter: &mut Meter<'_>) -> EResult<ClaimValue> {
     let f = Func::JmesPath;
     let ClaimValue::String(q) = query else {
         return Err(fn_err(
@@ -502,54 +744,30 @@ fn jmes_path(data: &ClaimValue, query: &ClaimValue) -> EResult<ClaimValue> {
     if q.is_empty() {
         return Err(fn_err(f, "the query is empty"));
     }
-    if q.len() > MAX_JMESPATH_QUERY_BYTES || jmespath_operators(q) > MAX_JMESPATH_OPERATORS {
+    if q.len() > MAX_JMESPATH_QUERY_BYTES {
         return Err(EvalErrorKind::Limit(format!(
             "JmesPath query exceeds {MAX_JMESPATH_QUERY_BYTES} bytes or {MAX_JMESPATH_OPERATORS} operators"
         )));
     }
-    let parsed;
-    let json: &Value = match data {
-        ClaimValue::String(s) => {
-            if s.is_empty() {
-                return Err(fn_err(f, "the JSON argument is empty"));
-            }
-            parsed = serde_json::from_str::<Value>(s).map_err(|e| {
-                fn_err(f, format!("the first argument is not valid JSON text: {e}"))
-            })?;
-            &parsed
-        }
-        ClaimValue::Json(j) => j,
-        ClaimValue::Integer(i) => {
-            parsed = Value::from(*i);
-            &parsed
-        }
-        ClaimValue::Bool(b) => {
-            parsed = Value::Bool(*b);
-            &parsed
-        }
-    };
-    let rt = jmespath_runtime();
-    let run = || -> Result<String, String> {
-        let expr = rt.compile(q).map_err(|e| e.to_string())?;
-        let result = expr.search(json).map_err(|e| e.to_string())?;
-        serde_json::to_string(&*result).map_err(|e| e.to_string())
-    };
-    // Defence in depth: a panic inside the third-party JMESPath engine becomes an error.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        Ok(Ok(text)) => Ok(ClaimValue::String(text)),
-        Ok(Err(msg)) => Err(EvalErrorKind::JmesPath(msg)),
-        Err(_) => Err(EvalErrorKind::JmesPath("the JMESPath engine failed".into())),
+    meter.step(1 + q.len() as u64 / BYTES_PER_STEP)?;
+    if jmespath_operators(q) > MAX_JMESPATH_OPERATORS {
+        return Err(EvalErrorKind::Limit(format!(
+            "JmesPath query exceeds {MAX_JMESPATH_QUERY_BYTES} bytes or {MAX_JMESPATH_OPERATORS} operators"
+        )));
     }
+    jmes::search(data, q, meter).map(ClaimValue::String)
 }
 
-fn single_string(set: Vec<ClaimValue>, what: &str) -> EResult<Option<String>> {
+fn single_string(set: Vals<'_>, what: &str) -> EResult<Option<String>> {
     match set.as_slice() {
         [] => Ok(None),
-        [ClaimValue::String(s)] => Ok(Some(s.clone())),
-        [other] => Err(EvalErrorKind::Type(format!(
-            "{what} must be a String, got {}",
-            other.value_type()
-        ))),
+        [v] => match v.as_ref() {
+            ClaimValue::String(s) => Ok(Some(s.clone())),
+            other => Err(EvalErrorKind::Type(format!(
+                "{what} must be a String, got {}",
+                other.value_type()
+            ))),
+        },
         many => Err(EvalErrorKind::Type(format!(
             "{what} must be a single value, got {}",
             many.len()
@@ -557,7 +775,59 @@ fn single_string(set: Vec<ClaimValue>, what: &str) -> EResult<Option<String>> {
     }
 }
 
-fn convert_value_type(v: ClaimValue, vt: &str) -> EResult<ClaimValue> {
+/// Counts the bytes `serde_json` writes, charging the work and failing as
+/// soon as they no longer fit in the budget (so sizing a huge value stops
+/// early, before anything is allocated).
+struct CountingWriter<'m, 'b> {
+    written: u64,
+    meter: &'m mut Meter<'b>,
+    error: Option<EvalErrorKind>,
+}
+
+impl std::io::Write for CountingWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.written = self.written.saturating_add(buf.len() as u64);
+        let charged = if self.written > self.meter.room() {
+            // Fails: the standard "value bytes" error for this size.
+            self.meter.alloc(self.written)
+        } else {
+            self.meter.step(1 + buf.len() as u64 / BYTES_PER_STEP)
+        };
+        match charged {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                self.error = Some(e);
+                Err(std::io::Error::other("policy evaluation budget exhausted"))
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The JSON text of `j`: sized first (without allocating), charged, then
+/// written into a buffer of exactly that size.
+fn json_to_text(j: &Value, meter: &mut Meter<'_>) -> EResult<String> {
+    let mut w = CountingWriter {
+        written: 0,
+        meter,
+        error: None,
+    };
+    let sized = serde_json::to_writer(&mut w, j);
+    let (len, error) = (w.written, w.error);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let too_large = || EvalErrorKind::Limit("the JSON value cannot be serialized".into());
+    sized.map_err(|_| too_large())?;
+    meter.produce(len)?;
+    let mut buf = Vec::with_capacity(usize::try_from(len).map_err(|_| too_large())?);
+    serde_json::to_writer(&mut buf, j).map_err(|_| too_large())?;
+    String::from_utf8(buf).map_err(|_| too_large())
+}
+
+fn convert_value_type(v: ClaimValue, vt: &str, meter: &mut Meter<'_>) -> EResult<ClaimValue> {
     let bad = |v: &ClaimValue| {
         EvalErrorKind::Type(format!(
             "value of type {} cannot be converted to valueType {vt}",
@@ -569,7 +839,7 @@ fn convert_value_type(v: ClaimValue, vt: &str) -> EResult<ClaimValue> {
             ClaimValue::String(s) => s,
             ClaimValue::Integer(i) => i.to_string(),
             ClaimValue::Bool(b) => b.to_string(),
-            ClaimValue::Json(j) => j.to_string(),
+            ClaimValue::Json(j) => json_to_text(&j, meter)?,
         })),
         "integer" => match &v {
             ClaimValue::Integer(_) => Ok(v),
@@ -592,19 +862,27 @@ fn convert_value_type(v: ClaimValue, vt: &str) -> EResult<ClaimValue> {
     }
 }
 
-/// Builds the claims of an add/issue/issueproperty action. Returns whether
-/// they are copies of bound claims (`claim=c`).
-fn make_claims(spec: &ClaimSpec, env: &Env<'_>, incoming: &[Claim]) -> EResult<(Vec<Claim>, bool)> {
+/// Builds the claims of an add/issue/issueproperty action, charging each
+/// copy before it is made. Returns the claims, the bytes they hold, and
+/// whether they are copies of bound claims (`claim=c`).
+fn make_claims(
+    spec: &ClaimSpec,
+    env: &Env<'_>,
+    st: &State<'_>,
+    meter: &mut Meter<'_>,
+) -> EResult<(Vec<Claim>, u64, bool)> {
     match spec {
         ClaimSpec::Copy { ident, .. } => {
             let idx = lookup(env, ident)?;
-            Ok((
-                idx.iter()
-                    .filter_map(|&i| incoming.get(i))
-                    .cloned()
-                    .collect(),
-                true,
-            ))
+            let mut out = Vec::with_capacity(idx.len());
+            let mut total = 0;
+            for c in idx.iter().filter_map(|&i| st.get(i)) {
+                let bytes = claim_bytes(c, meter)?;
+                meter.produce(bytes)?;
+                total += bytes;
+                out.push(c.clone());
+            }
+            Ok((out, total, true))
         }
         ClaimSpec::Fields {
             claim_type,
@@ -612,14 +890,14 @@ fn make_claims(spec: &ClaimSpec, env: &Env<'_>, incoming: &[Claim]) -> EResult<(
             value_type,
             issuer,
         } => {
-            let types = eval_expr(claim_type, env, incoming)?;
-            let values = eval_expr(value, env, incoming)?;
+            let types = eval_expr(claim_type, env, st, meter)?;
+            let values = eval_expr(value, env, st, meter)?;
             let vt = match value_type {
-                Some(e) => single_string(eval_expr(e, env, incoming)?, "valueType")?,
+                Some(e) => single_string(eval_expr(e, env, st, meter)?, "valueType")?,
                 None => None,
             };
             let iss = match issuer {
-                Some(e) => single_string(eval_expr(e, env, incoming)?, "issuer")?,
+                Some(e) => single_string(eval_expr(e, env, st, meter)?, "issuer")?,
                 None => None,
             }
             .unwrap_or_else(|| ISSUER_POLICY.to_string());
@@ -628,18 +906,34 @@ fn make_claims(spec: &ClaimSpec, env: &Env<'_>, incoming: &[Claim]) -> EResult<(
                     "action would create more than {MAX_VALUE_SET} claims"
                 )));
             }
-            let mut out = Vec::new();
+            // Each value's payload size, computed once (JSON values are walked).
+            let mut sizes = Vec::with_capacity(values.len());
+            for v in &values {
+                sizes.push(value_heap_bytes(v, meter)?);
+            }
+            let mut out = Vec::with_capacity(types.len() * values.len());
+            let mut total = 0;
             for t in &types {
-                let ClaimValue::String(t) = t else {
+                let ClaimValue::String(t) = t.as_ref() else {
                     return Err(EvalErrorKind::Type(format!(
                         "claim type must be a String, got {}",
                         t.value_type()
                     )));
                 };
-                for v in &values {
+                for (v, size) in values.iter().zip(&sizes) {
+                    let bytes = CLAIM_BYTES + t.len() as u64 + iss.len() as u64 + size;
+                    meter.produce(bytes)?;
+                    let v = v.as_ref().clone();
+                    total += bytes;
                     let v = match &vt {
-                        Some(vt) => convert_value_type(v.clone(), vt)?,
-                        None => v.clone(),
+                        Some(vt) => {
+                            // A conversion to String may serialize JSON (charged
+                            // inside); the result is never JSON, so sizing it is O(1).
+                            let converted = convert_value_type(v, vt, meter)?;
+                            total += value_heap_bytes(&converted, meter)?;
+                            converted
+                        }
+                        None => v,
                     };
                     out.push(Claim {
                         claim_type: t.clone(),
@@ -648,7 +942,7 @@ fn make_claims(spec: &ClaimSpec, env: &Env<'_>, incoming: &[Claim]) -> EResult<(
                     });
                 }
             }
-            Ok((out, false))
+            Ok((out, total, false))
         }
     }
 }

@@ -1,12 +1,22 @@
 //! Hand-written recursive-descent parser. See the crate documentation for the
 //! grammar and for every deliberate decision about documented typos.
 
-use crate::ParseError;
 use crate::ast::*;
 use crate::lexer::{Lexer, Tok};
+use crate::{ParseError, ParseErrorKind};
 
 /// Largest accepted policy text, in bytes.
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+/// Largest draft policy ([`crate::Policy::parse_with_limit`] for the
+/// unauthenticated `draftPolicyForAttestation`): 64 KiB. Every published
+/// MAA sample is under 6 KiB (the longest, the Linux boot-signer sample, is
+/// 5 KiB), so this leaves more than ten times the room a real policy needs
+/// while keeping what an anonymous caller can make the parser hold small.
+pub const MAX_DRAFT_POLICY_BYTES: usize = 64 * 1024;
+/// Most rules in one policy (all sections together): 10 000. The largest
+/// published sample has about 20; the cap bounds the parsed policy and the
+/// evaluation trace (one entry per rule run) independently of the budget.
+pub const MAX_RULES: usize = 10_000;
 /// Deepest accepted nesting of function calls inside one expression.
 pub const MAX_EXPR_DEPTH: usize = 32;
 
@@ -17,13 +27,15 @@ pub struct Parsed {
     pub issuance: Option<Vec<Rule>>,
 }
 
-pub fn parse(text: &str) -> Result<Parsed, ParseError> {
-    if text.len() > MAX_POLICY_BYTES {
+/// Parses `text`, refusing more than `max_bytes` bytes before looking at it.
+pub fn parse(text: &str, max_bytes: usize) -> Result<Parsed, ParseError> {
+    if text.len() > max_bytes {
         return Err(ParseError {
             line: 1,
             column: 1,
-            expected: format!("a policy of at most {MAX_POLICY_BYTES} bytes"),
+            expected: format!("a policy of at most {max_bytes} bytes"),
             found: format!("{} bytes", text.len()),
+            kind: ParseErrorKind::TooLarge,
         });
     }
     let mut p = Parser {
@@ -31,6 +43,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
         version: (1, 0),
         section: Section::Authorization,
         bound: Vec::new(),
+        rules: 0,
     };
     p.policy()
 }
@@ -41,6 +54,8 @@ struct Parser<'a> {
     section: Section,
     /// Identifiers bound by earlier conditions of the rule being parsed.
     bound: Vec<String>,
+    /// Rules parsed so far, in all sections.
+    rules: usize,
 }
 
 fn keyword_hint(found: &Tok, keyword: &str) -> String {
@@ -66,6 +81,7 @@ impl<'a> Parser<'a> {
             column: span.column,
             expected,
             found: found.describe(),
+            kind: ParseErrorKind::Syntax,
         }
     }
 
@@ -140,6 +156,7 @@ impl<'a> Parser<'a> {
                 column: major_span.column,
                 expected: "version 1.0, 1.1 or 1.2".into(),
                 found: format!("'{major}.{minor}'"),
+                kind: ParseErrorKind::Syntax,
             });
         }
         // Checked above: 0 <= minor <= 2.
@@ -206,6 +223,16 @@ impl<'a> Parser<'a> {
     fn rule(&mut self) -> Result<Rule, ParseError> {
         self.bound.clear();
         let span = self.lx.peek().1;
+        if self.rules >= MAX_RULES {
+            return Err(ParseError {
+                line: span.line,
+                column: span.column,
+                expected: format!("at most {MAX_RULES} rules in a policy"),
+                found: format!("rule {}", self.rules + 1),
+                kind: ParseErrorKind::TooLarge,
+            });
+        }
+        self.rules += 1;
         let mut conditions = Vec::new();
         if !self.peek_is(&Tok::Arrow) {
             conditions.push(self.condition()?);
@@ -428,6 +455,7 @@ impl<'a> Parser<'a> {
                                     func.name()
                                 ),
                                 found: format!("{} argument(s)", args.len()),
+                                kind: ParseErrorKind::Syntax,
                             });
                         }
                         ExprKind::Call { func, args }

@@ -1,0 +1,1352 @@
+//! A metered JMESPath interpreter for the `JmesPath(json, query)` function.
+//!
+//! The `jmespath` crate parses the query (its AST is public); evaluation is
+//! done here, because the crate's interpreter cannot be bounded: multi-selects
+//! share nodes (`[@,@,@,@]` is four pointers to one value), so a query of a
+//! few dozen characters describes a value whose expanded size is exponential,
+//! and `to_string`, `join`, flattening, equality and serialization all expand
+//! it, inside one call, with no way to stop. Here every node evaluated, every
+//! element produced or compared and every byte created is charged to the
+//! evaluation's [`Meter`] *before* the work is done.
+//!
+//! Input JSON is never converted: a structured claim ([`ClaimValue::Json`])
+//! is read in place through [`Jv::Json`], and JSON text is parsed once into a
+//! `serde_json::Value` (charged by a pre-scan of its size) and read the same
+//! way. Results are serialized straight into the output string, whose growth
+//! is charged before each reallocation.
+//!
+//! Semantics follow the `jmespath` crate 0.5 (which the evaluator used
+//! before), including its choices where the specification is silent: object
+//! keys are output sorted, numeric functions work in `f64`. Differences, all
+//! in corner cases: `avg([])` is `null` (the crate failed), `to_number` only
+//! accepts number text (the crate returned any JSON), an expression reference
+//! serializes as `"<expression>"`, and integer overflow in indices and slices
+//! cannot panic.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use jmespath::Variable;
+use jmespath::ast::{Ast, Comparator};
+use serde_json::{Number, Value};
+
+use crate::budget::{BYTES_PER_STEP, COMPARE_BYTES_PER_STEP, Meter, size_of};
+use crate::{ClaimValue, EvalErrorKind};
+
+type R<T> = Result<T, EvalErrorKind>;
+
+/// Deepest recursion (query nesting plus data nesting) the interpreter
+/// accepts. Queries have at most [`crate::MAX_JMESPATH_OPERATORS`] operators
+/// and parsed JSON at most 128 levels, so real use stays far below this; it
+/// is a guard for the stack, not a policy limit.
+const MAX_NESTING: usize = 512;
+
+/// Bytes charged per element slot of an array the interpreter builds. Vectors
+/// built by pushing can hold up to twice their length in capacity.
+const ELEM_BYTES: u64 = 2 * size_of::<Jv<'static>>();
+/// Bytes charged per entry of an object the interpreter builds (key string,
+/// value and B-tree node share), on top of the key's length.
+const ENTRY_BYTES: u64 = size_of::<String>() + size_of::<Jv<'static>>() + 16;
+/// Header of an `Rc` allocation (strong and weak counts).
+const RC_BYTES: u64 = 16;
+
+/// A JMESPath value. Input JSON and query literals are borrowed, values the
+/// query builds are reference-counted (cloning is O(1)).
+#[derive(Clone, Debug)]
+enum Jv<'a> {
+    Null,
+    Bool(bool),
+    Num(Number),
+    Str(Rc<str>),
+    Arr(Rc<Vec<Jv<'a>>>),
+    Obj(Rc<BTreeMap<String, Jv<'a>>>),
+    /// A node of the input JSON, read in place.
+    Json(&'a Value),
+    /// A literal of the query (`` `…` `` or `'…'`), read in place.
+    Lit(&'a Variable),
+    /// `&expr`, the argument of `map`, `sort_by`, `min_by`, `max_by`.
+    Expref(&'a Ast),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ty {
+    Null,
+    Bool,
+    Num,
+    Str,
+    Arr,
+    Obj,
+    Expref,
+}
+
+impl Ty {
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Null => "null",
+            Ty::Bool => "boolean",
+            Ty::Num => "number",
+            Ty::Str => "string",
+            Ty::Arr => "array",
+            Ty::Obj => "object",
+            Ty::Expref => "expref",
+        }
+    }
+}
+
+enum ArrIter<'x, 'a> {
+    Own(std::slice::Iter<'x, Jv<'a>>),
+    Json(std::slice::Iter<'a, Value>),
+    Lit(std::slice::Iter<'a, jmespath::Rcvar>),
+}
+
+impl<'a> Iterator for ArrIter<'_, 'a> {
+    type Item = Jv<'a>;
+    fn next(&mut self) -> Option<Jv<'a>> {
+        match self {
+            ArrIter::Own(it) => it.next().cloned(),
+            ArrIter::Json(it) => it.next().map(Jv::Json),
+            ArrIter::Lit(it) => it.next().map(|r| Jv::Lit(r)),
+        }
+    }
+}
+
+enum ObjIter<'x, 'a> {
+    Own(std::collections::btree_map::Iter<'x, String, Jv<'a>>),
+    Json(serde_json::map::Iter<'a>),
+    Lit(std::collections::btree_map::Iter<'a, String, jmespath::Rcvar>),
+}
+
+impl<'x, 'a: 'x> Iterator for ObjIter<'x, 'a> {
+    type Item = (&'x str, Jv<'a>);
+    fn next(&mut self) -> Option<(&'x str, Jv<'a>)> {
+        match self {
+            ObjIter::Own(it) => it.next().map(|(k, v)| (k.as_str(), v.clone())),
+            ObjIter::Json(it) => it.next().map(|(k, v)| (k.as_str(), Jv::Json(v))),
+            ObjIter::Lit(it) => it.next().map(|(k, v)| (k.as_str(), Jv::Lit(v))),
+        }
+    }
+}
+
+impl<'a> Jv<'a> {
+    fn ty(&self) -> Ty {
+        match self {
+            Jv::Null => Ty::Null,
+            Jv::Bool(_) => Ty::Bool,
+            Jv::Num(_) => Ty::Num,
+            Jv::Str(_) => Ty::Str,
+            Jv::Arr(_) => Ty::Arr,
+            Jv::Obj(_) => Ty::Obj,
+            Jv::Expref(_) => Ty::Expref,
+            Jv::Json(v) => match v {
+                Value::Null => Ty::Null,
+                Value::Bool(_) => Ty::Bool,
+                Value::Number(_) => Ty::Num,
+                Value::String(_) => Ty::Str,
+                Value::Array(_) => Ty::Arr,
+                Value::Object(_) => Ty::Obj,
+            },
+            Jv::Lit(v) => match v {
+                Variable::Null => Ty::Null,
+                Variable::Bool(_) => Ty::Bool,
+                Variable::Number(_) => Ty::Num,
+                Variable::String(_) => Ty::Str,
+                Variable::Array(_) => Ty::Arr,
+                Variable::Object(_) => Ty::Obj,
+                Variable::Expref(_) => Ty::Expref,
+            },
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        self.ty() == Ty::Null
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Jv::Str(s) => Some(s),
+            Jv::Json(Value::String(s)) => Some(s),
+            Jv::Lit(Variable::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_number(&self) -> Option<&Number> {
+        match self {
+            Jv::Num(n) => Some(n),
+            Jv::Json(Value::Number(n)) => Some(n),
+            Jv::Lit(Variable::Number(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        self.as_number().and_then(Number::as_f64)
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Jv::Bool(b) => Some(*b),
+            Jv::Json(Value::Bool(b)) => Some(*b),
+            Jv::Lit(Variable::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    fn as_expref(&self) -> Option<&'a Ast> {
+        match self {
+            Jv::Expref(a) => Some(a),
+            Jv::Lit(Variable::Expref(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn arr_len(&self) -> Option<usize> {
+        match self {
+            Jv::Arr(a) => Some(a.len()),
+            Jv::Json(Value::Array(a)) => Some(a.len()),
+            Jv::Lit(Variable::Array(a)) => Some(a.len()),
+            _ => None,
+        }
+    }
+
+    fn arr_iter(&self) -> Option<ArrIter<'_, 'a>> {
+        match self {
+            Jv::Arr(a) => Some(ArrIter::Own(a.iter())),
+            Jv::Json(Value::Array(a)) => Some(ArrIter::Json(a.iter())),
+            Jv::Lit(Variable::Array(a)) => Some(ArrIter::Lit(a.iter())),
+            _ => None,
+        }
+    }
+
+    fn arr_get(&self, i: usize) -> Option<Jv<'a>> {
+        match self {
+            Jv::Arr(a) => a.get(i).cloned(),
+            Jv::Json(Value::Array(a)) => a.get(i).map(Jv::Json),
+            Jv::Lit(Variable::Array(a)) => a.get(i).map(|r| Jv::Lit(r)),
+            _ => None,
+        }
+    }
+
+    fn obj_len(&self) -> Option<usize> {
+        match self {
+            Jv::Obj(o) => Some(o.len()),
+            Jv::Json(Value::Object(o)) => Some(o.len()),
+            Jv::Lit(Variable::Object(o)) => Some(o.len()),
+            _ => None,
+        }
+    }
+
+    /// Entries in storage order (sorted except for input JSON objects).
+    fn obj_iter(&self) -> Option<ObjIter<'_, 'a>> {
+        match self {
+            Jv::Obj(o) => Some(ObjIter::Own(o.iter())),
+            Jv::Json(Value::Object(o)) => Some(ObjIter::Json(o.iter())),
+            Jv::Lit(Variable::Object(o)) => Some(ObjIter::Lit(o.iter())),
+            _ => None,
+        }
+    }
+
+    fn obj_get(&self, key: &str) -> Option<Jv<'a>> {
+        match self {
+            Jv::Obj(o) => o.get(key).cloned(),
+            Jv::Json(Value::Object(o)) => o.get(key).map(Jv::Json),
+            Jv::Lit(Variable::Object(o)) => o.get(key).map(|r| Jv::Lit(r)),
+            _ => None,
+        }
+    }
+
+    fn truthy(&self) -> bool {
+        match self.ty() {
+            Ty::Bool => self.as_bool().unwrap_or(false),
+            Ty::Str => self.as_str().is_some_and(|s| !s.is_empty()),
+            Ty::Arr => self.arr_len().is_some_and(|n| n > 0),
+            Ty::Obj => self.obj_len().is_some_and(|n| n > 0),
+            Ty::Num => true,
+            Ty::Null | Ty::Expref => false,
+        }
+    }
+}
+
+/// `jmespath` 0.5's number equality: relative error for normal numbers.
+fn float_eq(a: f64, b: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    let diff = (a - b).abs();
+    if !a.is_normal() || !b.is_normal() {
+        diff < (f64::EPSILON * f64::MIN_POSITIVE)
+    } else {
+        diff / (a.abs() + b.abs()) < f64::EPSILON
+    }
+}
+
+/// `jmespath` 0.5's ordering: strings and numbers order, anything else (and
+/// values of different types) compare equal.
+fn order(a: &Jv<'_>, b: &Jv<'_>) -> Ordering {
+    match (a.ty(), b.ty()) {
+        (Ty::Str, Ty::Str) => a.as_str().cmp(&b.as_str()),
+        (Ty::Num, Ty::Num) => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Less),
+            _ => Ordering::Equal,
+        },
+        _ => Ordering::Equal,
+    }
+}
+
+fn err(msg: impl Into<String>) -> EvalErrorKind {
+    EvalErrorKind::JmesPath(msg.into())
+}
+
+fn nesting_limit() -> EvalErrorKind {
+    EvalErrorKind::Limit(format!("JmesPath nesting exceeds {MAX_NESTING} levels"))
+}
+
+/// Steps charged per JMESPath node evaluated.
+const NODE_STEPS: u64 = 2;
+/// Extra steps charged per field lookup (hashing the key, probing the map).
+const FIELD_STEPS: u64 = 8;
+
+/// What parsing JSON text costs, from one cheap pass over its bytes: an
+/// upper bound of the heap `serde_json` builds, and the steps it takes.
+///
+/// Heap: the text (strings and keys are copied out of it) plus, per
+/// container, what `serde_json` allocates as it grows: an array's first
+/// allocation holds 4 values, then it doubles (so at most 2 slots per
+/// further element); an object (`IndexMap`) starts with a 4-bucket index and
+/// 3 entries and grows the same way. Values sit in their container's slots.
+/// Which container a `,` belongs to is tracked 128 levels deep (deeper,
+/// `serde_json` refuses the text; the scan then assumes arrays, the dearer).
+///
+/// Steps weigh what is expensive to build: an object (`{`) far more than an
+/// array (`[`), an element (`,`, `:`) more than a plain byte.
+pub(crate) fn json_text_cost(text: &str) -> (u64, u64) {
+    const VALUE: u64 = size_of::<Value>();
+    const ENTRY: u64 = 8 + size_of::<String>() + size_of::<Value>();
+    const ARRAY_FIRST: u64 = 4 * VALUE;
+    const ARRAY_MORE: u64 = 2 * VALUE;
+    const MAP_FIRST: u64 = 4 * 9 + 16 + 3 * ENTRY;
+    const MAP_MORE: u64 = 2 * ENTRY + 3 * 9;
+    let mut bytes: u64 = text.len() as u64;
+    let mut steps: u64 = 1 + text.len() as u64 / 8;
+    // Bit `d` is set when the container at depth `d` (1-based) is an object.
+    let mut objects: u128 = 0;
+    let mut depth: u32 = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth = depth.saturating_add(1);
+                let bit = 1u128.checked_shl(depth).unwrap_or(0);
+                if b == b'{' {
+                    objects |= bit;
+                    bytes += MAP_FIRST;
+                    steps += 64;
+                } else {
+                    objects &= !bit;
+                    bytes += ARRAY_FIRST;
+                    steps += 16;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b':' => {
+                bytes += MAP_MORE;
+                steps += 12;
+            }
+            b',' => {
+                let in_object = 1u128
+                    .checked_shl(depth)
+                    .is_some_and(|bit| objects & bit != 0);
+                // An object's entries are charged at their ':'.
+                if !in_object {
+                    bytes += ARRAY_MORE;
+                }
+                steps += 12;
+            }
+            _ => {}
+        }
+    }
+    (bytes, steps)
+}
+
+/// Parses JSON text after charging its parse cost (memory held until the
+/// caller releases it, and steps proportional to its size and shape).
+pub(crate) fn parse_json_text(
+    text: &str,
+    meter: &mut Meter<'_>,
+) -> R<Result<Value, serde_json::Error>> {
+    meter.step(1 + text.len() as u64 / BYTES_PER_STEP)?; // the pre-scan
+    let (bytes, steps) = json_text_cost(text);
+    meter.alloc(bytes)?;
+    meter.step(steps)?;
+    Ok(serde_json::from_str::<Value>(text))
+}
+
+/// `JmesPath(json, query)` after the query has passed the length and
+/// operator checks: the JSON text of the result.
+pub(crate) fn search(data: &ClaimValue, query: &str, meter: &mut Meter<'_>) -> R<String> {
+    let f = "JmesPath";
+    let mark = meter.live();
+    // Parsing is linear in the query (at most MAX_JMESPATH_QUERY_BYTES).
+    meter.step(1 + query.len() as u64)?;
+    meter.alloc(query.len() as u64 * 8)?;
+    // Defence in depth: a panic inside the third-party parser becomes an error.
+    let ast = match std::panic::catch_unwind(|| jmespath::parse(query)) {
+        Ok(Ok(ast)) => ast,
+        Ok(Err(e)) => return Err(err(e.to_string())),
+        Err(_) => return Err(err("the JMESPath parser failed")),
+    };
+    let parsed;
+    let root: Jv<'_> = match data {
+        ClaimValue::String(s) => {
+            if s.is_empty() {
+                return Err(crate::eval::fn_err_named(f, "the JSON argument is empty"));
+            }
+            parsed = parse_json_text(s, meter)?.map_err(|e| {
+                crate::eval::fn_err_named(
+                    f,
+                    format!("the first argument is not valid JSON text: {e}"),
+                )
+            })?;
+            Jv::Json(&parsed)
+        }
+        ClaimValue::Json(j) => Jv::Json(j),
+        ClaimValue::Integer(i) => Jv::Num(Number::from(*i)),
+        ClaimValue::Bool(b) => Jv::Bool(*b),
+    };
+    let mut it = Interp { meter };
+    let result = it.eval(&root, &ast, 0)?;
+    let text = it.serialize(&result)?;
+    let out = text.capacity() as u64;
+    drop(result);
+    // Everything but the output text is dropped when this returns.
+    it.meter.release_to(mark);
+    it.meter.alloc(out)?;
+    Ok(text)
+}
+
+struct Interp<'m, 'b> {
+    meter: &'m mut Meter<'b>,
+}
+
+impl<'a> Interp<'_, '_> {
+    /// An array built from exactly `items` (already charged by the caller
+    /// through [`Self::slot`]).
+    fn array(&mut self, items: Vec<Jv<'a>>) -> R<Jv<'a>> {
+        self.meter.alloc(RC_BYTES)?;
+        Ok(Jv::Arr(Rc::new(items)))
+    }
+
+    /// Charges one element slot about to be pushed.
+    #[inline]
+    fn slot(&mut self) -> R<()> {
+        self.meter.alloc(ELEM_BYTES)?;
+        self.meter.step(1)
+    }
+
+    fn string(&mut self, s: &str) -> R<Jv<'a>> {
+        self.meter.produce(s.len() as u64 + RC_BYTES)?;
+        Ok(Jv::Str(Rc::from(s)))
+    }
+
+    fn number(&mut self, f: f64, what: &str) -> R<Jv<'a>> {
+        Number::from_f64(f)
+            .map(Jv::Num)
+            .ok_or_else(|| err(format!("{what}: the result is not a finite number")))
+    }
+
+    fn eval(&mut self, data: &Jv<'a>, node: &'a Ast, depth: usize) -> R<Jv<'a>> {
+        self.meter.step(NODE_STEPS)?;
+        if depth > MAX_NESTING {
+            return Err(nesting_limit());
+        }
+        let d = depth + 1;
+        match node {
+            Ast::Field { name, .. } => {
+                self.meter
+                    .step(FIELD_STEPS + name.len() as u64 / BYTES_PER_STEP)?;
+                Ok(data.obj_get(name).unwrap_or(Jv::Null))
+            }
+            Ast::Subexpr { lhs, rhs, .. } => {
+                let left = self.eval(data, lhs, d)?;
+                self.eval(&left, rhs, d)
+            }
+            Ast::Identity { .. } => Ok(data.clone()),
+            Ast::Literal { value, .. } => Ok(Jv::Lit(value)),
+            Ast::Index { idx, .. } => Ok(index(data, *idx).unwrap_or(Jv::Null)),
+            Ast::Or { lhs, rhs, .. } => {
+                let left = self.eval(data, lhs, d)?;
+                if left.truthy() {
+                    Ok(left)
+                } else {
+                    self.eval(data, rhs, d)
+                }
+            }
+            Ast::And { lhs, rhs, .. } => {
+                let left = self.eval(data, lhs, d)?;
+                if !left.truthy() {
+                    Ok(left)
+                } else {
+                    self.eval(data, rhs, d)
+                }
+            }
+            Ast::Not { node, .. } => {
+                let v = self.eval(data, node, d)?;
+                Ok(Jv::Bool(!v.truthy()))
+            }
+            Ast::Condition {
+                predicate, then, ..
+            } => {
+                let c = self.eval(data, predicate, d)?;
+                if c.truthy() {
+                    self.eval(data, then, d)
+                } else {
+                    Ok(Jv::Null)
+                }
+            }
+            Ast::Comparison {
+                comparator,
+                lhs,
+                rhs,
+                ..
+            } => {
+                let left = self.eval(data, lhs, d)?;
+                let right = self.eval(data, rhs, d)?;
+                self.compare(comparator, &left, &right, d)
+            }
+            Ast::ObjectValues { node, .. } => {
+                let subject = self.eval(data, node, d)?;
+                match self.sorted_entries(&subject)? {
+                    Some(entries) => {
+                        self.meter.alloc(entries.len() as u64 * ELEM_BYTES)?;
+                        let values = entries.into_iter().map(|(_, v)| v).collect();
+                        self.array(values)
+                    }
+                    None => Ok(Jv::Null),
+                }
+            }
+            Ast::Projection { lhs, rhs, .. } => {
+                let left = self.eval(data, lhs, d)?;
+                let Some(items) = left.arr_iter() else {
+                    return Ok(Jv::Null);
+                };
+                let mut collected = Vec::new();
+                for item in items {
+                    let v = self.eval(&item, rhs, d)?;
+                    if !v.is_null() {
+                        self.slot()?;
+                        collected.push(v);
+                    }
+                }
+                self.array(collected)
+            }
+            Ast::Flatten { node, .. } => {
+                let v = self.eval(data, node, d)?;
+                let Some(items) = v.arr_iter() else {
+                    return Ok(Jv::Null);
+                };
+                let mut collected = Vec::new();
+                for item in items {
+                    match item.arr_iter() {
+                        Some(inner) => {
+                            for x in inner {
+                                self.slot()?;
+                                collected.push(x);
+                            }
+                        }
+                        None => {
+                            self.slot()?;
+                            collected.push(item);
+                        }
+                    }
+                }
+                self.array(collected)
+            }
+            Ast::MultiList { elements, .. } => {
+                if data.is_null() {
+                    return Ok(Jv::Null);
+                }
+                let mut collected = Vec::new();
+                for e in elements {
+                    let v = self.eval(data, e, d)?;
+                    self.slot()?;
+                    collected.push(v);
+                }
+                self.array(collected)
+            }
+            Ast::MultiHash { elements, .. } => {
+                if data.is_null() {
+                    return Ok(Jv::Null);
+                }
+                let mut map = BTreeMap::new();
+                for kv in elements {
+                    let v = self.eval(data, &kv.value, d)?;
+                    self.meter.produce(ENTRY_BYTES + kv.key.len() as u64)?;
+                    map.insert(kv.key.clone(), v);
+                }
+                self.meter.alloc(RC_BYTES)?;
+                Ok(Jv::Obj(Rc::new(map)))
+            }
+            Ast::Function { name, args, .. } => {
+                let mut values = Vec::with_capacity(args.len());
+                self.meter.alloc(args.len() as u64 * ELEM_BYTES)?;
+                for a in args {
+                    values.push(self.eval(data, a, d)?);
+                }
+                self.call(name, &values, d)
+            }
+            Ast::Expref { ast, .. } => Ok(Jv::Expref(ast)),
+            Ast::Slice {
+                start, stop, step, ..
+            } => self.slice(data, *start, *stop, *step),
+        }
+    }
+
+    fn compare(&mut self, cmp: &Comparator, l: &Jv<'a>, r: &Jv<'a>, depth: usize) -> R<Jv<'a>> {
+        let numbers = l.ty() == Ty::Num && r.ty() == Ty::Num;
+        Ok(match cmp {
+            Comparator::Equal => Jv::Bool(self.equal(l, r, depth)?),
+            Comparator::NotEqual => Jv::Bool(!self.equal(l, r, depth)?),
+            _ if !numbers => Jv::Null,
+            Comparator::LessThan => Jv::Bool(order(l, r) == Ordering::Less),
+            Comparator::LessThanEqual => Jv::Bool(order(l, r) != Ordering::Greater),
+            Comparator::GreaterThan => Jv::Bool(order(l, r) == Ordering::Greater),
+            Comparator::GreaterThanEqual => Jv::Bool(order(l, r) != Ordering::Less),
+        })
+    }
+
+    /// Deep equality, charged per node visited (shared nodes short-cut).
+    fn equal(&mut self, a: &Jv<'a>, b: &Jv<'a>, depth: usize) -> R<bool> {
+        self.meter.step(NODE_STEPS + 1)?;
+        if depth > MAX_NESTING {
+            return Err(nesting_limit());
+        }
+        let same = match (a, b) {
+            (Jv::Arr(x), Jv::Arr(y)) => Rc::ptr_eq(x, y),
+            (Jv::Obj(x), Jv::Obj(y)) => Rc::ptr_eq(x, y),
+            (Jv::Json(x), Jv::Json(y)) => std::ptr::eq(*x, *y),
+            (Jv::Lit(x), Jv::Lit(y)) => std::ptr::eq(*x, *y),
+            _ => false,
+        };
+        if same {
+            return Ok(true);
+        }
+        let ty = a.ty();
+        if ty != b.ty() {
+            return Ok(false);
+        }
+        Ok(match ty {
+            Ty::Null => true,
+            Ty::Bool => a.as_bool() == b.as_bool(),
+            Ty::Num => match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => float_eq(x, y),
+                _ => false,
+            },
+            Ty::Str => {
+                let (x, y) = (a.as_str().unwrap_or(""), b.as_str().unwrap_or(""));
+                if x.len() == y.len() {
+                    self.meter.step(x.len() as u64 / COMPARE_BYTES_PER_STEP)?;
+                }
+                x == y
+            }
+            Ty::Arr => {
+                if a.arr_len() != b.arr_len() {
+                    return Ok(false);
+                }
+                let (Some(xs), Some(ys)) = (a.arr_iter(), b.arr_iter()) else {
+                    return Ok(false);
+                };
+                for (x, y) in xs.zip(ys) {
+                    if !self.equal(&x, &y, depth + 1)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Ty::Obj => {
+                if a.obj_len() != b.obj_len() {
+                    return Ok(false);
+                }
+                let Some(entries) = a.obj_iter() else {
+                    return Ok(false);
+                };
+                for (k, x) in entries {
+                    self.meter
+                        .step(FIELD_STEPS + k.len() as u64 / BYTES_PER_STEP)?;
+                    match b.obj_get(k) {
+                        Some(y) => {
+                            if !self.equal(&x, &y, depth + 1)? {
+                                return Ok(false);
+                            }
+                        }
+                        None => return Ok(false),
+                    }
+                }
+                true
+            }
+            Ty::Expref => match (a.as_expref(), b.as_expref()) {
+                (Some(x), Some(y)) => std::ptr::eq(x, y) || x == y,
+                _ => false,
+            },
+        })
+    }
+
+    /// Object entries in key order (input JSON objects keep insertion
+    /// order, so they are sorted here, as `jmespath` 0.5 did). `None` when
+    /// not an object.
+    #[allow(clippy::type_complexity)]
+    fn sorted_entries<'x>(&mut self, v: &'x Jv<'a>) -> R<Option<Vec<(&'x str, Jv<'a>)>>> {
+        let (Some(n), Some(iter)) = (v.obj_len(), v.obj_iter()) else {
+            return Ok(None);
+        };
+        let n64 = n as u64;
+        self.meter
+            .alloc(n64 * (size_of::<(&str, Jv<'static>)>()) + RC_BYTES)?;
+        self.meter
+            .step(1 + n64.saturating_mul(1 + u64::from(n64.max(1).ilog2())))?;
+        let mut entries: Vec<(&'x str, Jv<'a>)> = Vec::with_capacity(n);
+        entries.extend(iter);
+        if matches!(v, Jv::Json(_)) {
+            entries.sort_by(|x, y| x.0.cmp(y.0));
+        }
+        Ok(Some(entries))
+    }
+
+    fn slice(
+        &mut self,
+        data: &Jv<'a>,
+        start: Option<i32>,
+        stop: Option<i32>,
+        step: i32,
+    ) -> R<Jv<'a>> {
+        if step == 0 {
+            return Err(err("invalid slice: the step cannot be 0"));
+        }
+        let Some(len) = data.arr_len() else {
+            return Ok(Jv::Null);
+        };
+        let len = len as i64;
+        let step = i64::from(step);
+        let adjust = |end: i64| -> i64 {
+            if end < 0 {
+                let e = end + len;
+                if e >= 0 {
+                    e
+                } else if step < 0 {
+                    -1
+                } else {
+                    0
+                }
+            } else if end < len {
+                end
+            } else if step < 0 {
+                len - 1
+            } else {
+                len
+            }
+        };
+        let mut out = Vec::new();
+        if len == 0 {
+            return self.array(out);
+        }
+        let a = match start {
+            Some(s) => adjust(i64::from(s)),
+            None if step < 0 => len - 1,
+            None => 0,
+        };
+        let b = match stop {
+            Some(s) => adjust(i64::from(s)),
+            None if step < 0 => -1,
+            None => len,
+        };
+        let mut i = a;
+        while (step > 0 && i < b) || (step < 0 && i > b) {
+            let item = usize::try_from(i).ok().and_then(|i| data.arr_get(i));
+            if let Some(item) = item {
+                self.slot()?;
+                out.push(item);
+            }
+            i = i.saturating_add(step);
+        }
+        self.array(out)
+    }
+
+    /// Serializes `v` as compact JSON text (as `serde_json` writes it, with
+    /// object keys sorted), charging each growth of the string first.
+    fn serialize(&mut self, v: &Jv<'a>) -> R<String> {
+        let mut out = Out { buf: String::new() };
+        self.write(v, &mut out, 0)?;
+        Ok(out.buf)
+    }
+
+    fn write(&mut self, v: &Jv<'a>, out: &mut Out, depth: usize) -> R<()> {
+        self.meter.step(NODE_STEPS)?;
+        if depth > MAX_NESTING {
+            return Err(nesting_limit());
+        }
+        match v.ty() {
+            Ty::Null => out.put(self.meter, "null"),
+            Ty::Bool => out.put(
+                self.meter,
+                if v.as_bool().unwrap_or(false) {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+            Ty::Num => {
+                let s = v.as_number().map(Number::to_string).unwrap_or_default();
+                out.put(self.meter, &s)
+            }
+            Ty::Str => out.put_quoted(self.meter, v.as_str().unwrap_or("")),
+            Ty::Expref => out.put(self.meter, "\"<expression>\""),
+            Ty::Arr => {
+                out.put(self.meter, "[")?;
+                if let Some(items) = v.arr_iter() {
+                    for (i, item) in items.enumerate() {
+                        if i > 0 {
+                            out.put(self.meter, ",")?;
+                        }
+                        self.write(&item, out, depth + 1)?;
+                    }
+                }
+                out.put(self.meter, "]")
+            }
+            Ty::Obj => {
+                out.put(self.meter, "{")?;
+                let before = self.meter.live();
+                let sorted = self.sorted_entries(v)?;
+                let transient = self.meter.live().saturating_sub(before);
+                if let Some(entries) = sorted {
+                    for (i, (k, item)) in entries.iter().enumerate() {
+                        if i > 0 {
+                            out.put(self.meter, ",")?;
+                        }
+                        out.put_quoted(self.meter, k)?;
+                        out.put(self.meter, ":")?;
+                        self.write(item, out, depth + 1)?;
+                    }
+                }
+                // The sorted entry list is dropped here; the text written stays.
+                let now = self.meter.live();
+                self.meter.release_to(now.saturating_sub(transient));
+                out.put(self.meter, "}")
+            }
+        }
+    }
+
+    fn want(&self, name: &str, pos: usize, v: &Jv<'a>, ok: bool, expected: &str) -> R<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(err(format!(
+                "{name}(): argument {} must be {expected}, got {}",
+                pos + 1,
+                v.ty().name()
+            )))
+        }
+    }
+
+    /// Whether `v` is an array whose elements all have type `ty` (charged
+    /// per element).
+    fn typed_array(&mut self, v: &Jv<'a>, ty: Ty) -> R<bool> {
+        let Some(mut items) = v.arr_iter() else {
+            return Ok(false);
+        };
+        self.meter.step(v.arr_len().unwrap_or(0) as u64)?;
+        Ok(items.all(|x| x.ty() == ty))
+    }
+
+    fn call(&mut self, name: &str, args: &[Jv<'a>], depth: usize) -> R<Jv<'a>> {
+        let arity = |n: usize| -> R<()> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(err(format!(
+                    "{name}() takes {n} argument(s), got {}",
+                    args.len()
+                )))
+            }
+        };
+        let null = Jv::Null;
+        let arg = |i: usize| args.get(i).unwrap_or(&null);
+        match name {
+            "abs" | "ceil" | "floor" => {
+                arity(1)?;
+                let x = arg(0);
+                let Some(n) = x.as_f64() else {
+                    return Err(err(format!(
+                        "{name}(): argument 1 must be number, got {}",
+                        x.ty().name()
+                    )));
+                };
+                let r = match name {
+                    "abs" => n.abs(),
+                    "ceil" => n.ceil(),
+                    _ => n.floor(),
+                };
+                self.number(r, name)
+            }
+            "avg" | "sum" => {
+                arity(1)?;
+                let x = arg(0);
+                let ok = self.typed_array(x, Ty::Num)?;
+                self.want(name, 0, x, ok, "array[number]")?;
+                let mut total = 0.0;
+                let mut n = 0usize;
+                for v in x.arr_iter().into_iter().flatten() {
+                    total += v.as_f64().unwrap_or(0.0);
+                    n += 1;
+                }
+                if name == "sum" {
+                    self.number(total, name)
+                } else if n == 0 {
+                    Ok(Jv::Null)
+                } else {
+                    self.number(total / n as f64, name)
+                }
+            }
+            "contains" => {
+                arity(2)?;
+                let (hay, needle) = (arg(0), arg(1));
+                match hay.ty() {
+                    Ty::Arr => {
+                        for item in hay.arr_iter().into_iter().flatten() {
+                            if self.equal(&item, needle, depth)? {
+                                return Ok(Jv::Bool(true));
+                            }
+                        }
+                        Ok(Jv::Bool(false))
+                    }
+                    Ty::Str => {
+                        let s = hay.as_str().unwrap_or("");
+                        self.meter.step(1 + s.len() as u64 / BYTES_PER_STEP * 4)?;
+                        Ok(Jv::Bool(needle.as_str().is_some_and(|n| s.contains(n))))
+                    }
+                    _ => Err(err(format!(
+                        "contains(): argument 1 must be string or array, got {}",
+                        hay.ty().name()
+                    ))),
+                }
+            }
+            "starts_with" | "ends_with" => {
+                arity(2)?;
+                let (Some(s), Some(p)) = (arg(0).as_str(), arg(1).as_str()) else {
+                    let bad = if arg(0).as_str().is_none() { 0 } else { 1 };
+                    return Err(err(format!(
+                        "{name}(): argument {} must be string, got {}",
+                        bad + 1,
+                        arg(bad).ty().name()
+                    )));
+                };
+                self.meter.step(1 + p.len() as u64 / BYTES_PER_STEP)?;
+                Ok(Jv::Bool(if name == "starts_with" {
+                    s.starts_with(p)
+                } else {
+                    s.ends_with(p)
+                }))
+            }
+            "join" => {
+                arity(2)?;
+                let (glue, list) = (arg(0), arg(1));
+                let Some(g) = glue.as_str() else {
+                    return Err(err(format!(
+                        "join(): argument 1 must be string, got {}",
+                        glue.ty().name()
+                    )));
+                };
+                let ok = self.typed_array(list, Ty::Str)?;
+                self.want(name, 1, list, ok, "array[string]")?;
+                // The length is known before anything is allocated.
+                let mut total: u64 = 0;
+                for (i, s) in list.arr_iter().into_iter().flatten().enumerate() {
+                    let sep = if i > 0 { g.len() as u64 } else { 0 };
+                    total = total
+                        .saturating_add(sep)
+                        .saturating_add(s.as_str().map_or(0, str::len) as u64);
+                }
+                self.meter.produce(total.saturating_add(RC_BYTES))?;
+                let mut joined = String::with_capacity(usize::try_from(total).unwrap_or(0));
+                for (i, s) in list.arr_iter().into_iter().flatten().enumerate() {
+                    if i > 0 {
+                        joined.push_str(g);
+                    }
+                    joined.push_str(s.as_str().unwrap_or(""));
+                }
+                self.meter.produce(total)?; // the copy into the Rc
+                Ok(Jv::Str(Rc::from(joined)))
+            }
+            "keys" | "values" => {
+                arity(1)?;
+                let x = arg(0);
+                let Some(entries) = self.sorted_entries(x)? else {
+                    return Err(err(format!(
+                        "{name}(): argument 1 must be object, got {}",
+                        x.ty().name()
+                    )));
+                };
+                let mut out = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    self.slot()?;
+                    out.push(if name == "keys" { self.string(k)? } else { v });
+                }
+                self.array(out)
+            }
+            "length" => {
+                arity(1)?;
+                let x = arg(0);
+                let n = match x.ty() {
+                    Ty::Arr => x.arr_len().unwrap_or(0),
+                    Ty::Obj => x.obj_len().unwrap_or(0),
+                    Ty::Str => {
+                        let s = x.as_str().unwrap_or("");
+                        self.meter.step(s.len() as u64 / BYTES_PER_STEP)?;
+                        s.chars().count()
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "length(): argument 1 must be array, object or string, got {}",
+                            x.ty().name()
+                        )));
+                    }
+                };
+                Ok(Jv::Num(Number::from(n)))
+            }
+            "map" => {
+                arity(2)?;
+                let Some(ast) = arg(0).as_expref() else {
+                    return Err(err(format!(
+                        "map(): argument 1 must be expref, got {}",
+                        arg(0).ty().name()
+                    )));
+                };
+                let Some(items) = arg(1).arr_iter() else {
+                    return Err(err(format!(
+                        "map(): argument 2 must be array, got {}",
+                        arg(1).ty().name()
+                    )));
+                };
+                let mut out = Vec::new();
+                for item in items {
+                    let v = self.eval(&item, ast, depth)?;
+                    self.slot()?;
+                    out.push(v);
+                }
+                self.array(out)
+            }
+            "max" | "min" => {
+                arity(1)?;
+                let x = arg(0);
+                let ok = self.typed_array(x, Ty::Num)? || self.typed_array(x, Ty::Str)?;
+                self.want(name, 0, x, ok, "array[number] or array[string]")?;
+                let mut best: Option<Jv<'a>> = None;
+                for item in x.arr_iter().into_iter().flatten() {
+                    self.meter
+                        .step(1 + item.as_str().map_or(0, str::len) as u64 / BYTES_PER_STEP)?;
+                    best = Some(match best {
+                        None => item,
+                        Some(b) => {
+                            let o = order(&item, &b);
+                            let take = if name == "max" {
+                                o != Ordering::Less
+                            } else {
+                                o == Ordering::Less
+                            };
+                            if take { item } else { b }
+                        }
+                    });
+                }
+                Ok(best.unwrap_or(Jv::Null))
+            }
+            "max_by" | "min_by" | "sort_by" => {
+                arity(2)?;
+                let list = arg(0);
+                let Some(items) = list.arr_iter() else {
+                    return Err(err(format!(
+                        "{name}(): argument 1 must be array, got {}",
+                        list.ty().name()
+                    )));
+                };
+                let Some(ast) = arg(1).as_expref() else {
+                    return Err(err(format!(
+                        "{name}(): argument 2 must be expref, got {}",
+                        arg(1).ty().name()
+                    )));
+                };
+                let mut keyed: Vec<(Jv<'a>, Jv<'a>)> = Vec::new();
+                let mut key_ty = None;
+                let mut longest: u64 = 0;
+                for item in items {
+                    let k = self.eval(&item, ast, depth)?;
+                    let t = k.ty();
+                    match key_ty {
+                        None if t == Ty::Str || t == Ty::Num => key_ty = Some(t),
+                        Some(expected) if t == expected => {}
+                        _ => {
+                            return Err(err(format!(
+                                "{name}(): the expression must return only numbers or only strings, got {}",
+                                t.name()
+                            )));
+                        }
+                    }
+                    longest = longest.max(k.as_str().map_or(0, str::len) as u64);
+                    self.slot()?;
+                    self.slot()?;
+                    keyed.push((item, k));
+                }
+                if keyed.is_empty() {
+                    return if name == "sort_by" {
+                        self.array(Vec::new())
+                    } else {
+                        Ok(Jv::Null)
+                    };
+                }
+                let n = keyed.len() as u64;
+                let cmp_cost = 1 + longest / BYTES_PER_STEP;
+                if name == "sort_by" {
+                    self.meter.step(
+                        n.saturating_mul(1 + u64::from(n.ilog2()))
+                            .saturating_mul(cmp_cost),
+                    )?;
+                    keyed.sort_by(|x, y| order(&x.1, &y.1));
+                    let out = keyed.into_iter().map(|(v, _)| v).collect();
+                    return self.array(out);
+                }
+                self.meter.step(n.saturating_mul(cmp_cost))?;
+                let mut best: Option<(Jv<'a>, Jv<'a>)> = None;
+                for (v, k) in keyed {
+                    best = Some(match best {
+                        None => (v, k),
+                        Some((bv, bk)) => {
+                            let o = order(&k, &bk);
+                            let take = if name == "max_by" {
+                                o == Ordering::Greater
+                            } else {
+                                o == Ordering::Less
+                            };
+                            if take { (v, k) } else { (bv, bk) }
+                        }
+                    });
+                }
+                Ok(best.map(|(v, _)| v).unwrap_or(Jv::Null))
+            }
+            "merge" => {
+                if args.is_empty() {
+                    return Err(err("merge() takes at least 1 argument, got 0"));
+                }
+                let mut map: BTreeMap<String, Jv<'a>> = BTreeMap::new();
+                for (i, a) in args.iter().enumerate() {
+                    let Some(entries) = a.obj_iter() else {
+                        return Err(err(format!(
+                            "merge(): argument {} must be object, got {}",
+                            i + 1,
+                            a.ty().name()
+                        )));
+                    };
+                    for (k, v) in entries {
+                        self.meter.produce(ENTRY_BYTES + k.len() as u64)?;
+                        map.insert(k.to_string(), v);
+                    }
+                }
+                self.meter.alloc(RC_BYTES)?;
+                Ok(Jv::Obj(Rc::new(map)))
+            }
+            "not_null" => {
+                if args.is_empty() {
+                    return Err(err("not_null() takes at least 1 argument, got 0"));
+                }
+                Ok(args
+                    .iter()
+                    .find(|a| !a.is_null())
+                    .cloned()
+                    .unwrap_or(Jv::Null))
+            }
+            "reverse" => {
+                arity(1)?;
+                let x = arg(0);
+                if let Some(s) = x.as_str() {
+                    // Collected into a String, then copied into the Rc.
+                    self.meter.produce(2 * s.len() as u64 + RC_BYTES)?;
+                    let r: String = s.chars().rev().collect();
+                    return Ok(Jv::Str(Rc::from(r)));
+                }
+                let Some(items) = x.arr_iter() else {
+                    return Err(err(format!(
+                        "reverse(): argument 1 must be array or string, got {}",
+                        x.ty().name()
+                    )));
+                };
+                let n = x.arr_len().unwrap_or(0);
+                self.meter.alloc(n as u64 * ELEM_BYTES)?;
+                self.meter.step(n as u64)?;
+                let mut out: Vec<Jv<'a>> = Vec::with_capacity(n);
+                out.extend(items);
+                out.reverse();
+                self.array(out)
+            }
+            "sort" => {
+                arity(1)?;
+                let x = arg(0);
+                let ok = self.typed_array(x, Ty::Num)? || self.typed_array(x, Ty::Str)?;
+                self.want(name, 0, x, ok, "array[number] or array[string]")?;
+                let n = x.arr_len().unwrap_or(0);
+                let mut longest: u64 = 0;
+                let mut out: Vec<Jv<'a>> = Vec::new();
+                self.meter.alloc(n as u64 * ELEM_BYTES)?;
+                out.reserve_exact(n);
+                for item in x.arr_iter().into_iter().flatten() {
+                    longest = longest.max(item.as_str().map_or(0, str::len) as u64);
+                    out.push(item);
+                }
+                let n = n.max(1) as u64;
+                self.meter.step(
+                    n.saturating_mul(1 + u64::from(n.ilog2()))
+                        .saturating_mul(1 + longest / BYTES_PER_STEP),
+                )?;
+                out.sort_by(order);
+                self.array(out)
+            }
+            "to_array" => {
+                arity(1)?;
+                let x = arg(0);
+                if x.ty() == Ty::Arr {
+                    Ok(x.clone())
+                } else {
+                    self.slot()?;
+                    self.array(vec![x.clone()])
+                }
+            }
+            "to_number" => {
+                arity(1)?;
+                let x = arg(0);
+                Ok(match x.ty() {
+                    Ty::Num => x.clone(),
+                    Ty::Str => {
+                        let s = x.as_str().unwrap_or("");
+                        self.meter.step(1 + s.len() as u64 / BYTES_PER_STEP)?;
+                        s.trim().parse::<Number>().map(Jv::Num).unwrap_or(Jv::Null)
+                    }
+                    _ => Jv::Null,
+                })
+            }
+            "to_string" => {
+                arity(1)?;
+                let x = arg(0);
+                match x.ty() {
+                    Ty::Str => Ok(x.clone()),
+                    Ty::Expref => Err(err("to_string(): argument 1 must not be expref")),
+                    _ => {
+                        let text = self.serialize(x)?;
+                        self.string(&text)
+                    }
+                }
+            }
+            "type" => {
+                arity(1)?;
+                self.string(arg(0).ty().name())
+            }
+            // MAA extension used by the documented TPM policies: false unless
+            // both arguments are strings; compares without allocating.
+            "equals_ignore_case" => {
+                let eq = match (
+                    args.first().and_then(Jv::as_str),
+                    args.get(1).and_then(Jv::as_str),
+                ) {
+                    (Some(a), Some(b)) => {
+                        self.meter.step(1 + (a.len() + b.len()) as u64 / 8)?;
+                        a.chars()
+                            .flat_map(char::to_lowercase)
+                            .eq(b.chars().flat_map(char::to_lowercase))
+                    }
+                    _ => false,
+                };
+                Ok(Jv::Bool(eq))
+            }
+            other => Err(err(format!("unknown function {other}()"))),
+        }
+    }
+}
+
+/// `jmespath` 0.5's index: negative counts from the end; out of range is null.
+fn index<'a>(data: &Jv<'a>, idx: i32) -> Option<Jv<'a>> {
+    let len = data.arr_len()?;
+    let i = if idx >= 0 {
+        usize::try_from(idx).ok()?
+    } else {
+        let back = usize::try_from(i64::from(idx).unsigned_abs()).ok()?;
+        len.checked_sub(back)?
+    };
+    data.arr_get(i)
+}
+
+/// The output string. Growth is charged before it happens, at the real
+/// capacity, so the text never exceeds the budget.
+struct Out {
+    buf: String,
+}
+
+impl Out {
+    fn reserve(&mut self, meter: &mut Meter<'_>, more: usize) -> R<()> {
+        let need = self.buf.len().saturating_add(more);
+        if need > self.buf.capacity() {
+            let new_cap = need.max(self.buf.capacity().saturating_mul(2)).max(64);
+            let grow = (new_cap - self.buf.capacity()) as u64;
+            meter.alloc(grow)?;
+            self.buf.reserve_exact(new_cap - self.buf.len());
+        }
+        meter.step(2 + more as u64 / BYTES_PER_STEP)
+    }
+
+    fn put(&mut self, meter: &mut Meter<'_>, s: &str) -> R<()> {
+        self.reserve(meter, s.len())?;
+        self.buf.push_str(s);
+        Ok(())
+    }
+
+    /// A JSON string literal, escaped exactly as `serde_json` does.
+    fn put_quoted(&mut self, meter: &mut Meter<'_>, s: &str) -> R<()> {
+        self.put(meter, "\"")?;
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let esc: &str = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                0x08 => "\\b",
+                0x0C => "\\f",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x00..=0x1F => "",
+                _ => continue,
+            };
+            if start < i {
+                self.put(meter, s.get(start..i).unwrap_or(""))?;
+            }
+            if esc.is_empty() {
+                // Only control characters get here: b < 0x20.
+                let u = format!("\\u{:04x}", u32::from(b));
+                self.put(meter, &u)?;
+            } else {
+                self.put(meter, esc)?;
+            }
+            start = i + 1;
+        }
+        if start < bytes.len() {
+            self.put(meter, s.get(start..).unwrap_or(""))?;
+        }
+        self.put(meter, "\"")
+    }
+}

@@ -1,14 +1,16 @@
 //! The service's per-request CPU cost for `POST /attest/SgxEnclave`,
 //! in process (no HTTP, no TLS): verification + claims + default policy
-//! (`aver_server::pipeline::attest_sgx`), then stamping and RS256 signing.
+//! (the attestation core, `aver_attestation`), then stamping and RS256
+//! signing; and the same with the request body's JSON and base64url
+//! decoding and the response's encoding around it.
 //! Baseline: one raw ECDSA-P256-SHA256 verify (aws-lc-rs).
 
 use std::hint::black_box;
 
-use aver_bench::{SgxFixture, attest_body, jku, sgx_default_policy, stamp_fixed, token_key};
-use aver_server::pipeline::{self, PolicyChoice, SgxRequest};
-use aver_server::request::{base64_field, json_object, typed_data};
-use aver_verify::SgxEvidenceKind;
+use aver_attestation::{AttestRequest, TypedData};
+use aver_bench::{
+    SgxFixture, attest_body, jku, sgx_claims, sgx_default_policy, stamp_fixed, token_key,
+};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -23,23 +25,24 @@ fn pipeline(c: &mut Criterion) {
     let now = f.time.unix_seconds();
     let body = attest_body(&f);
 
-    let attest = |request: &SgxRequest| {
-        pipeline::attest_sgx(&f.verifier, request, PolicyChoice::Active(&active), f.time)
-    };
-    let attest_and_sign = |request: &SgxRequest| {
-        let mut outcome = attest(request).ok()?;
-        stamp_fixed(&mut outcome.claims, now);
-        key.sign_jwt(&jku, &outcome.claims).ok()
+    let attest = |request: &AttestRequest| sgx_claims(&f, &active, request);
+    let attest_and_sign = |request: &AttestRequest| {
+        let mut claims = attest(request).ok()?;
+        stamp_fixed(&mut claims, now);
+        key.sign_jwt(&jku, &claims).ok()
     };
     // The handler's work on a body: JSON, base64url, pipeline, token,
     // response JSON.
     let handle = |body: &[u8]| {
-        let obj = json_object(body).ok()?;
-        let request = SgxRequest {
-            kind: SgxEvidenceKind::Quote,
-            evidence: base64_field(&obj, "quote").ok()??,
-            runtime_data: typed_data(&obj, "runtimeData").ok()?,
-            init_time_data: typed_data(&obj, "initTimeData").ok()?,
+        let obj: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let b64 = |v: &serde_json::Value| aver_token::b64::decode_lenient(v.as_str()?);
+        let request = AttestRequest {
+            evidence: b64(&obj["quote"])?,
+            runtime_data: Some(TypedData {
+                bytes: b64(&obj["runtimeData"]["data"])?,
+                json: None,
+            }),
+            init_time_data: None,
             nonce: None,
         };
         let token = attest_and_sign(&request)?;
@@ -48,7 +51,7 @@ fn pipeline(c: &mut Criterion) {
     let token = attest_and_sign(&request).expect("fixture attests and signs");
     let response = handle(&body).expect("handler path works");
     assert!(response.len() > token.len());
-    let mut claims = attest(&request).expect("attests").claims;
+    let mut claims = attest(&request).expect("attests");
     stamp_fixed(&mut claims, now);
 
     let mut g = c.benchmark_group("pipeline");

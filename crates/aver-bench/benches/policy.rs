@@ -6,14 +6,14 @@
 
 use std::hint::black_box;
 
+use aver_attestation::evidence::sgx::{DEFAULT_SGX_POLICY, SGX_ENCLAVE};
 use aver_bench::{SgxFixture, parse_policy, require_vector, sha256, tpm_incoming_claims};
 use aver_policy::{Decision, Policy};
-use aver_server::pipeline;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn sgx_policy(c: &mut Criterion) {
     let f = SgxFixture::load();
-    let text = aver_server::state::DEFAULT_SGX_POLICY;
+    let text = DEFAULT_SGX_POLICY;
     let policy = parse_policy(text);
     let service = f.service_claims();
     let incoming = f.incoming_claims();
@@ -44,7 +44,17 @@ fn sgx_policy(c: &mut Criterion) {
     // aliases) -> evaluate -> deny check.
     g.bench_function(
         BenchmarkId::new("claims_and_evaluate", "sgx-default"),
-        |b| b.iter(|| pipeline::evaluate(&policy, black_box(&service)).is_ok()),
+        |b| {
+            b.iter(|| {
+                aver_attestation::policy::evaluate(
+                    &SGX_ENCLAVE,
+                    &policy,
+                    black_box(&service),
+                    &aver_policy::Budget::default(),
+                )
+                .is_ok()
+            })
+        },
     );
     g.finish();
 }

@@ -3,8 +3,9 @@
 
 use std::hint::black_box;
 
+use aver_attestation::dcap::parse_quote;
+use aver_attestation::evidence::sgx::{SgxEvidenceKind, verify_evidence};
 use aver_bench::SgxFixture;
-use aver_verify::SgxEvidenceKind;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn sgx(c: &mut Criterion) {
@@ -12,10 +13,12 @@ fn sgx(c: &mut Criterion) {
     let ecdsa = f.ecdsa_baseline();
     assert!(ecdsa.verify(), "baseline signature verifies");
     let verify = || {
-        f.verifier.verify(
+        verify_evidence(
             SgxEvidenceKind::Quote,
+            &f.verifiers.dcap,
             black_box(&f.quote),
             Some(black_box(&f.runtime_data)),
+            None,
             None,
             f.time,
         )
@@ -23,9 +26,10 @@ fn sgx(c: &mut Criterion) {
     let verified = verify().expect("fixture quote verifies");
     assert_eq!(
         verified.product_id,
-        aver_evidence::parse_quote(&f.quote)
+        parse_quote(&f.quote)
             .expect("parses")
-            .report_body
+            .sgx_report()
+            .expect("an SGX quote")
             .isv_prod_id
     );
 
@@ -35,9 +39,9 @@ fn sgx(c: &mut Criterion) {
     });
     g.bench_function(BenchmarkId::new("parse_quote", f.source), |b| {
         b.iter(|| {
-            aver_evidence::parse_quote(black_box(&f.quote))
-                .map(|q| q.report_body.isv_svn)
+            parse_quote(black_box(&f.quote))
                 .ok()
+                .and_then(|q| q.sgx_report().map(|r| r.isv_svn))
         })
     });
     g.bench_function(BenchmarkId::new("verify", f.source), |b| {

@@ -14,15 +14,17 @@
 
 use std::path::PathBuf;
 
+use aver_attestation::dcap::{DcapVerifier, TrustAnchors};
+use aver_attestation::evidence::sgx::{self, SGX_ENCLAVE, SgxEvidenceKind};
+use aver_attestation::{
+    ActivePolicy, AttestRequest, PolicyChoice, TypedData, VerificationTime, Verifiers,
+    parse_rfc3339, tail,
+};
 use aver_policy::{Claim, Policy};
-use aver_server::pipeline::{self, SgxRequest};
-use aver_server::request::TypedData;
-use aver_server::state::ActivePolicy;
 use aver_token::SigningKey;
 use aver_tpm::quote::AkPublicKey;
 use aver_tpm::structures::Signature;
 use aver_tpm::{HashAlg, PcrValues};
-use aver_verify::{SgxEvidenceKind, SgxVerifier, TrustAnchors, VerificationTime, parse_rfc3339};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde_json::{Map, Value, json};
 
@@ -88,7 +90,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 pub struct SgxFixture {
     pub quote: Vec<u8>,
     pub runtime_data: Vec<u8>,
-    pub verifier: SgxVerifier,
+    pub verifiers: Verifiers,
     pub time: VerificationTime,
     /// `azure-sdk-quote` (real, Intel-rooted) or `simulated-quote`.
     pub source: &'static str,
@@ -105,7 +107,7 @@ impl SgxFixture {
             return SgxFixture {
                 quote,
                 runtime_data,
-                verifier: SgxVerifier::new(TrustAnchors::intel()),
+                verifiers: Verifiers::production(),
                 time,
                 source: "azure-sdk-quote",
             };
@@ -130,7 +132,9 @@ impl SgxFixture {
         SgxFixture {
             quote,
             runtime_data,
-            verifier: SgxVerifier::new(anchors),
+            verifiers: Verifiers {
+                dcap: DcapVerifier::new(anchors),
+            },
             time,
             source: "simulated-quote",
         }
@@ -138,9 +142,8 @@ impl SgxFixture {
 
     /// The request `/attest/SgxEnclave` builds for this quote with binary
     /// runtime data (`dataType: Binary`), no nonce.
-    pub fn request(&self) -> SgxRequest {
-        SgxRequest {
-            kind: SgxEvidenceKind::Quote,
+    pub fn request(&self) -> AttestRequest {
+        AttestRequest {
             evidence: self.quote.clone(),
             runtime_data: Some(TypedData {
                 bytes: self.runtime_data.clone(),
@@ -153,20 +156,14 @@ impl SgxFixture {
 
     /// The `x-ms-*` claims the service asserts for this quote.
     pub fn service_claims(&self) -> Map<String, Value> {
-        let verified = self
-            .verifier
-            .verify(
-                SgxEvidenceKind::Quote,
-                &self.quote,
-                Some(&self.runtime_data),
-                None,
-                self.time,
-            )
+        let request = self.request();
+        let verified = sgx::verify(SgxEvidenceKind::Quote, &self.verifiers, &request, self.time)
             .expect("fixture quote verifies"); // ok: benchmark fixture on fixed inputs
-        pipeline::sgx_service_claims(&verified, &self.request())
+        sgx::claims(&verified, &request)
     }
 
-    /// The policy's incoming claims, as `pipeline::evaluate` builds them.
+    /// The policy's incoming claims, as `aver_attestation::policy::evaluate`
+    /// builds them.
     pub fn incoming_claims(&self) -> Vec<Claim> {
         aver_policy::with_legacy_aliases(&aver_policy::claims_from_json(&self.service_claims()))
     }
@@ -175,7 +172,7 @@ impl SgxFixture {
     /// signature over header + report body (one of the three ECDSA-P256
     /// verifies a full quote verification makes).
     pub fn ecdsa_baseline(&self) -> EcdsaBaseline {
-        let quote = aver_evidence::parse_quote(&self.quote).expect("fixture quote parses"); // ok: benchmark fixture on fixed inputs
+        let quote = aver_attestation::dcap::parse_quote(&self.quote).expect("fixture quote parses"); // ok: benchmark fixture on fixed inputs
         let mut public_key = [0u8; 65];
         public_key[0] = 0x04;
         public_key[1..].copy_from_slice(quote.attestation_key);
@@ -206,8 +203,7 @@ impl EcdsaBaseline {
 /// The default SGX policy in force on a new provider (Azure's shared
 /// default), as the service parses it.
 pub fn sgx_default_policy() -> ActivePolicy {
-    ActivePolicy::from_text(aver_server::state::DEFAULT_SGX_POLICY, None)
-        .expect("default SGX policy parses") // ok: benchmark fixture on fixed inputs
+    ActivePolicy::from_text(sgx::DEFAULT_SGX_POLICY, None).expect("default SGX policy parses") // ok: benchmark fixture on fixed inputs
 }
 
 /// The fixed bench token key (see `data/README.md`).
@@ -249,18 +245,15 @@ pub fn jku() -> String {
     format!("{TOKEN_ISSUER}/certs")
 }
 
-/// Adds `iss`, `iat`, `nbf`, `exp` and `jti` like `pipeline::stamp`, with a
+/// Adds `iss`, `iat`, `nbf`, `exp` and `jti` like `tail::stamp`, with a
 /// fixed `jti` so that the signed bytes are the same on every run
-/// (`pipeline::stamp` draws `jti` from the system RNG: 32 bytes, a
+/// (`tail::stamp` draws `jti` from the system RNG: 32 bytes, a
 /// negligible and constant cost next to the signature).
 pub fn stamp_fixed(claims: &mut Map<String, Value>, now: u64) {
     claims.insert("iss".into(), TOKEN_ISSUER.into());
     claims.insert("iat".into(), now.into());
     claims.insert("nbf".into(), now.into());
-    claims.insert(
-        "exp".into(),
-        (now + aver_server::pipeline::TOKEN_LIFETIME_SECS).into(),
-    );
+    claims.insert("exp".into(), (now + tail::TOKEN_LIFETIME_SECS).into());
     claims.insert("jti".into(), hex::encode(sha256(&now.to_be_bytes())).into());
 }
 
@@ -269,16 +262,29 @@ pub fn stamp_fixed(claims: &mut Map<String, Value>, now: u64) {
 /// `x-ms-policy`, policy hash), stamped at the pinned time.
 pub fn sgx_token_claims(fixture: &SgxFixture) -> Map<String, Value> {
     let active = sgx_default_policy();
-    let outcome = pipeline::attest_sgx(
-        &fixture.verifier,
-        &fixture.request(),
-        pipeline::PolicyChoice::Active(&active),
-        fixture.time,
-    )
-    .expect("fixture attests under the default policy"); // ok: benchmark fixture on fixed inputs
-    let mut claims = outcome.claims;
+    let mut claims = sgx_claims(fixture, &active, &fixture.request())
+        .expect("fixture attests under the default policy"); // ok: benchmark fixture on fixed inputs
     stamp_fixed(&mut claims, fixture.time.unix_seconds());
     claims
+}
+
+/// The service's path for the fixture without the signature: verification,
+/// claims, the default policy, the token's claims (unstamped).
+pub fn sgx_claims(
+    fixture: &SgxFixture,
+    active: &ActivePolicy,
+    request: &AttestRequest,
+) -> Result<Map<String, Value>, aver_attestation::AttestError> {
+    let verified =
+        aver_attestation::verify(&SGX_ENCLAVE, &fixture.verifiers, request, fixture.time)?;
+    let (claims, _) = tail::claims(
+        &SGX_ENCLAVE,
+        PolicyChoice::Active(active),
+        verified.claims,
+        request.nonce.as_deref(),
+        &aver_policy::Budget::default(),
+    )?;
+    Ok(claims)
 }
 
 /// The GCP Shielded VM TPM2 quote: TPMS_ATTEST bytes, signature, AK and

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use aver_attestation::AttestationType;
 use aver_token::{Claims, TokenError, VerifyOptions};
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use serde_json::{Value, json};
@@ -29,10 +30,37 @@ pub enum ClientError {
     },
     #[error("unexpected response: {0}")]
     Protocol(String),
+    /// Not `#[from]`: the token error is part of this message, not a
+    /// source printed again after it.
     #[error("token rejected: {0}")]
-    Token(#[from] TokenError),
+    Token(TokenError),
     #[error("bad CA file: {0}")]
     Ca(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<TokenError> for ClientError {
+    fn from(e: TokenError) -> Self {
+        ClientError::Token(e)
+    }
+}
+
+/// An error and every cause under it, joined with ": " — a TLS failure
+/// says why (e.g. "invalid peer certificate: ... CA used as end entity"),
+/// not only "error sending request".
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 impl ClientError {
@@ -68,6 +96,16 @@ pub enum SgxEndpoint {
     SgxEnclave,
     /// `/attest/OpenEnclave` with `report`.
     OpenEnclave,
+}
+
+impl SgxEndpoint {
+    /// The registry entry of this endpoint.
+    pub fn attestation_type(self) -> &'static AttestationType {
+        match self {
+            SgxEndpoint::SgxEnclave => &aver_attestation::evidence::sgx::SGX_ENCLAVE,
+            SgxEndpoint::OpenEnclave => &aver_attestation::evidence::sgx::OPEN_ENCLAVE,
+        }
+    }
 }
 
 /// An HTTPS client for one service base URL.
@@ -122,10 +160,25 @@ impl Client {
         evidence: &[u8],
         options: &AttestOptions,
     ) -> Result<String, ClientError> {
-        let (path, field) = match endpoint {
-            SgxEndpoint::SgxEnclave => ("attest/SgxEnclave", "quote"),
-            SgxEndpoint::OpenEnclave => ("attest/OpenEnclave", "report"),
-        };
+        self.attest(endpoint.attestation_type(), evidence, options)
+            .await
+    }
+
+    /// `POST /attest/{type}` for a single-shot type of the registry: the
+    /// evidence in the type's field (`quote`, `report`, ...), base64url.
+    pub async fn attest(
+        &self,
+        ty: &AttestationType,
+        evidence: &[u8],
+        options: &AttestOptions,
+    ) -> Result<String, ClientError> {
+        let field = ty.evidence_field().ok_or_else(|| {
+            ClientError::Usage(format!(
+                "{} is a multi-round protocol; use its own client",
+                ty.name
+            ))
+        })?;
+        let path = format!("attest/{}", ty.name);
         let mut body = serde_json::Map::new();
         body.insert(field.into(), aver_token::b64::encode_url(evidence).into());
         let typed = |(data, kind): &(Vec<u8>, DataType)| {
@@ -146,7 +199,7 @@ impl Client {
         if let Some(nonce) = &options.nonce {
             body.insert("nonce".into(), nonce.clone().into());
         }
-        let reply = self.post_json(path, &Value::Object(body)).await?;
+        let reply = self.post_json(&path, &Value::Object(body)).await?;
         reply
             .get("token")
             .and_then(Value::as_str)
@@ -163,7 +216,7 @@ impl Client {
             .json(body)
             .send()
             .await
-            .map_err(|e| ClientError::Transport(format!("{url}: {e}")))?;
+            .map_err(|e| ClientError::Transport(format!("{url}: {}", cause_chain(&e))))?;
         read_json(response).await
     }
 
@@ -174,7 +227,7 @@ impl Client {
             .get(url)
             .send()
             .await
-            .map_err(|e| ClientError::Transport(format!("{url}: {e}")))?;
+            .map_err(|e| ClientError::Transport(format!("{url}: {}", cause_chain(&e))))?;
         read_json(response).await
     }
 
@@ -217,6 +270,10 @@ impl Client {
 pub struct AdminClient {
     client: Client,
     credential: String,
+    /// The issuer result tokens must carry; `None`: the one the service's
+    /// OpenID metadata names (a replica reached directly behind a load
+    /// balancer names the balancer's URL, not its own).
+    issuer: Option<String>,
 }
 
 /// A management result token's claims, verified with the service's JWKS.
@@ -227,7 +284,32 @@ impl AdminClient {
         AdminClient {
             client,
             credential: credential.trim().to_string(),
+            issuer: None,
         }
+    }
+
+    /// Expects result tokens from `issuer` (the service's public URL).
+    pub fn with_issuer(mut self, issuer: Option<String>) -> Self {
+        self.issuer = issuer.map(|i| i.trim_end_matches('/').to_string());
+        self
+    }
+
+    async fn expected_issuer(&self) -> Result<String, ClientError> {
+        if let Some(issuer) = &self.issuer {
+            return Ok(issuer.clone());
+        }
+        let metadata = self
+            .client
+            .get_json(&format!(
+                "{}/.well-known/openid-configuration",
+                self.client.base
+            ))
+            .await?;
+        metadata
+            .get("issuer")
+            .and_then(Value::as_str)
+            .map(|i| i.trim_end_matches('/').to_string())
+            .ok_or_else(|| ClientError::Protocol("the OpenID metadata names no issuer".into()))
     }
 
     async fn call(
@@ -249,23 +331,33 @@ impl AdminClient {
         let response = request
             .send()
             .await
-            .map_err(|e| ClientError::Transport(format!("{url}: {e}")))?;
+            .map_err(|e| ClientError::Transport(format!("{url}: {}", cause_chain(&e))))?;
         let value = read_json(response).await?;
         let token = value
             .get("token")
             .and_then(Value::as_str)
             .ok_or_else(|| ClientError::Protocol("no token in the response".into()))?;
-        // Verify the result as any token of this service: by its own JWKS.
-        let jwks = self
-            .client
-            .get_json(&format!("{}/certs", self.client.base))
-            .await?;
-        let options = VerifyOptions {
-            issuer: Some(self.client.base.clone()),
-            now: unix_now(),
-            leeway: 300,
-        };
-        Ok(aver_token::verify_token(token, &jwks, &options)?)
+        // Verify the result as any token of this service: by its own JWKS
+        // and its public issuer. A 2xx means the service acted: if the
+        // receipt does not verify, say that the change was made.
+        let verified = async {
+            let jwks = self
+                .client
+                .get_json(&format!("{}/certs", self.client.base))
+                .await?;
+            let options = VerifyOptions {
+                issuer: Some(self.expected_issuer().await?),
+                now: unix_now(),
+                leeway: 300,
+            };
+            aver_token::verify_token(token, &jwks, &options).map_err(ClientError::Token)
+        }
+        .await;
+        verified.map_err(|e| {
+            ClientError::Protocol(format!(
+                "the service accepted the request (the change is made), but its signed result did not verify: {e}"
+            ))
+        })
     }
 
     /// `GET /policies/{type}`: the stored policy JWS and its text (`None`

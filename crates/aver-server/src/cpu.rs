@@ -74,6 +74,13 @@ impl Cancel {
     pub fn is_cancelled(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
     }
+
+    /// The default policy budget, stopped by this job's deadline and flag.
+    pub fn budget(&self) -> aver_policy::Budget {
+        aver_policy::Budget::default()
+            .with_deadline(self.deadline)
+            .with_cancel_flag(self.flag.clone())
+    }
 }
 
 /// Raises the flag when the request future is dropped before the job ended.

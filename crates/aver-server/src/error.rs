@@ -85,8 +85,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<aver_verify::SgxError> for ApiError {
-    fn from(e: aver_verify::SgxError) -> Self {
-        ApiError::bad_request(e.code(), e.to_string())
+impl From<aver_attestation::AttestError> for ApiError {
+    /// The core's errors: the client's fault is a 400 with the code; the
+    /// service's own is a 500, logged with its cause.
+    fn from(e: aver_attestation::AttestError) -> Self {
+        if e.is_internal() {
+            ApiError::internal("attestation failed inside the service", e.message)
+        } else {
+            ApiError::bad_request(e.code, e.message)
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! (`/attest/*`), metadata (`/certs`, `/.well-known/openid-configuration`)
 //! and management (`/policies/*`, `/certificates*`) — over TLS, for one or
 //! more providers (tenants), with state in SQLite or PostgreSQL. Handlers
-//! are thin: they decode a request, call [`pipeline`] or the store, and
+//! are thin: they decode a request, call the attestation core
+//! (`aver-attestation`) or the store, and
 //! encode the answer.
 
 pub mod admin;
@@ -15,7 +16,6 @@ pub mod json;
 pub mod listener;
 pub mod load;
 pub mod manage;
-pub mod pipeline;
 pub mod policy_jws;
 pub mod request;
 pub mod routes;
@@ -28,7 +28,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use aver_verify::{SgxVerifier, TrustAnchors};
+use aver_attestation::Verifiers;
+use aver_attestation::dcap::{DcapVerifier, TrustAnchors};
 use axum::Router;
 use axum::routing::{get, post};
 
@@ -40,9 +41,7 @@ use store::{ProviderRecord, Store};
 /// Builds the router over `state`.
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
-        .route("/attest/SgxEnclave", post(routes::attest_sgx_enclave))
-        .route("/attest/OpenEnclave", post(routes::attest_open_enclave))
-        .route("/attest/Tpm", post(routes::attest_tpm))
+        .route("/attest/{kind}", post(routes::attest))
         .route("/certs", get(routes::certs))
         .route(
             "/.well-known/openid-configuration",
@@ -253,7 +252,9 @@ impl Service {
         let state = AppState {
             providers: Arc::new(RwLock::new(providers)),
             store,
-            sgx: Arc::new(SgxVerifier::new(roots)),
+            verifiers: Arc::new(Verifiers {
+                dcap: DcapVerifier::new(roots),
+            }),
             clock,
             max_body_bytes: config.max_body_bytes,
             body_read_timeout: config.limits.body_read_timeout,

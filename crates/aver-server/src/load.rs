@@ -9,7 +9,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-use crate::state::{ActivePolicy, AttestationType, Provider, ProviderSettings, Providers};
+use aver_attestation::{ActivePolicy, registry};
+
+use crate::state::{Provider, ProviderSettings, Providers};
 use crate::store::{AuditRecord, ProviderRecord, Store, StoreError, StoredKey};
 
 /// The default provider's name; it answers at the root path.
@@ -79,7 +81,7 @@ pub fn new_admin_key() -> Result<(String, Vec<u8>), String> {
 
 /// The stored form of an admin key.
 pub fn admin_key_hash(key: &str) -> Vec<u8> {
-    aver_verify::sha256(key.as_bytes()).to_vec()
+    aver_attestation::sha256(key.as_bytes()).to_vec()
 }
 
 impl Loader {
@@ -145,36 +147,32 @@ impl Loader {
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut policies = HashMap::new();
-        for kind in AttestationType::ALL {
-            if let Some(text) = kind.default_policy() {
+        for ty in registry::TYPES {
+            if let Some(text) = ty.default_policy {
                 let active = ActivePolicy::from_text(text, None).map_err(|e| fail(e.message))?;
-                policies.insert(kind, Arc::new(active));
+                policies.insert(ty.name, Arc::new(active));
             }
         }
         for row in store.policies(&record.name)? {
-            let Some(kind) = AttestationType::parse(&row.attestation_type) else {
+            let Some(kind) = registry::lookup(&row.attestation_type) else {
                 continue;
             };
             if row.text.is_empty() {
-                policies.remove(&kind);
+                policies.remove(kind.name);
                 continue;
             }
             let signer = row
                 .signer
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok());
-            match ActivePolicy::new(&row.text, row.jws, signer) {
+            match ActivePolicy::new(&row.text, row.jws, signer, &aver_policy::Budget::default()) {
                 Ok(active) => {
-                    policies.insert(kind, Arc::new(active));
+                    policies.insert(kind.name, Arc::new(active));
                 }
                 Err(e) => {
                     // Stored policies were validated when set; refuse to
                     // silently fall back to a default for a bad one.
-                    return Err(fail(format!(
-                        "stored {} policy: {}",
-                        kind.as_str(),
-                        e.message
-                    )));
+                    return Err(fail(format!("stored {} policy: {}", kind.name, e.message)));
                 }
             }
         }

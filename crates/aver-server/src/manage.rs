@@ -19,7 +19,10 @@ use crate::policy_jws::{self, EMPTY_POLICY_JWS};
 use crate::request::check_api_version;
 use crate::routes::json_response;
 use crate::routing::Prov;
-use crate::state::{ActivePolicy, AppState, AttestationType, Provider};
+use aver_attestation::ActivePolicy;
+use aver_attestation::registry::{self, AttestationType};
+
+use crate::state::{AppState, Provider};
 use crate::store::{AuditRecord, PolicyRecord, SignerRemoval};
 
 fn token_response(
@@ -43,12 +46,8 @@ fn audit(provider: &Provider, actor: &Actor, action: &str, target: &str, now: u6
     }
 }
 
-fn attestation_type(spec: &str) -> Result<AttestationType, ApiError> {
-    AttestationType::parse(spec).ok_or_else(|| {
-        ApiError::invalid_parameter(format!(
-            "unknown attestation type {spec:?}; supported: SgxEnclave, OpenEnclave, Tpm"
-        ))
-    })
+fn attestation_type(spec: &str) -> Result<&'static AttestationType, ApiError> {
+    registry::require(spec).map_err(ApiError::from)
 }
 
 async fn body_text(state: &AppState, body: Body) -> Result<String, ApiError> {
@@ -97,10 +96,10 @@ pub async fn put_policy(
     )?;
     policy_jws::authorize(&provider, submission.signer.as_deref())?;
     let text = submission.text.clone().unwrap_or_default();
-    if text.trim().is_empty() && kind != AttestationType::Tpm {
+    if text.trim().is_empty() && kind.default_policy.is_some() {
         return Err(ApiError::invalid_parameter(format!(
-            "the policy document is empty; only Tpm accepts an empty policy (use :reset to restore the {} default)",
-            kind.as_str()
+            "the policy document is empty; only types without a default policy (Tpm) accept an empty policy (use :reset to restore the {} default)",
+            kind.name
         )));
     }
     let signer_jwk = submission.signer.as_deref().map(policy_jws::signer_jwk);
@@ -112,18 +111,18 @@ pub async fn put_policy(
         let (text, jws, signer) = (text.clone(), submission.jws.clone(), signer_jwk.clone());
         let active = state
             .cpu
-            .run(move |_cancel| ActivePolicy::new(&text, jws, signer))
+            .run(move |cancel| ActivePolicy::new(&text, jws, signer, &cancel.budget()))
             .await??;
         Some(active.hash)
     };
     let record = PolicyRecord {
-        attestation_type: kind.as_str().into(),
+        attestation_type: kind.name.into(),
         jws: submission.jws.clone(),
         text,
         signer: signer_jwk.as_ref().map(|j| j.to_string()),
         updated_at: now as i64,
     };
-    let mut entry = audit(&provider, &actor, "policy.set", kind.as_str(), now);
+    let mut entry = audit(&provider, &actor, "policy.set", kind.name, now);
     entry.policy_hash = hash;
     entry.detail = match &submission.signer {
         Some(cert) => format!("signed by {}", policy_jws::thumbprint(cert)),
@@ -140,12 +139,12 @@ pub async fn put_policy(
     claims.insert("x-ms-policy".into(), submission.jws.clone().into());
     claims.insert(
         "x-ms-policy-token-hash".into(),
-        aver_token::b64::encode_url(&aver_verify::sha256(submission.jws.as_bytes())).into(),
+        aver_token::b64::encode_url(&aver_attestation::sha256(submission.jws.as_bytes())).into(),
     );
     if let Some(jwk) = signer_jwk {
         claims.insert("x-ms-policy-signer".into(), jwk);
     }
-    tracing::info!(provider = %provider.name, kind = kind.as_str(), actor = %actor.0, "policy set");
+    tracing::info!(provider = %provider.name, kind = kind.name, actor = %actor.0, "policy set");
     token_response(&provider, claims, now)
 }
 
@@ -175,17 +174,17 @@ pub async fn post_policy(
         ));
     }
     policy_jws::authorize(&provider, submission.signer.as_deref())?;
-    let mut entry = audit(&provider, &actor, "policy.reset", kind.as_str(), now);
-    entry.policy_hash = kind.default_policy().map(aver_policy::policy_hash);
+    let mut entry = audit(&provider, &actor, "policy.reset", kind.name, now);
+    entry.policy_hash = kind.default_policy.map(aver_policy::policy_hash);
     let name = provider.name.clone();
-    let type_name = kind.as_str().to_string();
+    let type_name = kind.name.to_string();
     state
         .blocking(move |store| store.remove_policy(&name, &type_name, &entry))
         .await?;
     state.reload().await?;
     let mut claims = Map::new();
     claims.insert("x-ms-policy-result".into(), "Removed".into());
-    tracing::info!(provider = %provider.name, kind = kind.as_str(), actor = %actor.0, "policy reset");
+    tracing::info!(provider = %provider.name, kind = kind.name, actor = %actor.0, "policy reset");
     token_response(&provider, claims, now)
 }
 

@@ -9,15 +9,6 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::state::Provider;
 
-/// The unsigned JWS of a policy text, as Azure returns defaults.
-pub fn unsigned_policy_jws(text: &str) -> String {
-    let payload = json!({ "AttestationPolicy": aver_token::b64::encode_url(text.as_bytes()) });
-    format!(
-        "eyJhbGciOiJub25lIn0.{}.",
-        aver_token::b64::encode_url(payload.to_string().as_bytes())
-    )
-}
-
 /// The JWS returned for a type with no policy at all (Azure's TPM default).
 pub const EMPTY_POLICY_JWS: &str = "eyJhbGciOiJub25lIn0..";
 
@@ -129,11 +120,7 @@ pub fn authorize(provider: &Provider, signer: Option<&[u8]>) -> Result<(), ApiEr
     }
 }
 
-/// Upper-case hex SHA-1 of a certificate, as Azure reports thumbprints.
-pub fn thumbprint(der: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
-    hex::encode_upper(digest.as_ref())
-}
+pub use aver_token::policy::thumbprint;
 
 /// The JWK Azure reports for a policy signer or management certificate.
 pub fn signer_jwk(der: &[u8]) -> Value {
@@ -156,7 +143,7 @@ mod tests {
     #[test]
     fn unsigned_jws_round_trips() {
         let text = "version=1.0; authorizationrules{=> permit();}; issuancerules{};";
-        let jws = unsigned_policy_jws(text);
+        let jws = aver_token::policy::unsigned(Some(text));
         let s = parse(&jws, 2048).unwrap();
         assert_eq!(s.text.as_deref(), Some(text));
         assert!(s.signer.is_none());

@@ -4,6 +4,8 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
+use aver_attestation::TypedData;
+
 use crate::error::ApiError;
 
 /// api-versions accepted on the paths that take one.
@@ -161,14 +163,6 @@ pub fn base64_field(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<u
             "{name} must be a base64url string"
         ))),
     }
-}
-
-/// `runtimeData` / `initTimeData`: `{"data": base64url, "dataType": "Binary"|"JSON"}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TypedData {
-    pub bytes: Vec<u8>,
-    /// Parsed JSON when `dataType` is JSON.
-    pub json: Option<Value>,
 }
 
 /// Decodes a typed-data field. A field without `data` counts as absent:

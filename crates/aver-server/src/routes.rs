@@ -1,17 +1,23 @@
-//! Attestation and metadata handlers: decode, call the pipeline, encode.
+//! Attestation and metadata handlers: decode, call the core, encode.
+//!
+//! One handler serves `/attest/{type}` for every single-shot type in the
+//! registry (`aver_attestation::registry`); the TPM protocol keeps its own
+//! rounds and shares the core's token tail.
 
-use aver_verify::{SgxEvidenceKind, VerificationTime};
+use aver_attestation::registry::{self, AttestationType, Flow};
+use aver_attestation::{
+    AttestRequest, DraftPolicy, PolicyChoice, VerificationTime, evidence, tail,
+};
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::pipeline::{self, PolicyChoice, SgxRequest};
 use crate::request::{base64_field, check_api_version, field, json_object, typed_data};
 use crate::routing::Prov;
-use crate::state::{AppState, AttestationType};
+use crate::state::AppState;
 
 pub fn json_response(value: Value) -> Response {
     (
@@ -21,42 +27,30 @@ pub fn json_response(value: Value) -> Response {
         .into_response()
 }
 
-/// `POST /attest/SgxEnclave`
-pub async fn attest_sgx_enclave(
+/// `POST /attest/{type}`
+pub async fn attest(
     State(state): State<AppState>,
     prov: Prov,
+    Path(kind): Path<String>,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    attest_sgx(state, prov, query, body, SgxEvidenceKind::Quote).await
-}
-
-/// `POST /attest/OpenEnclave`
-pub async fn attest_open_enclave(
-    State(state): State<AppState>,
-    prov: Prov,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Result<Response, ApiError> {
-    attest_sgx(state, prov, query, body, SgxEvidenceKind::OpenEnclaveReport).await
-}
-
-async fn attest_sgx(
-    state: AppState,
-    Prov(provider): Prov,
-    query: Option<String>,
-    body: Body,
-    kind: SgxEvidenceKind,
-) -> Result<Response, ApiError> {
+    let ty = registry::lookup(&kind).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no attestation type {kind:?}; supported: {}",
+            registry::names()
+        ))
+    })?;
+    let evidence_field = match ty.flow {
+        Flow::SingleShot { evidence_field, .. } => evidence_field,
+        Flow::Protocol => return attest_tpm(state, prov, query, body).await,
+    };
     check_api_version(query.as_deref())?;
+    let Prov(provider) = prov;
     let bytes = state.read_body(body).await?;
     let obj = json_object(&bytes)?;
-    let (field_name, attestation_type) = match kind {
-        SgxEvidenceKind::Quote => ("quote", AttestationType::SgxEnclave),
-        SgxEvidenceKind::OpenEnclaveReport => ("report", AttestationType::OpenEnclave),
-    };
-    let evidence = base64_field(&obj, field_name)?
-        .ok_or_else(|| ApiError::invalid_parameter(format!("{field_name} is required")))?;
+    let evidence = base64_field(&obj, evidence_field)?
+        .ok_or_else(|| ApiError::invalid_parameter(format!("{evidence_field} is required")))?;
     let nonce = match field(&obj, "nonce") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -71,8 +65,7 @@ async fn attest_sgx(
         }
         Some(_) => return Err(ApiError::invalid_parameter("nonce must be a string")),
     };
-    let request = SgxRequest {
-        kind,
+    let request = AttestRequest {
         evidence,
         runtime_data: typed_data(&obj, "runtimeData")?,
         init_time_data: typed_data(&obj, "initTimeData")?,
@@ -87,61 +80,43 @@ async fn attest_sgx(
             ));
         }
     };
-
+    let is_draft = draft.is_some();
     let now = state.clock.now();
-    let time = VerificationTime::from_unix_seconds(now);
-    let sgx = state.sgx.clone();
-    let provider_for_job = provider.clone();
-    let draft_for_job = draft.clone();
-    // Verification, policy evaluation and signing: on the CPU pool, never
-    // on the async workers.
-    let (token, outcome) = state
+    let verifiers = state.verifiers.clone();
+    let job_provider = provider.clone();
+    // Verification, policy evaluation and signing: on the CPU pool, under
+    // the policy budget, never on the async workers.
+    let (verified, issued) = state
         .cpu
-        .run(
-            move |_cancel| -> Result<(String, pipeline::Outcome), ApiError> {
-                let provider = provider_for_job;
-                let mut outcome = match &draft_for_job {
-                    Some(text) => {
-                        let policy = aver_policy::Policy::parse(text).map_err(|e| {
-                            ApiError::bad_request("PolicyParsingError", e.to_string())
-                        })?;
-                        pipeline::attest_sgx(
-                            &sgx,
-                            &request,
-                            PolicyChoice::Draft {
-                                text,
-                                policy: &policy,
-                            },
-                            time,
-                        )?
-                    }
-                    None => {
-                        let active = provider
-                            .policy(attestation_type)
-                            .ok_or_else(|| policy_not_set(attestation_type))?;
-                        pipeline::attest_sgx(&sgx, &request, PolicyChoice::Active(&active), time)?
-                    }
-                };
-                pipeline::stamp(&mut outcome.claims, &provider.issuer, now);
-                let token = if draft_for_job.is_some() {
-                    // Draft-policy tokens are unsecured, as Azure's: they must not
-                    // be mistaken for a decision of the provider's policy.
-                    aver_token::keys::unsecured_jwt(&outcome.claims)
-                } else {
-                    provider
-                        .signing_key()?
-                        .sign_jwt(&provider.jku(), &outcome.claims)
-                        .map_err(|e| ApiError::internal("token signing failed", e))?
-                };
-                Ok((token, outcome))
-            },
-        )
+        .run(move |cancel| {
+            let provider = job_provider;
+            let draft = draft.as_deref().map(DraftPolicy::parse).transpose()?;
+            let active;
+            let policy = match &draft {
+                Some(d) => PolicyChoice::Draft(d),
+                None => {
+                    active = provider.policy(ty).ok_or_else(|| policy_not_set(ty))?;
+                    PolicyChoice::Active(&active)
+                }
+            };
+            let signer = provider.signer()?;
+            aver_attestation::attest(
+                ty,
+                &verifiers,
+                &request,
+                policy,
+                VerificationTime::from_unix_seconds(now),
+                &signer,
+                &cancel.budget(),
+            )
+            .map_err(ApiError::from)
+        })
         .await??;
     tracing::info!(
         provider = %provider.name,
-        kind = attestation_type.as_str(),
-        mrenclave = %hex::encode(outcome.verified.mr_enclave),
-        draft = draft.is_some(),
+        kind = ty.name,
+        evidence = %verified.log_summary,
+        draft = is_draft,
         "attestation succeeded"
     );
     // `?verbose=true` with a draft policy: also return the evaluation trace
@@ -152,39 +127,34 @@ async fn attest_sgx(
         .unwrap_or_default()
         .split('&')
         .any(|kv| kv.eq_ignore_ascii_case("verbose=true"));
-    if verbose && draft.is_some() {
+    if verbose && is_draft {
         return Ok(json_response(
-            json!({ "token": token, "evaluation": outcome.evaluation }),
+            json!({ "token": issued.token, "evaluation": issued.evaluation.to_json() }),
         ));
     }
-    Ok(json_response(json!({ "token": token })))
+    Ok(json_response(json!({ "token": issued.token })))
 }
 
-fn policy_not_set(kind: AttestationType) -> ApiError {
+pub fn policy_not_set(ty: &AttestationType) -> ApiError {
     ApiError::bad_request(
         "PolicyNotSet",
         format!(
             "no attestation policy is set for {}; set one with PUT /policies/{}",
-            kind.as_str(),
-            kind.as_str()
+            ty.name, ty.name
         ),
     )
 }
 
-/// Claims computed for the policy that stay out of TPM tokens: the full
-/// event log and PCR bank dumps would make every token tens of KiB. A
-/// policy that wants them issues them (as Azure's "issue all incoming"
-/// sample does).
-const TPM_POLICY_ONLY_CLAIMS: &[&str] = &["events", "pcrs"];
-
 /// `POST /attest/Tpm`: one step of the TPM protocol (see
-/// `crates/aver-tpm-attest/PROTOCOL.md`).
-pub async fn attest_tpm(
-    State(state): State<AppState>,
+/// `crates/aver-tpm-attest/PROTOCOL.md`); a verified request goes through
+/// the same token tail as every other type.
+async fn attest_tpm(
+    state: AppState,
     Prov(provider): Prov,
-    RawQuery(query): RawQuery,
+    query: Option<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let ty = &evidence::tpm::TPM;
     check_api_version(query.as_deref())?;
     let bytes = state.read_body(body).await?;
     let obj = json_object(&bytes)?;
@@ -197,64 +167,44 @@ pub async fn attest_tpm(
         }
         None => return Err(ApiError::invalid_parameter("data is required")),
     };
-    let policy = provider
-        .policy(AttestationType::Tpm)
-        .ok_or_else(|| policy_not_set(AttestationType::Tpm))?;
-    let options = policy.tpm_options()?;
+    let policy = provider.policy(ty).ok_or_else(|| policy_not_set(ty))?;
+    let options =
+        aver_tpm_attest::RequestOptions::from_properties(&policy.properties).map_err(|e| {
+            ApiError::bad_request("PolicyEvaluationError", format!("policy properties: {e}"))
+        })?;
     let now = state.clock.now();
     let tpm = provider.tpm.clone();
     let replay = state.tpm_replay.clone();
-    // Verification does RSA/ECDSA and hashing over whole event logs: keep
-    // it off the async workers.
-    let provider_for_job = provider.clone();
-    // Verification (RSA/ECDSA, hashing whole event logs), evaluation and
-    // signing run on the CPU pool, off the async workers.
+    let job_provider = provider.clone();
     let reply = state
         .cpu
-        .run(move |_cancel| -> Result<Value, ApiError> {
-            let provider = provider_for_job;
+        .run(move |cancel| -> Result<Value, ApiError> {
+            let provider = job_provider;
             let step = tpm
                 .handle_with(&data, now, &replay, &options)
-                .map_err(tpm_error)?;
+                .map_err(aver_attestation::AttestError::from)?;
             match step {
                 aver_tpm_attest::TpmStep::Reply(payload) => Ok(
                     json!({ "data": aver_tpm_attest::encode_payload(&payload) }),
                 ),
                 aver_tpm_attest::TpmStep::Verified(verified) => {
-                    let service = verified.claims;
-                    let evaluation = pipeline::evaluate(&policy.policy, &service)?;
-                    let mut for_token = service;
-                    for name in TPM_POLICY_ONLY_CLAIMS {
-                        for_token.remove(*name);
-                    }
-                    let mut claims = pipeline::token_claims(
-                        for_token,
-                        &evaluation,
-                        policy.hash.clone(),
-                        policy.signer.clone(),
+                    let signer = provider.signer()?;
+                    let issued = tail::finish(
+                        ty,
+                        PolicyChoice::Active(&policy),
+                        verified.claims,
                         None,
-                    );
-                    pipeline::stamp(&mut claims, &provider.issuer, now);
-                    let token = provider
-                        .signing_key()?
-                        .sign_jwt(&provider.jku(), &claims)
-                        .map_err(|e| ApiError::internal("token signing failed", e))?;
+                        &signer,
+                        now,
+                        &cancel.budget(),
+                    )?;
                     tracing::info!(provider = %provider.name, aik_validated = verified.aik_validated, "TPM attestation succeeded");
-                    Ok(json!({ "data": aver_tpm_attest::report_reply(&token) }))
+                    Ok(json!({ "data": aver_tpm_attest::report_reply(&issued.token) }))
                 }
             }
         })
         .await??;
     Ok(json_response(reply))
-}
-
-fn tpm_error(e: aver_tpm_attest::TpmError) -> ApiError {
-    let code = e.code();
-    if code == "InternalError" {
-        ApiError::internal("TPM verification failed", e)
-    } else {
-        ApiError::bad_request(code, e.to_string())
-    }
 }
 
 /// `GET /certs`

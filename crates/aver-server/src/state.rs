@@ -7,111 +7,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aver_policy::Policy;
+use aver_attestation::{ActivePolicy, AttestationType, Verifiers};
 use aver_token::SigningKey;
-use aver_tpm_attest::{ReplayCache, RequestOptions, TpmAttestService};
-use aver_verify::SgxVerifier;
+use aver_tpm_attest::{ReplayCache, TpmAttestService};
 use serde_json::{Map, Value};
 
 use crate::admin::AdminAuth;
 use crate::error::ApiError;
 use crate::store::Store;
-
-/// Attestation types, as they appear in paths (`/attest/SgxEnclave`,
-/// `/policies/SgxEnclave`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AttestationType {
-    SgxEnclave,
-    OpenEnclave,
-    Tpm,
-}
-
-impl AttestationType {
-    pub const ALL: [AttestationType; 3] = [
-        AttestationType::SgxEnclave,
-        AttestationType::OpenEnclave,
-        AttestationType::Tpm,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttestationType::SgxEnclave => "SgxEnclave",
-            AttestationType::OpenEnclave => "OpenEnclave",
-            AttestationType::Tpm => "Tpm",
-        }
-    }
-
-    /// Parses a path segment, case-insensitively (the SDKs' enums are).
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(text))
-    }
-
-    /// The policy in force when none was set: Azure's shared-provider SGX
-    /// default for SGX and OpenEnclave; none for TPM (as in Azure,
-    /// TPM attestation needs a policy first).
-    pub fn default_policy(self) -> Option<&'static str> {
-        match self {
-            AttestationType::SgxEnclave | AttestationType::OpenEnclave => Some(DEFAULT_SGX_POLICY),
-            AttestationType::Tpm => None,
-        }
-    }
-}
-
-/// The shared-provider default SGX policy of Azure Attestation (2022),
-/// byte for byte: its `x-ms-policy-hash` is
-/// `bROrN897ZfWmWY2V0FLUlu3uwk5xatGnKYHn3zBbSlw`.
-pub const DEFAULT_SGX_POLICY: &str = include_str!("../policies/sgx-default.txt");
-
-/// A policy in force, parsed once when it is set or loaded.
-#[derive(Debug)]
-pub struct ActivePolicy {
-    pub text: String,
-    pub policy: Policy,
-    /// `x-ms-policy-hash` of `text`.
-    pub hash: String,
-    /// The exact JWS that set it (unsigned JWS of the text for defaults).
-    pub jws: String,
-    /// The policy signer's JWK, when the policy was set signed.
-    pub signer: Option<Value>,
-    /// Properties issued by the configuration rules (which do not depend
-    /// on evidence): TPM `required_pcr_mask`, `require_valid_aik_cert`, ...
-    pub properties: Map<String, Value>,
-}
-
-impl ActivePolicy {
-    pub fn new(text: &str, jws: String, signer: Option<Value>) -> Result<Self, ApiError> {
-        let policy = Policy::parse(text)
-            .map_err(|e| ApiError::bad_request("PolicyParsingError", e.to_string()))?;
-        // Configuration rules run before authorization and see no evidence
-        // claims in practice; evaluating on no claims yields them.
-        let properties = policy
-            .evaluate(&[])
-            .map(|e| e.properties_json())
-            .unwrap_or_default();
-        Ok(ActivePolicy {
-            text: text.to_string(),
-            hash: aver_policy::policy_hash(text),
-            policy,
-            jws,
-            signer,
-            properties,
-        })
-    }
-
-    /// A policy from text alone (defaults, offline tools).
-    pub fn from_text(text: &str, signer: Option<Value>) -> Result<Self, ApiError> {
-        Self::new(text, crate::policy_jws::unsigned_policy_jws(text), signer)
-    }
-
-    /// TPM request options from the configuration-rule properties.
-    pub fn tpm_options(&self) -> Result<RequestOptions, ApiError> {
-        RequestOptions::from_properties(&self.properties).map_err(|e| {
-            ApiError::bad_request("PolicyEvaluationError", format!("policy properties: {e}"))
-        })
-    }
-}
 
 /// A source of "now", so tests can pin the verification time.
 #[derive(Debug, Clone, Copy)]
@@ -182,7 +85,8 @@ pub struct Provider {
     pub settings: ProviderSettings,
     /// Published keys, the signing one first.
     pub keys: Vec<Arc<SigningKey>>,
-    pub policies: HashMap<AttestationType, Arc<ActivePolicy>>,
+    /// Policies in force, by attestation type name.
+    pub policies: HashMap<&'static str, Arc<ActivePolicy>>,
     /// Policy-signer certificates (DER).
     pub signers: Vec<Vec<u8>>,
     /// SHA-256 of each admin key.
@@ -209,9 +113,17 @@ impl Provider {
             .ok_or_else(|| ApiError::internal("no signing key", "provider has no keys"))
     }
 
-    /// The policy in force for `kind`: the one set, or the default.
-    pub fn policy(&self, kind: AttestationType) -> Option<Arc<ActivePolicy>> {
-        self.policies.get(&kind).cloned()
+    /// The policy in force for `ty`: the one set, or the default.
+    pub fn policy(&self, ty: &AttestationType) -> Option<Arc<ActivePolicy>> {
+        self.policies.get(ty.name).cloned()
+    }
+
+    /// The signer of this provider's tokens.
+    pub fn signer(&self) -> Result<aver_attestation::Signer<'_>, ApiError> {
+        Ok(aver_attestation::Signer {
+            issuer: &self.issuer,
+            key: self.signing_key()?,
+        })
     }
 
     pub fn jku(&self) -> String {
@@ -258,7 +170,8 @@ impl Providers {
 pub struct AppState {
     pub providers: Arc<RwLock<Providers>>,
     pub store: Arc<dyn Store>,
-    pub sgx: Arc<SgxVerifier>,
+    /// Roots and caches of evidence verification, shared by all providers.
+    pub verifiers: Arc<Verifiers>,
     pub clock: Clock,
     pub max_body_bytes: usize,
     /// Longest a request body may take to arrive.

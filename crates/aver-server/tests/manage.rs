@@ -69,7 +69,7 @@ async fn unsigned_policy_lifecycle_on_the_default_provider() {
     assert!(jws.starts_with("eyJhbGciOiJub25lIn0."));
     assert_eq!(
         text.as_deref(),
-        Some(aver_server::state::DEFAULT_SGX_POLICY)
+        Some(aver_attestation::evidence::sgx::DEFAULT_SGX_POLICY)
     );
     // TPM has none until set, as in Azure.
     let (jws, text) = admin.get_policy("Tpm").await.unwrap();
@@ -86,7 +86,7 @@ async fn unsigned_policy_lifecycle_on_the_default_provider() {
     );
     assert_eq!(
         result["x-ms-policy-token-hash"],
-        aver_token::b64::encode_url(&aver_verify::sha256(jws.as_bytes()))
+        aver_token::b64::encode_url(&aver_attestation::sha256(jws.as_bytes()))
     );
     assert!(result.get("x-ms-policy-signer").is_none());
     let (stored, text) = admin.get_policy("SgxEnclave").await.unwrap();

@@ -1052,8 +1052,9 @@ const ISOLATED: &str = "sdk-isolated";
 /// How the SDK's endpoint URL reaches a non-default provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Routing {
-    /// `https://localhost:PORT`, provider configured with host `localhost`;
-    /// its issuer is that URL (the service's scheme and port, its host).
+    /// `https://localhost:PORT`, provider configured with host
+    /// `localhost:PORT`; its issuer is that URL (no proxy in front, so the
+    /// host carries the port).
     Host,
     /// `https://127.0.0.1:PORT/providers/sdk-isolated`, also its issuer.
     Path,
@@ -1075,17 +1076,24 @@ async fn start_isolated(
 ) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let der = aver_token::b64::decode_std(&cert_der_b64(initial_cert)).unwrap();
+    // The port is known before the provider is created: its host names it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let admin_key = {
         let store = aver_server::store::SqliteStore::open(&dir.path().join("aver.db")).unwrap();
         let record = aver_server::store::ProviderRecord {
             name: ISOLATED.into(),
             isolated: true,
-            host: (routing == Routing::Host).then(|| "localhost".to_string()),
+            host: (routing == Routing::Host).then(|| format!("localhost:{port}")),
             created_at: common::now() as i64,
         };
         aver_server::load::create_provider(&store, &record, &[der], "sdk_compat test").unwrap()
     };
-    let config = common::config(dir.path(), true);
+    let mut config = common::config(dir.path(), true);
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let svc = TestService::start_in(dir, config, aver_server::state::Clock::System).await;
     let (base, issuer) = match routing {
         Routing::Host => {

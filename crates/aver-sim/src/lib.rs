@@ -359,16 +359,17 @@ mod tests {
             report_data: report_data_for(b"hello"),
         };
         let quote = platform.quote(&id).unwrap();
-        let parsed = aver_evidence::parse_quote(&quote).unwrap();
-        assert_eq!(parsed.report_body.mr_enclave, &[7; 32]);
-        assert_eq!(parsed.report_body.mr_signer, &[9; 32]);
-        assert_eq!(parsed.report_body.isv_prod_id, 42);
-        assert_eq!(parsed.report_body.isv_svn, 3);
-        assert!(parsed.report_body.is_debuggable());
-        assert_eq!(parsed.report_body.report_data, &id.report_data);
+        let parsed = aver_attestation::dcap::parse_quote(&quote).unwrap();
+        let body = parsed.sgx_report().unwrap();
+        assert_eq!(body.mr_enclave, &[7; 32]);
+        assert_eq!(body.mr_signer, &[9; 32]);
+        assert_eq!(body.isv_prod_id, 42);
+        assert_eq!(body.isv_svn, 3);
+        assert!(body.is_debuggable());
+        assert_eq!(body.report_data, &id.report_data);
         let report = platform.openenclave_report(&id).unwrap();
-        let oe = aver_evidence::parse_openenclave_report(&report).unwrap();
-        assert!(!oe.quote.report_body.report_data.iter().all(|b| *b == 0));
+        let oe = aver_attestation::evidence::sgx::parse_openenclave_report(&report).unwrap();
+        assert!(!oe.sgx_report().unwrap().report_data.iter().all(|b| *b == 0));
     }
 
     #[test]

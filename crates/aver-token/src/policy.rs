@@ -46,3 +46,14 @@ pub fn certificate_management(
     });
     signer.sign_jws(header, payload.to_string().as_bytes())
 }
+
+/// Upper-case hex SHA-1 of a certificate, as Azure reports policy-signer
+/// thumbprints.
+pub fn thumbprint(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    hex_upper(digest.as_ref())
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}

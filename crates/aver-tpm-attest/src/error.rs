@@ -96,16 +96,6 @@ impl TpmError {
         }
     }
 
-    /// Suggested HTTP status: 500 for [`TpmError::Internal`], 401 for
-    /// evidence that failed verification, 400 for malformed input.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Self::Internal(_) => 500,
-            Self::InvalidTpmMessage(_) | Self::UnsupportedAlgorithm(_) => 400,
-            _ => 401,
-        }
-    }
-
     pub(crate) fn msg(what: impl Into<String>) -> Self {
         Self::InvalidTpmMessage(what.into())
     }

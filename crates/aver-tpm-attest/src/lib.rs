@@ -63,10 +63,12 @@ pub mod certs;
 pub mod context;
 pub mod credential;
 pub mod error;
+pub mod evidence;
 pub mod message;
 pub mod service;
 
 pub use context::ReplayCache;
 pub use error::TpmError;
+pub use evidence::{AkInput, PcrSource, TpmEvidence, VerifiedEvidence, verify_evidence};
 pub use message::{decode_message, encode_payload, report_reply};
 pub use service::{RequestOptions, TpmAttestConfig, TpmAttestService, TpmStep, VerifiedTpm};

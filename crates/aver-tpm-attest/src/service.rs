@@ -6,16 +6,14 @@ use crate::credential::make_credential;
 use crate::error::TpmError;
 use crate::message::{Attestation, TpmMessage, b64url, b64url_decode, decode_message};
 use aver_tpm::alg::{HashAlg, PcrValues};
-use aver_tpm::eventlog::{EventLog, types};
-use aver_tpm::quote::QuoteError;
 
+use aver_tpm::AkPublicKey;
 use aver_tpm::structures::Public;
-use aver_tpm::{AkPublicKey, parse_event_log, parse_signature, verify_quote};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+
+use crate::evidence::{AkInput, PcrSource, TpmEvidence, check_ak_attributes, verify_evidence};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Value of the `x-ms-ver` claim.
 pub const X_MS_VER: &str = "1.0";
@@ -164,25 +162,6 @@ fn parse_tpm_public(field: &str, b64: &str) -> Result<Public, TpmError> {
         .map_err(|e| TpmError::msg(format!("{field} is not a TPM2B_PUBLIC: {e}")))
 }
 
-fn check_ak_attributes(ak: &Public) -> Result<(), TpmError> {
-    let a = &ak.object_attributes;
-    if !a.is_attestation_key_shape() {
-        return Err(TpmError::AkAttributesInvalid(format!(
-            "objectAttributes 0x{:08x}: need fixedTPM, fixedParent, sensitiveDataOrigin, \
-             restricted, sign and not decrypt (fixedTPM={} fixedParent={} sensitiveDataOrigin={} \
-             restricted={} sign={} decrypt={})",
-            a.raw,
-            a.fixed_tpm,
-            a.fixed_parent,
-            a.sensitive_data_origin,
-            a.restricted,
-            a.sign,
-            a.decrypt
-        )));
-    }
-    Ok(())
-}
-
 fn ak_name(ak: &Public) -> Result<Vec<u8>, TpmError> {
     ak.name()
         .map_err(|e| TpmError::UnsupportedAlgorithm(format!("AK name: {e}")))
@@ -190,22 +169,6 @@ fn ak_name(ak: &Public) -> Result<Vec<u8>, TpmError> {
 
 fn ak_key(ak: &Public) -> Result<AkPublicKey, TpmError> {
     AkPublicKey::from_public(ak).map_err(|e| TpmError::UnsupportedAlgorithm(format!("AK: {e}")))
-}
-
-fn map_quote_error(e: QuoteError) -> TpmError {
-    match e {
-        QuoteError::SignatureInvalid => TpmError::QuoteSignatureInvalid,
-        QuoteError::ChallengeMismatch { .. } => TpmError::ChallengeMismatch(e.to_string()),
-        QuoteError::PcrDigestMismatch { .. }
-        | QuoteError::PcrMissing { .. }
-        | QuoteError::PcrValueLength { .. } => TpmError::PcrDigestMismatch(e.to_string()),
-        QuoteError::UnsupportedAlgorithm(_) | QuoteError::InvalidKey(_) => {
-            TpmError::UnsupportedAlgorithm(e.to_string())
-        }
-        QuoteError::Parse(_) | QuoteError::BadMagic(_) | QuoteError::NotAQuote(_) => {
-            TpmError::msg(format!("quote: {e}"))
-        }
-    }
 }
 
 impl TpmAttestService {
@@ -314,7 +277,8 @@ impl TpmAttestService {
     }
 
     /// Verifies a `current_attestation` against `challenge` (the Request
-    /// step without the service context).
+    /// step without the service context): the AK certificate here, the
+    /// quote, PCRs and event log by [`verify_evidence`].
     pub fn verify_attestation(
         &self,
         a: &Attestation,
@@ -327,9 +291,6 @@ impl TpmAttestService {
         check_ak_attributes(&ak)?;
         let name = ak_name(&ak)?;
         let key = ak_key(&ak)?;
-        let spki = ak
-            .to_spki_der()
-            .map_err(|e| TpmError::UnsupportedAlgorithm(format!("AK: {e}")))?;
 
         // AK certificate.
         let aik_validated = match &a.aik_cert {
@@ -375,20 +336,7 @@ impl TpmAttestService {
             }
         }
 
-        // Quote.
-        let quote = b64url_decode("quote", &a.quote)?;
-        let sig_raw = b64url_decode("signature", &a.signature)?;
-        let sig = parse_signature(&sig_raw)
-            .map_err(|e| TpmError::msg(format!("signature is not a TPMT_SIGNATURE: {e}")))?;
-        let vq = verify_quote(&quote, &sig, &key, challenge, &supplied).map_err(map_quote_error)?;
-        let mut quoted: PcrValues = BTreeMap::new();
-        for (bank, pcr) in &vq.selected {
-            if let Some(v) = supplied.get(bank).and_then(|b| b.get(pcr)) {
-                quoted.entry(*bank).or_default().insert(*pcr, v.clone());
-            }
-        }
-
-        // Event log.
+        // Event log: at most one, TCG.
         let mut tcg = a
             .logs
             .iter()
@@ -407,75 +355,29 @@ impl TpmAttestService {
                 other.log_type
             )));
         }
-        let mask = options.required_pcr_mask.unwrap_or_else(|| {
-            (0u32..8)
-                .filter(|p| !quoted.is_empty() && quoted.values().all(|b| b.contains_key(p)))
-                .fold(0, |m, p| m | (1 << p))
-        });
-        let (claims_log, replayed, replayed_pcrs) = match tcg_log {
-            None if mask != 0 => {
-                return Err(TpmError::EventLogMalformed(format!(
-                    "no TCG event log, but PCRs mask 0x{mask:06x} must be replayed"
-                )));
-            }
-            None => (None, None, Vec::new()),
-            Some(l) => {
-                let bytes = b64url_decode("logs.log", &l.log)?;
-                let log = parse_event_log(&bytes)
-                    .map_err(|e| TpmError::EventLogMalformed(e.to_string()))?;
-                let rp = aver_tpm::replay(&log)
-                    .map_err(|e| TpmError::EventLogMalformed(e.to_string()))?;
-                let required = aver_tpm::compare(&log, &rp, &quoted, Some(mask), &[])
-                    .map_err(|m| TpmError::EventLogReplayMismatch(m.describe()))?;
-                let touched = aver_tpm::compare(&log, &rp, &quoted, None, &[])
-                    .map_err(|m| TpmError::EventLogReplayMismatch(m.describe()))?;
-                let mut checked: BTreeSet<(HashAlg, u32)> = required.checked.into_iter().collect();
-                checked.extend(touched.checked);
-                (Some(log), Some(rp), checked.into_iter().collect::<Vec<_>>())
-            }
-        };
+        let log_bytes = tcg_log
+            .map(|l| b64url_decode("logs.log", &l.log))
+            .transpose()?;
+        let quote = b64url_decode("quote", &a.quote)?;
+        let signature = b64url_decode("signature", &a.signature)?;
 
-        // Claims: only events on PCRs whose replay matched the quote (plus
-        // EV_NO_ACTION records) are published.
-        let verified_pcrs: BTreeSet<u32> = replayed_pcrs.iter().map(|(_, p)| *p).collect();
-        let log_for_claims = claims_log.map(|l| EventLog {
-            events: l
-                .events
-                .into_iter()
-                .filter(|e| {
-                    e.event_type == types::EV_NO_ACTION || verified_pcrs.contains(&e.pcr_index)
-                })
-                .collect(),
-            ..l
-        });
-        let mut claims = Map::new();
-        claims.insert("x-ms-attestation-type".into(), json!("tpm"));
-        claims.insert("x-ms-ver".into(), json!(X_MS_VER));
-        claims.insert("tpmVersion".into(), json!(2));
+        let verified = verify_evidence(&TpmEvidence {
+            ak: AkInput::Public(ak),
+            quote: &quote,
+            signature: &signature,
+            pcrs: PcrSource::Supplied(supplied),
+            event_log: log_bytes.as_deref(),
+            challenge: Some(challenge),
+            required_pcr_mask: options.required_pcr_mask,
+        })?;
+        let mut claims = verified.claims;
         claims.insert("aikValidated".into(), json!(aik_validated));
-        claims.insert(
-            "aikPubHash".into(),
-            json!(STANDARD.encode(Sha256::digest(&spki))),
-        );
-        match &log_for_claims {
-            Some(log) => {
-                let tc = aver_tpm::claims::build_claims(log, replayed.as_ref(), &quoted);
-                if let Ok(Value::Object(m)) = serde_json::to_value(&tc) {
-                    claims.extend(m);
-                }
-            }
-            None => {
-                if let Ok(v) = serde_json::to_value(aver_tpm::claims::pcrs_claim(&quoted)) {
-                    claims.insert("pcrs".into(), v);
-                }
-            }
-        }
         Ok(VerifiedTpm {
             claims,
             aik_validated,
             ak_name: name,
-            pcrs: quoted,
-            replayed_pcrs,
+            pcrs: verified.quoted,
+            replayed_pcrs: verified.replayed_pcrs,
             context_id: String::new(),
         })
     }

@@ -351,7 +351,7 @@ fn read_data<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], ParseError> {
     let size = r.u32_le("eventSize")?;
     if size > MAX_EVENT_DATA {
         return Err(ParseError::TooLarge {
-            what: "eventSize",
+            field: "eventSize",
             value: size.into(),
             cap: MAX_EVENT_DATA.into(),
         });
@@ -370,7 +370,7 @@ fn parse_spec_id(data: &[u8]) -> Result<SpecIdEvent, ParseError> {
     let n = r.u32_le("SpecID.numberOfAlgorithms")?;
     if n == 0 || n > MAX_SPEC_ALGORITHMS {
         return Err(ParseError::Invalid {
-            what: "SpecID.numberOfAlgorithms",
+            field: "SpecID.numberOfAlgorithms",
             detail: format!("{n} (must be 1..={MAX_SPEC_ALGORITHMS})"),
         });
     }
@@ -380,7 +380,7 @@ fn parse_spec_id(data: &[u8]) -> Result<SpecIdEvent, ParseError> {
         let digest_size = r.u16_le("SpecID.digestSize")?;
         if digest_size == 0 || digest_size > MAX_DIGEST_SIZE {
             return Err(ParseError::Invalid {
-                what: "SpecID.digestSize",
+                field: "SpecID.digestSize",
                 detail: format!("{digest_size} for algorithm 0x{algorithm_id:04x}"),
             });
         }
@@ -388,7 +388,7 @@ fn parse_spec_id(data: &[u8]) -> Result<SpecIdEvent, ParseError> {
             && alg.size() != digest_size as usize
         {
             return Err(ParseError::Invalid {
-                what: "SpecID.digestSize",
+                field: "SpecID.digestSize",
                 detail: format!(
                     "{digest_size} for {} (expected {})",
                     alg.lower_name(),
@@ -401,7 +401,7 @@ fn parse_spec_id(data: &[u8]) -> Result<SpecIdEvent, ParseError> {
             .any(|a: &SpecAlgorithm| a.algorithm_id == algorithm_id)
         {
             return Err(ParseError::Invalid {
-                what: "SpecID.algorithmId",
+                field: "SpecID.algorithmId",
                 detail: format!("algorithm 0x{algorithm_id:04x} listed twice"),
             });
         }
@@ -476,7 +476,7 @@ fn read_agile_event(
     let count = r.u32_le("TPML_DIGEST_VALUES.count").map_err(&m)?;
     if count as usize > spec.algorithms.len() {
         return Err(m(ParseError::Invalid {
-            what: "TPML_DIGEST_VALUES.count",
+            field: "TPML_DIGEST_VALUES.count",
             detail: format!(
                 "{count} digests but the Spec ID event lists {} algorithms",
                 spec.algorithms.len()
@@ -493,14 +493,14 @@ fn read_agile_event(
             .find(|a| a.algorithm_id == algorithm_id)
         else {
             return Err(m(ParseError::Invalid {
-                what: "TPMT_HA.hashAlg",
+                field: "TPMT_HA.hashAlg",
                 detail: format!("algorithm 0x{algorithm_id:04x} not in the Spec ID event"),
             }));
         };
         // Two digests for one bank would make the extended value ambiguous.
         if digests.iter().any(|d| d.algorithm_id == algorithm_id) {
             return Err(m(ParseError::Invalid {
-                what: "TPMT_HA.hashAlg",
+                field: "TPMT_HA.hashAlg",
                 detail: format!("algorithm 0x{algorithm_id:04x} appears twice in one event"),
             }));
         }
@@ -768,13 +768,13 @@ fn decode_variable(data: &[u8]) -> Result<EventData, ParseError> {
         .checked_mul(2)
         .and_then(|n| usize::try_from(n).ok())
         .ok_or(ParseError::TooLarge {
-            what: "UnicodeNameLength",
+            field: "UnicodeNameLength",
             value: name_len,
             cap: (usize::MAX / 2) as u64,
         })?;
     let unicode_name = utf16(r.bytes(name_bytes, "UnicodeName")?);
     let data_len = usize::try_from(data_len).map_err(|_| ParseError::TooLarge {
-        what: "VariableDataLength",
+        field: "VariableDataLength",
         value: data_len,
         cap: usize::MAX as u64,
     })?;
@@ -793,7 +793,7 @@ fn decode_image(data: &[u8]) -> Result<EventData, ParseError> {
     let link_time_address = r.u64_le("ImageLinkTimeAddress")?;
     let dp_len = r.u64_le("LengthOfDevicePath")?;
     let dp_len = usize::try_from(dp_len).map_err(|_| ParseError::TooLarge {
-        what: "LengthOfDevicePath",
+        field: "LengthOfDevicePath",
         value: dp_len,
         cap: usize::MAX as u64,
     })?;
@@ -825,14 +825,14 @@ fn decode_gpt(data: &[u8]) -> Result<EventData, ParseError> {
     let count = r.u64_le("NumberOfPartitions")?;
     if count > MAX_DECODED_ENTRIES {
         return Err(ParseError::TooLarge {
-            what: "NumberOfPartitions",
+            field: "NumberOfPartitions",
             value: count,
             cap: MAX_DECODED_ENTRIES,
         });
     }
     if size_of_partition_entry < 128 {
         return Err(ParseError::Invalid {
-            what: "GPT.SizeOfPartitionEntry",
+            field: "GPT.SizeOfPartitionEntry",
             detail: format!("{size_of_partition_entry} < 128"),
         });
     }
@@ -872,7 +872,7 @@ fn decode_handoff(data: &[u8]) -> Result<EventData, ParseError> {
     let count = r.u64_le("NumberOfTables")?;
     if count > MAX_DECODED_ENTRIES {
         return Err(ParseError::TooLarge {
-            what: "NumberOfTables",
+            field: "NumberOfTables",
             value: count,
             cap: MAX_DECODED_ENTRIES,
         });

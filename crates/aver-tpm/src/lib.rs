@@ -76,8 +76,8 @@ mod tests {
         assert!(matches!(
             r.u32_be("b"),
             Err(ParseError::Truncated {
-                need: 4,
-                have: 1,
+                needed: 4,
+                available: 1,
                 ..
             })
         ));
@@ -86,7 +86,7 @@ mod tests {
         assert!(r.finish("e").is_ok());
         let mut r = Reader::new(&[0x00, 0x05, 1, 2]);
         assert!(matches!(
-            r.tpm2b("f", 4),
+            r.sized_u16_be("f", 4),
             Err(ParseError::TooLarge { value: 5, .. })
         ));
     }

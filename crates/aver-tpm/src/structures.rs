@@ -67,7 +67,7 @@ pub fn parse_pcr_selection(r: &mut Reader<'_>) -> Result<Vec<PcrSelection>, Pars
     let count = r.u32_be("TPML_PCR_SELECTION.count")?;
     if count > MAX_PCR_BANKS {
         return Err(ParseError::TooLarge {
-            what: "TPML_PCR_SELECTION.count",
+            field: "TPML_PCR_SELECTION.count",
             value: count.into(),
             cap: MAX_PCR_BANKS.into(),
         });
@@ -78,7 +78,7 @@ pub fn parse_pcr_selection(r: &mut Reader<'_>) -> Result<Vec<PcrSelection>, Pars
         let size = r.u8("TPMS_PCR_SELECTION.sizeofSelect")?;
         if size > MAX_SIZEOF_SELECT {
             return Err(ParseError::TooLarge {
-                what: "TPMS_PCR_SELECTION.sizeofSelect",
+                field: "TPMS_PCR_SELECTION.sizeofSelect",
                 value: size.into(),
                 cap: MAX_SIZEOF_SELECT.into(),
             });
@@ -159,9 +159,11 @@ pub fn parse_attest(buf: &[u8]) -> Result<Attest, ParseError> {
     let magic = r.u32_be("TPMS_ATTEST.magic")?;
     let attest_type = r.u16_be("TPMS_ATTEST.type")?;
     let qualified_signer = r
-        .tpm2b("TPMS_ATTEST.qualifiedSigner", MAX_DIGEST_LIKE)?
+        .sized_u16_be("TPMS_ATTEST.qualifiedSigner", MAX_DIGEST_LIKE)?
         .to_vec();
-    let extra_data = r.tpm2b("TPMS_ATTEST.extraData", MAX_DIGEST_LIKE)?.to_vec();
+    let extra_data = r
+        .sized_u16_be("TPMS_ATTEST.extraData", MAX_DIGEST_LIKE)?
+        .to_vec();
     let clock_info = ClockInfo {
         clock: r.u64_be("TPMS_CLOCK_INFO.clock")?,
         reset_count: r.u32_be("TPMS_CLOCK_INFO.resetCount")?,
@@ -171,7 +173,7 @@ pub fn parse_attest(buf: &[u8]) -> Result<Attest, ParseError> {
             1 => true,
             v => {
                 return Err(ParseError::Invalid {
-                    what: "TPMS_CLOCK_INFO.safe",
+                    field: "TPMS_CLOCK_INFO.safe",
                     detail: format!("{v} is not a TPMI_YES_NO"),
                 });
             }
@@ -182,13 +184,15 @@ pub fn parse_attest(buf: &[u8]) -> Result<Attest, ParseError> {
         TPM_ST_ATTEST_QUOTE => Attested::Quote {
             pcr_select: parse_pcr_selection(&mut r)?,
             pcr_digest: r
-                .tpm2b("TPMS_QUOTE_INFO.pcrDigest", MAX_DIGEST_LIKE)?
+                .sized_u16_be("TPMS_QUOTE_INFO.pcrDigest", MAX_DIGEST_LIKE)?
                 .to_vec(),
         },
         TPM_ST_ATTEST_CERTIFY => Attested::Certify {
-            name: r.tpm2b("TPMS_CERTIFY_INFO.name", MAX_DIGEST_LIKE)?.to_vec(),
+            name: r
+                .sized_u16_be("TPMS_CERTIFY_INFO.name", MAX_DIGEST_LIKE)?
+                .to_vec(),
             qualified_name: r
-                .tpm2b("TPMS_CERTIFY_INFO.qualifiedName", MAX_DIGEST_LIKE)?
+                .sized_u16_be("TPMS_CERTIFY_INFO.qualifiedName", MAX_DIGEST_LIKE)?
                 .to_vec(),
         },
         _ => Attested::Other {
@@ -222,7 +226,7 @@ pub fn parse_attest(buf: &[u8]) -> Result<Attest, ParseError> {
 /// the inner bytes (which are what the TPM signed).
 pub fn parse_attest2b(buf: &[u8]) -> Result<(Attest, &[u8]), ParseError> {
     let mut r = Reader::new(buf);
-    let inner = r.tpm2b("TPM2B_ATTEST", MAX_STRUCT_BYTES)?;
+    let inner = r.sized_u16_be("TPM2B_ATTEST", MAX_STRUCT_BYTES)?;
     r.finish("TPM2B_ATTEST")?;
     Ok((parse_attest(inner)?, inner))
 }
@@ -278,7 +282,9 @@ pub fn parse_signature(buf: &[u8]) -> Result<Signature, ParseError> {
     let sig = match sig_alg {
         TPM_ALG_RSASSA | TPM_ALG_RSAPSS => {
             let hash_alg = r.u16_be("TPMS_SIGNATURE_RSA.hash")?;
-            let sig = r.tpm2b("TPMS_SIGNATURE_RSA.sig", MAX_RSA_BYTES)?.to_vec();
+            let sig = r
+                .sized_u16_be("TPMS_SIGNATURE_RSA.sig", MAX_RSA_BYTES)?
+                .to_vec();
             if sig_alg == TPM_ALG_RSASSA {
                 Signature::RsaSsa { hash_alg, sig }
             } else {
@@ -288,16 +294,16 @@ pub fn parse_signature(buf: &[u8]) -> Result<Signature, ParseError> {
         TPM_ALG_ECDSA => {
             let hash_alg = r.u16_be("TPMS_SIGNATURE_ECC.hash")?;
             let rr = r
-                .tpm2b("TPMS_SIGNATURE_ECC.signatureR", MAX_ECC_BYTES)?
+                .sized_u16_be("TPMS_SIGNATURE_ECC.signatureR", MAX_ECC_BYTES)?
                 .to_vec();
             let s = r
-                .tpm2b("TPMS_SIGNATURE_ECC.signatureS", MAX_ECC_BYTES)?
+                .sized_u16_be("TPMS_SIGNATURE_ECC.signatureS", MAX_ECC_BYTES)?
                 .to_vec();
             Signature::Ecdsa { hash_alg, r: rr, s }
         }
         other => {
             return Err(ParseError::Invalid {
-                what: "TPMT_SIGNATURE.sigAlg",
+                field: "TPMT_SIGNATURE.sigAlg",
                 detail: format!("unsupported signature scheme 0x{other:04x}"),
             });
         }
@@ -502,7 +508,9 @@ pub fn read_public(r: &mut Reader<'_>) -> Result<Public, ParseError> {
     let key_type = r.u16_be("TPMT_PUBLIC.type")?;
     let name_alg = r.u16_be("TPMT_PUBLIC.nameAlg")?;
     let object_attributes = ObjectAttributes::from_raw(r.u32_be("TPMT_PUBLIC.objectAttributes")?);
-    let auth_policy = r.tpm2b("TPMT_PUBLIC.authPolicy", MAX_DIGEST_LIKE)?.to_vec();
+    let auth_policy = r
+        .sized_u16_be("TPMT_PUBLIC.authPolicy", MAX_DIGEST_LIKE)?
+        .to_vec();
     let key = match key_type {
         TPM_ALG_RSA => {
             let symmetric = parse_symdef(r)?;
@@ -512,7 +520,9 @@ pub fn read_public(r: &mut Reader<'_>) -> Result<Public, ParseError> {
                 0 => 65537,
                 e => e,
             };
-            let modulus = r.tpm2b("TPM2B_PUBLIC_KEY_RSA", MAX_RSA_BYTES)?.to_vec();
+            let modulus = r
+                .sized_u16_be("TPM2B_PUBLIC_KEY_RSA", MAX_RSA_BYTES)?
+                .to_vec();
             PublicKey::Rsa {
                 symmetric,
                 scheme,
@@ -526,8 +536,8 @@ pub fn read_public(r: &mut Reader<'_>) -> Result<Public, ParseError> {
             let scheme = parse_scheme(r, "TPMT_ECC_SCHEME")?;
             let curve_id = r.u16_be("TPMS_ECC_PARMS.curveID")?;
             let kdf = parse_scheme(r, "TPMT_KDF_SCHEME")?;
-            let x = r.tpm2b("TPMS_ECC_POINT.x", MAX_ECC_BYTES)?.to_vec();
-            let y = r.tpm2b("TPMS_ECC_POINT.y", MAX_ECC_BYTES)?.to_vec();
+            let x = r.sized_u16_be("TPMS_ECC_POINT.x", MAX_ECC_BYTES)?.to_vec();
+            let y = r.sized_u16_be("TPMS_ECC_POINT.y", MAX_ECC_BYTES)?.to_vec();
             PublicKey::Ecc {
                 symmetric,
                 scheme,
@@ -539,7 +549,7 @@ pub fn read_public(r: &mut Reader<'_>) -> Result<Public, ParseError> {
         }
         other => {
             return Err(ParseError::Invalid {
-                what: "TPMT_PUBLIC.type",
+                field: "TPMT_PUBLIC.type",
                 detail: format!("unsupported key type 0x{other:04x} (RSA and ECC only)"),
             });
         }
@@ -567,7 +577,7 @@ pub fn parse_public(buf: &[u8]) -> Result<Public, ParseError> {
 /// Parses a TPM2B_PUBLIC (u16 size + TPMT_PUBLIC) that fills `buf` exactly.
 pub fn parse_public2b(buf: &[u8]) -> Result<Public, ParseError> {
     let mut r = Reader::new(buf);
-    let inner = r.tpm2b("TPM2B_PUBLIC", MAX_STRUCT_BYTES)?;
+    let inner = r.sized_u16_be("TPM2B_PUBLIC", MAX_STRUCT_BYTES)?;
     r.finish("TPM2B_PUBLIC")?;
     parse_public(inner)
 }
@@ -576,7 +586,7 @@ impl Public {
     /// The TPM name: nameAlg (big-endian u16) || H_nameAlg(TPMT_PUBLIC).
     pub fn name(&self) -> Result<Vec<u8>, ParseError> {
         let alg = HashAlg::from_tpm(self.name_alg).ok_or_else(|| ParseError::Invalid {
-            what: "TPMT_PUBLIC.nameAlg",
+            field: "TPMT_PUBLIC.nameAlg",
             detail: format!("unsupported name algorithm 0x{:04x}", self.name_alg),
         })?;
         let mut out = self.name_alg.to_be_bytes().to_vec();
@@ -593,7 +603,7 @@ impl Public {
             } => Ok(der::rsa_spki(modulus, &exponent.to_be_bytes())),
             PublicKey::Ecc { curve_id, x, y, .. } => {
                 let (oid, size) = der::curve(*curve_id).ok_or_else(|| ParseError::Invalid {
-                    what: "TPMS_ECC_PARMS.curveID",
+                    field: "TPMS_ECC_PARMS.curveID",
                     detail: format!("unsupported curve 0x{curve_id:04x}"),
                 })?;
                 let point = ec_point(x, y, size)?;
@@ -624,7 +634,7 @@ impl Public {
                     TPM_ECC_NIST_P521 => ("P-521", 66),
                     c => {
                         return Err(ParseError::Invalid {
-                            what: "TPMS_ECC_PARMS.curveID",
+                            field: "TPMS_ECC_PARMS.curveID",
                             detail: format!("unsupported curve 0x{c:04x}"),
                         });
                     }
@@ -649,7 +659,7 @@ pub(crate) fn left_pad(b: &[u8], size: usize) -> Result<Vec<u8>, ParseError> {
     let b = strip_zeros(b);
     if b.len() > size {
         return Err(ParseError::Invalid {
-            what: "ECC coordinate",
+            field: "ECC coordinate",
             detail: format!("{} bytes for a {size}-byte curve", b.len()),
         });
     }
@@ -747,7 +757,7 @@ pub(crate) mod der {
         let t = r.u8("DER tag")?;
         if t != tag {
             return Err(ParseError::Invalid {
-                what: "DER tag",
+                field: "DER tag",
                 detail: format!("expected 0x{tag:02x}, found 0x{t:02x}"),
             });
         }
@@ -758,7 +768,7 @@ pub(crate) mod der {
             let nbytes = (first & 0x7f) as usize;
             if nbytes == 0 || nbytes > 3 {
                 return Err(ParseError::Invalid {
-                    what: "DER length",
+                    field: "DER length",
                     detail: format!("unsupported length form 0x{first:02x}"),
                 });
             }

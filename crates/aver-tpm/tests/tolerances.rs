@@ -27,8 +27,8 @@ fn malformed_detail(err: &EventLogError) -> (usize, usize, &'static str, String)
         EventLogError::Malformed {
             seq,
             offset,
-            source: ParseError::Invalid { what, detail },
-        } => (*seq, *offset, *what, detail.clone()),
+            source: ParseError::Invalid { field, detail },
+        } => (*seq, *offset, *field, detail.clone()),
         other => panic!("expected an Invalid field error, got {other:?}"),
     }
 }
@@ -496,8 +496,8 @@ fn padding_does_not_excuse_truncation_or_other_fill_bytes() {
         Err(EventLogError::Malformed {
             seq: 3,
             offset,
-            source: ParseError::Truncated { what, .. },
-        }) => assert_eq!((offset, what), (at, "event data")),
+            source: ParseError::Truncated { field, .. },
+        }) => assert_eq!((offset, field), (at, "event data")),
         other => panic!("{other:?}"),
     }
     // Only zero bytes: no log at all.

@@ -1,15 +1,12 @@
 //! Management from the command line, mirroring the Azure PowerShell
-//! quickstart: `aver policy get|set|reset|sign`, `aver signer
-//! list|add|remove` (over HTTPS with an admin key), and `aver provider
-//! create|list|delete` (directly on the store, like the control plane).
+//! quickstart: `aver policy get|set|reset|sign` and `aver signer
+//! list|add|remove`, over HTTPS with an admin credential. (`aver provider`
+//! works on the store directly: [`crate::provider`].)
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use aver_client::{AdminClient, Client};
-use aver_server::Config;
-use aver_server::store::ProviderRecord;
 use aver_token::SigningKey;
 use clap::Args;
 use rustls_pki_types::pem::PemObject;
@@ -29,6 +26,11 @@ pub struct Connection {
     /// Admin credential (an admin key, or an OIDC JWT), or `@FILE`.
     #[arg(long, env = "AVER_ADMIN_KEY")]
     pub admin_key: String,
+    /// The service's public URL (its token issuer), when --url reaches it
+    /// another way (a replica behind a load balancer) [default: the issuer
+    /// the service's OpenID metadata names].
+    #[arg(long, env = "AVER_ISSUER")]
+    pub issuer: Option<String>,
 }
 
 impl Connection {
@@ -39,7 +41,7 @@ impl Connection {
             Some(path) => files::read_text(Path::new(path))?,
             None => self.admin_key.clone(),
         };
-        Ok(AdminClient::new(client, key.trim()))
+        Ok(AdminClient::new(client, key.trim()).with_issuer(self.issuer.clone()))
     }
 }
 
@@ -84,21 +86,6 @@ pub fn read_certificate(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// Every certificate of PEM files.
-pub fn read_certificates(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    for path in paths {
-        let bytes = files::read(path)?;
-        for cert in CertificateDer::pem_slice_iter(&bytes) {
-            out.push(
-                cert.map_err(|e| anyhow!("{}: {e}", path.display()))?
-                    .to_vec(),
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// A policy file's JWS: sent as-is if it already is one, else built
 /// (signed when a signer is given).
 pub fn policy_jws(file: &Path, signer: Option<&SigningKey>) -> Result<String> {
@@ -120,142 +107,4 @@ pub fn policy_jws(file: &Path, signer: Option<&SigningKey>) -> Result<String> {
 
 pub fn print_claims(claims: &aver_token::Claims) {
     files::print_json(&serde_json::Value::Object(claims.clone()));
-}
-
-/// Where `aver provider` finds the store.
-#[derive(Args, Debug, Clone)]
-pub struct StoreArgs {
-    /// The service's data directory (SQLite).
-    #[arg(long, env = "AVER_DATA_DIR", default_value = "aver-data")]
-    pub data_dir: PathBuf,
-    /// Or the PostgreSQL URL the service uses.
-    #[arg(long, env = "AVER_DATABASE_URL")]
-    pub database_url: Option<String>,
-}
-
-impl StoreArgs {
-    pub fn open(&self) -> Result<std::sync::Arc<dyn aver_server::store::Store>> {
-        let mut config = Config::with_defaults();
-        config.data_dir = self.data_dir.clone();
-        config.database_url = self.database_url.clone();
-        Ok(aver_server::open_store(&config)?)
-    }
-}
-
-pub fn provider_create(
-    store: &StoreArgs,
-    name: &str,
-    signers: &[PathBuf],
-    host: Option<String>,
-) -> Result<ExitCode> {
-    let store = store.open()?;
-    let signers = read_certificates(signers)?;
-    let record = ProviderRecord {
-        name: name.to_string(),
-        isolated: !signers.is_empty(),
-        host: host.map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
-        created_at: aver_client::unix_now() as i64,
-    };
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
-    let key = aver_server::load::create_provider(store.as_ref(), &record, &signers, &actor)
-        .map_err(|e| anyhow!(e))?;
-    eprintln!(
-        "created provider {name} ({} mode{}); it answers at <base>/providers/{name} within a few seconds",
-        if record.isolated {
-            "isolated"
-        } else {
-            "admin-key"
-        },
-        if record.isolated {
-            format!(", {} policy signer(s)", signers.len())
-        } else {
-            String::new()
-        }
-    );
-    eprintln!("its admin key (shown once, stored hashed):");
-    println!("{key}");
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn provider_list(store: &StoreArgs) -> Result<ExitCode> {
-    let store = store.open()?;
-    for p in store.providers()? {
-        println!(
-            "{}\t{}\t{}",
-            p.name,
-            if p.isolated { "isolated" } else { "admin-key" },
-            p.host.unwrap_or_default()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `aver provider configure NAME [--min-signer-rsa-bits N]`: changes a
-/// provider's settings in the store (replicas pick them up within their
-/// refresh interval) and prints them.
-pub fn provider_configure(
-    store: &StoreArgs,
-    name: &str,
-    min_signer_rsa_bits: Option<usize>,
-) -> Result<ExitCode> {
-    let store = store.open()?;
-    if !store.providers()?.iter().any(|p| p.name == name) {
-        bail!("no provider named {name}");
-    }
-    let mut settings =
-        aver_server::state::ProviderSettings::from_json(&store.provider_settings(name)?)
-            .map_err(|e| anyhow!(e))?;
-    let mut changes = Vec::new();
-    if let Some(bits) = min_signer_rsa_bits {
-        settings.min_signer_rsa_bits = bits;
-        changes.push(format!("min_signer_rsa_bits={bits}"));
-    }
-    settings.validate().map_err(|e| anyhow!(e))?;
-    if !changes.is_empty() {
-        let audit = aver_server::store::AuditRecord {
-            at: aver_client::unix_now() as i64,
-            provider: name.to_string(),
-            actor: format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            ),
-            action: "provider.configure".into(),
-            target: name.to_string(),
-            policy_hash: None,
-            detail: changes.join(", "),
-        };
-        store.set_provider_settings(name, &serde_json::to_string(&settings)?, &audit)?;
-        eprintln!("updated provider {name}: {}", changes.join(", "));
-    }
-    println!("{}", serde_json::to_string_pretty(&settings)?);
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn provider_delete(store: &StoreArgs, name: &str) -> Result<ExitCode> {
-    if name == aver_server::DEFAULT_PROVIDER {
-        bail!("the default provider cannot be deleted");
-    }
-    let store = store.open()?;
-    let audit = aver_server::store::AuditRecord {
-        at: aver_client::unix_now() as i64,
-        provider: name.to_string(),
-        actor: format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        ),
-        action: "provider.delete".into(),
-        target: name.to_string(),
-        policy_hash: None,
-        detail: String::new(),
-    };
-    if store.delete_provider(name, &audit)? {
-        eprintln!("deleted provider {name}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("no provider named {name}");
-        Ok(ExitCode::from(2))
-    }
 }

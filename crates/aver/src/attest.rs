@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use aver_client::{AttestOptions, Client, ClientError, DataType, SgxEndpoint};
+use aver_attestation::evidence::sgx::{OPEN_ENCLAVE, SGX_ENCLAVE};
+use aver_client::{AttestOptions, Client, ClientError, DataType};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::files;
@@ -13,7 +14,8 @@ use crate::files;
 pub enum AttestCommand {
     /// Attest a TPM: enroll the AK (once), then quote and send the boot log
     /// (POST /attest/Tpm).
-    Tpm(crate::tpm::AttestTpmArgs),
+    #[cfg(feature = "tpm-client")]
+    Tpm(crate::tpm_attest::AttestTpmArgs),
     /// Attest an SGX DCAP quote (POST /attest/SgxEnclave).
     Sgx {
         /// The quote: raw bytes, or base64/hex text.
@@ -73,10 +75,11 @@ impl From<Kind> for DataType {
 }
 
 pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
-    let (endpoint, path, common) = match cmd {
-        AttestCommand::Tpm(args) => return crate::tpm::attest(args).await,
-        AttestCommand::Sgx { quote, common } => (SgxEndpoint::SgxEnclave, quote, common),
-        AttestCommand::Openenclave { report, common } => (SgxEndpoint::OpenEnclave, report, common),
+    let (ty, path, common) = match cmd {
+        #[cfg(feature = "tpm-client")]
+        AttestCommand::Tpm(args) => return crate::tpm_attest::attest(args).await,
+        AttestCommand::Sgx { quote, common } => (&SGX_ENCLAVE, quote, common),
+        AttestCommand::Openenclave { report, common } => (&OPEN_ENCLAVE, report, common),
     };
     let evidence = files::read_evidence(&path)?;
     let options = AttestOptions {
@@ -101,7 +104,7 @@ pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
     };
     let ca = common.ca.as_deref().map(files::read).transpose()?;
     let client = Client::new(&common.url, ca.as_deref())?;
-    match client.attest_sgx(endpoint, &evidence, &options).await {
+    match client.attest(ty, &evidence, &options).await {
         Ok(token) => {
             println!("{token}");
             Ok(ExitCode::SUCCESS)

@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use aver_server::pipeline::{self, PolicyChoice, SgxRequest};
-use aver_server::request::TypedData;
-use aver_server::state::{ActivePolicy, DEFAULT_SGX_POLICY};
-use aver_verify::{SgxEvidenceKind, SgxVerifier, TrustAnchors, VerificationTime, parse_rfc3339};
+use aver_attestation::dcap::{DcapVerifier, TrustAnchors};
+use aver_attestation::evidence::sgx::{OPEN_ENCLAVE, SGX_ENCLAVE};
+use aver_attestation::{
+    ActivePolicy, AttestRequest, PolicyChoice, TypedData, VerificationTime, Verifiers,
+    parse_rfc3339, tail,
+};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -93,12 +95,12 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         }
         None => None,
     };
-    let request = SgxRequest {
-        kind: if openenclave {
-            SgxEvidenceKind::OpenEnclaveReport
-        } else {
-            SgxEvidenceKind::Quote
-        },
+    let ty = if openenclave {
+        &OPEN_ENCLAVE
+    } else {
+        &SGX_ENCLAVE
+    };
+    let request = AttestRequest {
         evidence: files::read_evidence(&file)?,
         runtime_data: runtime,
         init_time_data: None,
@@ -106,17 +108,31 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     };
     let text = match policy {
         Some(path) => files::read_text(&path)?,
-        None => DEFAULT_SGX_POLICY.to_string(),
+        None => ty.default_policy.unwrap_or_default().to_string(),
     };
-    let active =
-        ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{}: {}", e.code, e.message))?;
-    let verifier = SgxVerifier::new(roots);
-    match pipeline::attest_sgx(&verifier, &request, PolicyChoice::Active(&active), time) {
-        Ok(outcome) => {
+    let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
+    let verifiers = Verifiers {
+        dcap: DcapVerifier::new(roots),
+    };
+    // The service's path, without the service: verify, then evaluate and
+    // build the token's claims (not stamped or signed offline).
+    let outcome = aver_attestation::verify(ty, &verifiers, &request, time).and_then(|verified| {
+        let (claims, _) = tail::claims(
+            ty,
+            PolicyChoice::Active(&active),
+            verified.claims,
+            None,
+            &aver_policy::Budget::default(),
+        )?;
+        Ok((verified.facts, claims))
+    });
+    match outcome {
+        Ok((facts, claims)) => {
             files::print_json(&json!({
                 "verdict": "verified",
                 "verified_at": time.unix_seconds(),
-                "claims": outcome.claims,
+                "evidence": facts,
+                "claims": claims,
             }));
             Ok(ExitCode::SUCCESS)
         }

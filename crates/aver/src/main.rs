@@ -5,14 +5,20 @@
 
 mod admin;
 mod attest;
+#[cfg(feature = "server")]
 mod demo;
 mod evidence;
 mod files;
 mod policy;
+#[cfg(feature = "server")]
+mod provider;
+#[cfg(feature = "server")]
 mod serve;
 mod sim;
 mod token;
 mod tpm;
+#[cfg(feature = "tpm-client")]
+mod tpm_attest;
 
 use clap::{Parser, Subcommand};
 
@@ -21,9 +27,9 @@ use clap::{Parser, Subcommand};
     name = "aver",
     version,
     about = "Aver: a self-hostable remote attestation service, compatible with Azure Attestation",
-    long_about = "Aver verifies SGX and OpenEnclave evidence (and, as it lands, TPM evidence), \
-evaluates it against an attestation policy in Azure's claim-rule language, and issues signed \
-attestation tokens that relying parties verify through OpenID metadata and JWKS."
+    long_about = "Aver verifies SGX and OpenEnclave evidence and TPM evidence (TCG boot log and \
+quote), evaluates it against an attestation policy in Azure's claim-rule language, and issues \
+signed attestation tokens that relying parties verify through OpenID metadata and JWKS."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,8 +39,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the attestation service (HTTPS).
+    #[cfg(feature = "server")]
     Serve(Box<serve::ServeArgs>),
     /// Walk the whole workflow: enclave evidence -> service -> token -> relying party.
+    #[cfg(feature = "server")]
     Demo(demo::DemoArgs),
     /// Send evidence to a service and print the token (a client).
     #[command(subcommand)]
@@ -52,6 +60,7 @@ enum Command {
     #[command(subcommand)]
     Signer(SignerCommand),
     /// Create, list and delete attestation providers (tenants).
+    #[cfg(feature = "server")]
     #[command(subcommand)]
     Provider(ProviderCommand),
     /// The simulated SGX enclave used by tests and the demo.
@@ -88,6 +97,7 @@ enum SignerCommand {
     },
 }
 
+#[cfg(feature = "server")]
 #[derive(Subcommand)]
 enum ProviderCommand {
     /// Create a provider; prints its admin key once.
@@ -101,12 +111,12 @@ enum ProviderCommand {
         #[arg(long)]
         host: Option<String>,
         #[command(flatten)]
-        store: admin::StoreArgs,
+        store: provider::StoreArgs,
     },
     /// List providers: name, mode, host.
     List {
         #[command(flatten)]
-        store: admin::StoreArgs,
+        store: provider::StoreArgs,
     },
     /// Show or change a provider's settings.
     Configure {
@@ -118,13 +128,13 @@ enum ProviderCommand {
         #[arg(long)]
         min_signer_rsa_bits: Option<usize>,
         #[command(flatten)]
-        store: admin::StoreArgs,
+        store: provider::StoreArgs,
     },
     /// Delete a provider and everything it owns.
     Delete {
         name: String,
         #[command(flatten)]
-        store: admin::StoreArgs,
+        store: provider::StoreArgs,
     },
 }
 
@@ -132,7 +142,7 @@ async fn signer(cmd: SignerCommand) -> anyhow::Result<std::process::ExitCode> {
     let (add, cert, signer, connection) = match cmd {
         SignerCommand::List { connection } => {
             for der in connection.admin()?.signers().await? {
-                println!("{}", aver_server::policy_jws::thumbprint(&der));
+                println!("{}", aver_token::policy::thumbprint(&der));
             }
             return Ok(std::process::ExitCode::SUCCESS);
         }
@@ -157,6 +167,7 @@ async fn signer(cmd: SignerCommand) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "server")]
 fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         ProviderCommand::Create {
@@ -164,14 +175,14 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
             signers,
             host,
             store,
-        } => admin::provider_create(&store, &name, &signers, host),
-        ProviderCommand::List { store } => admin::provider_list(&store),
+        } => provider::provider_create(&store, &name, &signers, host),
+        ProviderCommand::List { store } => provider::provider_list(&store),
         ProviderCommand::Configure {
             name,
             min_signer_rsa_bits,
             store,
-        } => admin::provider_configure(&store, &name, min_signer_rsa_bits),
-        ProviderCommand::Delete { name, store } => admin::provider_delete(&store, &name),
+        } => provider::provider_configure(&store, &name, min_signer_rsa_bits),
+        ProviderCommand::Delete { name, store } => provider::provider_delete(&store, &name),
     }
 }
 
@@ -194,13 +205,16 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            #[cfg(feature = "server")]
             Command::Serve(args) => serve::run(*args).await,
+            #[cfg(feature = "server")]
             Command::Demo(args) => demo::run(args).await,
             Command::Attest(cmd) => attest::run(cmd).await,
             Command::Token(cmd) => token::run(cmd).await,
             Command::Evidence(cmd) => evidence::run(cmd),
             Command::Policy(cmd) => policy::run(cmd).await,
             Command::Signer(cmd) => signer(cmd).await,
+            #[cfg(feature = "server")]
             Command::Provider(cmd) => provider(cmd),
             Command::Sim(cmd) => sim::run(cmd),
         }

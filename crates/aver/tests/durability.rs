@@ -263,7 +263,7 @@ fn provider_and_signer_cli_round_trip() {
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         result["x-ms-policy-token-hash"],
-        aver_token::b64::encode_url(&aver_verify::sha256(
+        aver_token::b64::encode_url(&aver_attestation::sha256(
             String::from_utf8(signed.stdout).unwrap().trim().as_bytes()
         ))
     );

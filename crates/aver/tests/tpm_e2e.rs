@@ -249,11 +249,12 @@ fn verify_tpm_offline_swtpm_quote() {
         assert_eq!(code, Some(0), "{report}\n{stderr}");
         assert_eq!(report["verdict"], "verified");
         let c = &report["claims"];
+        let d = &report["details"];
         assert_eq!(c["x-ms-attestation-type"], "tpm");
-        assert_eq!(c["quote"]["nonceChecked"], true);
-        assert_eq!(c["quote"]["extraData"], nonce);
+        assert_eq!(d["quote"]["extraDataChecked"], true);
+        assert_eq!(d["quote"]["extraData"], nonce);
         assert_eq!(
-            c["quote"]["selectedPcrs"]["sha256"],
+            d["quote"]["selectedPcrs"]["sha256"],
             serde_json::json!([0, 16, 23])
         );
         let pcrs = c["pcrs"]["PCRs"].as_array().unwrap();
@@ -346,9 +347,12 @@ fn verify_tpm_offline_go_attestation_quote_with_event_log() {
     let (code, report, stderr) = verify_tpm(&["--nonce", ""], &files);
     assert_eq!(code, Some(0), "{report}\n{stderr}");
     let c = &report["claims"];
-    assert_eq!(c["pcrSource"], "event-log-replay");
+    assert_eq!(report["details"]["pcrSource"], "event-log-replay");
     assert_eq!(
-        c["quote"]["selectedPcrs"]["sha1"].as_array().unwrap().len(),
+        report["details"]["quote"]["selectedPcrs"]["sha1"]
+            .as_array()
+            .unwrap()
+            .len(),
         24
     );
     assert_eq!(
@@ -365,8 +369,8 @@ fn verify_tpm_offline_go_attestation_quote_with_event_log() {
     files.push(("--pcrs", &pcrs));
     let (code, report, stderr) = verify_tpm(&[], &files);
     assert_eq!(code, Some(0), "{report}\n{stderr}");
-    assert_eq!(report["claims"]["pcrSource"], "pcrs-file");
-    assert_eq!(report["claims"]["quote"]["nonceChecked"], false);
+    assert_eq!(report["details"]["pcrSource"], "supplied");
+    assert_eq!(report["details"]["quote"]["extraDataChecked"], false);
 
     let dir = scratch("offline-go");
     // Flipped signature byte.
@@ -458,4 +462,89 @@ fn eventlog_prints_events_and_replayed_pcrs() {
             text(&out.stderr)
         );
     }
+}
+
+/// `aver evidence verify tpm` and the service's `/attest/Tpm` verification
+/// run one function: for the same quote, AK, PCR values and event log they
+/// give the same claims.
+#[test]
+fn offline_and_service_tpm_verification_give_the_same_claims() {
+    use aver_tpm_attest::message::{Attestation, LogEntry, PcrBank, PcrEntry};
+    use aver_tpm_attest::{RequestOptions, TpmAttestConfig, TpmAttestService};
+    let test = "offline_and_service_tpm_verification_give_the_same_claims";
+    let v =
+        |f: &str| aver_testkit::vector(test, &format!("tpm/go-attestation-windows-gcp-e2e/{f}"));
+    let (Some(quote), Some(sig), Some(ak), Some(log), Some(pcrs)) = (
+        v("quote.tpms_attest"),
+        v("quote.tpmt_signature"),
+        v("ak.tpmt_public"),
+        v("eventlog.bin"),
+        v("pcrs-from-tpm.json"),
+    ) else {
+        return;
+    };
+    // Offline.
+    let files = [
+        ("--quote", quote.as_path()),
+        ("--signature", sig.as_path()),
+        ("--ak", ak.as_path()),
+        ("--event-log", log.as_path()),
+        ("--pcrs", pcrs.as_path()),
+    ];
+    let (code, report, stderr) = verify_tpm(&["--nonce", ""], &files);
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    let offline = report["claims"].as_object().unwrap().clone();
+
+    // The service's Request step on the same inputs (the quote's nonce is
+    // empty: the challenge the service issued would be empty).
+    let b64 = aver_token::b64::encode_url;
+    let values = aver_tpm::parse_pcr_file(&std::fs::read(&pcrs).unwrap()).unwrap();
+    let banks = values
+        .iter()
+        .map(|(alg, pcrs)| PcrBank {
+            algorithm: alg.tpm_id(),
+            values: pcrs
+                .iter()
+                .map(|(index, digest)| PcrEntry {
+                    index: *index,
+                    digest: b64(digest),
+                })
+                .collect(),
+        })
+        .collect();
+    let attestation = Attestation {
+        logs: vec![LogEntry {
+            log_type: "TCG".into(),
+            log: b64(&std::fs::read(&log).unwrap()),
+        }],
+        aik_cert: None,
+        aik_pub: b64(&std::fs::read(&ak).unwrap()),
+        ek_cert: None,
+        ek_pub: None,
+        pcrs: banks,
+        quote: b64(&std::fs::read(&quote).unwrap()),
+        signature: b64(&std::fs::read(&sig).unwrap()),
+    };
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let service = TpmAttestService::new(TpmAttestConfig::new(
+        [7; 32],
+        ca.der().to_vec(),
+        ca_key.serialize_der(),
+        vec![],
+    ))
+    .unwrap();
+    let served = service
+        .verify_attestation(
+            &attestation,
+            &[],
+            aver_client::unix_now(),
+            &RequestOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(served.claims, offline);
+    assert!(offline.contains_key("events") && offline.contains_key("pcrs"));
+    assert_eq!(offline["aikValidated"], false);
 }

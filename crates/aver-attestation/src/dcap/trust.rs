@@ -1,4 +1,5 @@
-//! Trust anchors for SGX PCK certificate chains.
+//! Trust anchors for DCAP PCK certificate chains, and the checks on the
+//! root certificate a chain ends with.
 //!
 //! The real Intel SGX Root CA is built in. Other roots (the simulator's test
 //! root, a lab PKI) are trusted only when the operator configures them.
@@ -10,7 +11,7 @@ use rustls_pki_types::{CertificateDer, TrustAnchor, pem::PemObject};
 
 /// DER of the Intel SGX Root CA (valid 2018-05-21 to 2049-12-31).
 /// SHA-256 44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3.
-pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("../roots/intel-sgx-root-ca.der");
+pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("../../roots/intel-sgx-root-ca.der");
 
 /// Why a configured root could not be used.
 #[derive(Debug, thiserror::Error)]

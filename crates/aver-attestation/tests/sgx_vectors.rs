@@ -1,10 +1,16 @@
 //! Real SGX quotes verify to the real Intel SGX Root CA at a pinned time;
 //! mutating each region gives its specific error.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
-use aver_verify::{
-    Collateral, SgxError, SgxEvidenceKind, SgxVerifier, TrustAnchors, VerificationTime,
-    parse_rfc3339,
-};
+use aver_attestation::dcap::{Collateral, DcapError, DcapVerifier, TrustAnchors};
+use aver_attestation::evidence::sgx::{SgxError, SgxEvidenceKind, VerifiedSgx, verify_evidence};
+use aver_attestation::{VerificationTime, parse_rfc3339};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -188,7 +194,7 @@ fn crls_are_checked_at_the_verification_time() {
             Some(&collateral),
             at("2026-11-28T00:00:00Z")
         ),
-        Err(SgxError::CollateralExpired)
+        Err(SgxError::Dcap(DcapError::CollateralExpired))
     );
     // Only the root CRL: the PCK leaf's status is unknown, which fails closed.
     let partial = Collateral {
@@ -202,7 +208,7 @@ fn crls_are_checked_at_the_verification_time() {
             Some(&partial),
             at("2025-07-01T00:00:00Z")
         ),
-        Err(SgxError::RevocationStatusUnknown(_))
+        Err(SgxError::Dcap(DcapError::RevocationStatusUnknown(_)))
     ));
     let garbage = Collateral {
         crls: vec![vec![0x30, 0x03, 1, 2, 3]],
@@ -215,7 +221,7 @@ fn crls_are_checked_at_the_verification_time() {
             Some(&garbage),
             at("2025-07-01T00:00:00Z")
         ),
-        Err(SgxError::CollateralMalformed(_))
+        Err(SgxError::Dcap(DcapError::CollateralMalformed(_)))
     ));
 }
 
@@ -233,7 +239,7 @@ fn validity_window_of_the_pck_chain_is_enforced() {
             None,
             at("2021-01-01T00:00:00Z")
         ),
-        Err(SgxError::CertificateNotYetValid)
+        Err(SgxError::Dcap(DcapError::CertificateNotYetValid))
     );
     assert_eq!(
         v.verify(
@@ -243,7 +249,7 @@ fn validity_window_of_the_pck_chain_is_enforced() {
             None,
             at("2028-05-01T00:00:00Z")
         ),
-        Err(SgxError::CertificateExpired)
+        Err(SgxError::Dcap(DcapError::CertificateExpired))
     );
 }
 
@@ -255,7 +261,7 @@ fn unknown_root_is_untrusted() {
     let v = SgxVerifier::new(TrustAnchors::empty());
     assert!(matches!(
         v.verify(SgxEvidenceKind::Quote, &quote, None, None, at(AZURE_TIME)),
-        Err(SgxError::UntrustedRoot(_))
+        Err(SgxError::Dcap(DcapError::UntrustedRoot(_)))
     ));
 }
 
@@ -280,32 +286,41 @@ fn each_signed_region_mutation_gives_its_error() {
     assert_eq!(verify(&quote), verify(&quote.clone()));
     assert!(verify(&quote).is_ok());
     // Header (qe_vendor_id) and report body (MRENCLAVE, report data).
-    assert_eq!(verify(&flip(20)), Err(SgxError::QuoteSignatureInvalid));
-    assert_eq!(verify(&flip(48 + 64)), Err(SgxError::QuoteSignatureInvalid));
+    assert_eq!(
+        verify(&flip(20)),
+        Err(SgxError::Dcap(DcapError::QuoteSignatureInvalid))
+    );
+    assert_eq!(
+        verify(&flip(48 + 64)),
+        Err(SgxError::Dcap(DcapError::QuoteSignatureInvalid))
+    );
     assert_eq!(
         verify(&flip(48 + 320)),
-        Err(SgxError::QuoteSignatureInvalid)
+        Err(SgxError::Dcap(DcapError::QuoteSignatureInvalid))
     );
     // Quote signature.
-    assert_eq!(verify(&flip(SIG + 5)), Err(SgxError::QuoteSignatureInvalid));
+    assert_eq!(
+        verify(&flip(SIG + 5)),
+        Err(SgxError::Dcap(DcapError::QuoteSignatureInvalid))
+    );
     // Attestation key: no longer the one the QE vouched for.
     assert_eq!(
         verify(&flip(ATT_KEY + 3)),
-        Err(SgxError::AttestationKeyBindingInvalid)
+        Err(SgxError::Dcap(DcapError::AttestationKeyBindingInvalid))
     );
     // QE report body and its signature.
     assert_eq!(
         verify(&flip(QE_REPORT + 70)),
-        Err(SgxError::QeReportSignatureInvalid)
+        Err(SgxError::Dcap(DcapError::QeReportSignatureInvalid))
     );
     assert_eq!(
         verify(&flip(QE_SIG + 9)),
-        Err(SgxError::QeReportSignatureInvalid)
+        Err(SgxError::Dcap(DcapError::QeReportSignatureInvalid))
     );
     // QE authentication data.
     assert_eq!(
         verify(&flip(AUTH + 2 + 4)),
-        Err(SgxError::AttestationKeyBindingInvalid)
+        Err(SgxError::Dcap(DcapError::AttestationKeyBindingInvalid))
     );
 }
 
@@ -337,10 +352,10 @@ fn certificate_chain_mutations_are_rejected() {
                 assert!(
                     matches!(
                         e,
-                        SgxError::CertificateChainMalformed(_)
-                            | SgxError::CertificateChainInvalid(_)
-                            | SgxError::UntrustedRoot(_)
-                            | SgxError::QeReportSignatureInvalid
+                        SgxError::Dcap(DcapError::CertificateChainMalformed(_))
+                            | SgxError::Dcap(DcapError::CertificateChainInvalid(_))
+                            | SgxError::Dcap(DcapError::UntrustedRoot(_))
+                            | SgxError::Dcap(DcapError::QeReportSignatureInvalid)
                     ),
                     "offset {i}: unexpected {e:?}"
                 );
@@ -356,7 +371,7 @@ fn certificate_chain_mutations_are_rejected() {
     }
     assert!(matches!(
         verify(&m),
-        Err(SgxError::CertificateChainMalformed(_))
+        Err(SgxError::Dcap(DcapError::CertificateChainMalformed(_)))
     ));
 }
 
@@ -401,12 +416,41 @@ fn every_bit_of_the_evidence_is_covered() {
 #[test]
 fn error_codes_are_stable() {
     assert_eq!(
-        SgxError::QuoteSignatureInvalid.code(),
+        SgxError::Dcap(DcapError::QuoteSignatureInvalid).code(),
         "QuoteSignatureInvalid"
     );
     assert_eq!(SgxError::RuntimeDataMismatch.code(), "RuntimeDataMismatch");
     assert_eq!(
-        SgxError::UntrustedRoot(String::new()).code(),
+        SgxError::Dcap(DcapError::UntrustedRoot(String::new())).code(),
         "UntrustedRoot"
     );
+}
+
+/// The SGX verifier as these tests use it: an evidence kind, the bytes,
+/// optional runtime data and collateral, a time.
+struct SgxVerifier(DcapVerifier);
+
+impl SgxVerifier {
+    fn new(roots: TrustAnchors) -> Self {
+        SgxVerifier(DcapVerifier::new(roots))
+    }
+
+    fn verify(
+        &self,
+        kind: SgxEvidenceKind,
+        evidence: &[u8],
+        runtime_data: Option<&[u8]>,
+        collateral: Option<&Collateral>,
+        time: VerificationTime,
+    ) -> Result<VerifiedSgx, SgxError> {
+        verify_evidence(
+            kind,
+            &self.0,
+            evidence,
+            runtime_data,
+            None,
+            collateral,
+            time,
+        )
+    }
 }

@@ -1,10 +1,19 @@
 //! Quotes from the simulated enclave: trusted only when its root is
 //! configured, and verified with the same code path as real quotes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use aver_attestation::dcap::{Collateral, DcapError, DcapVerifier, TrustAnchors};
+use aver_attestation::evidence::sgx::{SgxError, SgxEvidenceKind, VerifiedSgx, verify_evidence};
+use aver_attestation::{VerificationTime, parse_rfc3339};
 
 use aver_sim::{EnclaveIdentity, SimPlatform, report_data_for, root_certificate_pem};
-use aver_verify::{SgxError, SgxEvidenceKind, SgxVerifier, TrustAnchors, parse_rfc3339};
 
-fn now() -> aver_verify::VerificationTime {
+fn now() -> VerificationTime {
     parse_rfc3339("2026-11-28T00:00:00Z").unwrap()
 }
 
@@ -49,7 +58,7 @@ fn simulated_quote_verifies_only_when_the_simulator_root_is_configured() {
                 None,
                 now()
             ),
-            Err(SgxError::UntrustedRoot(_))
+            Err(SgxError::Dcap(DcapError::UntrustedRoot(_)))
         ),
         "the simulator is never trusted by default"
     );
@@ -82,6 +91,35 @@ fn expired_simulated_pck_is_rejected() {
     let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
     assert_eq!(
         sim_trusting_verifier().verify(SgxEvidenceKind::Quote, &quote, None, None, now()),
-        Err(SgxError::CertificateExpired)
+        Err(SgxError::Dcap(DcapError::CertificateExpired))
     );
+}
+
+/// The SGX verifier as these tests use it: an evidence kind, the bytes,
+/// optional runtime data and collateral, a time.
+struct SgxVerifier(DcapVerifier);
+
+impl SgxVerifier {
+    fn new(roots: TrustAnchors) -> Self {
+        SgxVerifier(DcapVerifier::new(roots))
+    }
+
+    fn verify(
+        &self,
+        kind: SgxEvidenceKind,
+        evidence: &[u8],
+        runtime_data: Option<&[u8]>,
+        collateral: Option<&Collateral>,
+        time: VerificationTime,
+    ) -> Result<VerifiedSgx, SgxError> {
+        verify_evidence(
+            kind,
+            &self.0,
+            evidence,
+            runtime_data,
+            None,
+            collateral,
+            time,
+        )
+    }
 }

@@ -1,0 +1,194 @@
+//! The PCK certificate chain a quote carries: checked byte for byte, then
+//! validated with rustls-webpki to a trusted root at the verification time,
+//! with CRLs as collateral.
+
+use rustls_pki_types::{CertificateDer, pem::PemObject};
+use webpki::{
+    BorrowedCertRevocationList, CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+
+use super::{Collateral, DcapError, TrustAnchors};
+use crate::VerificationTime;
+
+/// Most certificates accepted in a PCK chain (leaf, intermediate, root and
+/// some slack); real chains have three.
+const MAX_CHAIN_LEN: usize = 5;
+
+/// Validates the PCK chain `pem` and returns the leaf's uncompressed P-256
+/// public key.
+pub fn verify_pck_chain(
+    roots: &TrustAnchors,
+    pem: &[u8],
+    collateral: Option<&Collateral>,
+    time: VerificationTime,
+) -> Result<Vec<u8>, DcapError> {
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| DcapError::CertificateChainMalformed(e.to_string()))?;
+        if certs.len() == MAX_CHAIN_LEN {
+            return Err(DcapError::CertificateChainMalformed(format!(
+                "more than {MAX_CHAIN_LEN} certificates"
+            )));
+        }
+        certs.push(cert);
+    }
+    // Every byte of accepted evidence is covered by a check: the chain
+    // must be leaf → intermediates → root in order, the root must be a
+    // trusted root (same subject and key, self-signature valid), and
+    // the verified path must use every intermediate given.
+    let (Some(leaf_der), Some(root_der)) = (certs.first(), certs.last()) else {
+        return Err(DcapError::CertificateChainMalformed(
+            "no certificate in the certification data".into(),
+        ));
+    };
+    if certs.len() < 2 {
+        return Err(DcapError::CertificateChainMalformed(
+            "the chain has only the PCK certificate; its CA and root must follow it".into(),
+        ));
+    }
+    check_canonical_pem(pem, &certs)?;
+    check_chain_order(&certs)?;
+    roots
+        .check_root(root_der)
+        .map_err(DcapError::UntrustedRoot)?;
+    let intermediates = certs
+        .get(1..certs.len().saturating_sub(1))
+        .unwrap_or_default();
+    let leaf = EndEntityCert::try_from(leaf_der)
+        .map_err(|e| DcapError::CertificateChainMalformed(format!("PCK leaf: {e:?}")))?;
+
+    let crls = parse_crls(collateral)?;
+    let crl_refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
+    let revocation = if crl_refs.is_empty() {
+        None
+    } else {
+        let builder = RevocationOptionsBuilder::new(&crl_refs)
+            .map_err(|e| DcapError::CollateralMalformed(format!("{e:?}")))?;
+        Some(
+            builder
+                .with_depth(RevocationCheckDepth::Chain)
+                .with_status_policy(UnknownStatusPolicy::Deny)
+                .with_expiration_policy(ExpirationPolicy::Enforce)
+                .build(),
+        )
+    };
+
+    let path = leaf
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            roots.anchors(),
+            intermediates,
+            time.as_webpki(),
+            // PCK certificates carry no extended key usage.
+            KeyUsage::required_if_present(&[]),
+            revocation,
+            None,
+        )
+        .map_err(map_webpki_error)?;
+    let used = path.intermediate_certificates().count();
+    if used != intermediates.len() {
+        return Err(DcapError::CertificateChainInvalid(format!(
+            "the chain carries {} intermediate certificate(s) but the path to the root uses {used}",
+            intermediates.len()
+        )));
+    }
+
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf_der.as_ref())
+        .map_err(|e| DcapError::CertificateChainMalformed(format!("PCK leaf: {e}")))?;
+    Ok(parsed.public_key().subject_public_key.data.to_vec())
+}
+
+/// The certification data must be exactly the canonical PEM of the
+/// certificates it holds (64-character base64 lines, `\n` line ends), as
+/// Intel's quoting enclave writes it, optionally followed by the one NUL
+/// byte the QE appends. A PEM reader skips stray text and tolerates line
+/// lengths and non-canonical base64; without this check such bytes would
+/// change the quote (and its `quotehash`) without failing any signature.
+fn check_canonical_pem(data: &[u8], certs: &[CertificateDer<'_>]) -> Result<(), DcapError> {
+    use base64::Engine as _;
+    let data = data.strip_suffix(&[0]).unwrap_or(data);
+    let mut expected = Vec::with_capacity(data.len());
+    for cert in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        expected.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            expected.extend_from_slice(line);
+            expected.push(b'\n');
+        }
+        expected.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    if expected != data {
+        let at = expected
+            .iter()
+            .zip(data)
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.len().min(data.len()));
+        return Err(DcapError::CertificateChainMalformed(format!(
+            "the certification data is not the canonical PEM of its certificates (first difference at byte {at})"
+        )));
+    }
+    Ok(())
+}
+
+/// Each certificate must be issued by the next one (issuer name = next
+/// subject name), so that no certificate of the chain is decoration.
+fn check_chain_order(certs: &[CertificateDer<'_>]) -> Result<(), DcapError> {
+    let mut names = Vec::with_capacity(certs.len());
+    for (i, der) in certs.iter().enumerate() {
+        super::trust::check_strict_der(der.as_ref()).map_err(|e| {
+            DcapError::CertificateChainMalformed(format!("certificate {} of the chain: {e}", i + 1))
+        })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| {
+            DcapError::CertificateChainMalformed(format!("certificate {} of the chain: {e}", i + 1))
+        })?;
+        names.push((
+            cert.subject().as_raw().to_vec(),
+            cert.issuer().as_raw().to_vec(),
+        ));
+    }
+    for (i, pair) in names.windows(2).enumerate() {
+        if let [(_, issuer), (next_subject, _)] = pair
+            && issuer != next_subject
+        {
+            return Err(DcapError::CertificateChainMalformed(format!(
+                "certificate {} of the chain is not issued by certificate {}: the chain must run from the PCK certificate to the root, in order",
+                i + 1,
+                i + 2
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_crls(collateral: Option<&Collateral>) -> Result<Vec<CertRevocationList<'_>>, DcapError> {
+    let Some(collateral) = collateral else {
+        return Ok(Vec::new());
+    };
+    collateral
+        .crls
+        .iter()
+        .map(|der| {
+            BorrowedCertRevocationList::from_der(der)
+                .map(CertRevocationList::from)
+                .map_err(|e| DcapError::CollateralMalformed(format!("CRL: {e:?}")))
+        })
+        .collect()
+}
+
+fn map_webpki_error(e: webpki::Error) -> DcapError {
+    use webpki::Error as E;
+    match e {
+        E::UnknownIssuer => {
+            DcapError::UntrustedRoot("no trusted root issued the chain's CA certificate".into())
+        }
+        E::CertExpired { .. } => DcapError::CertificateExpired,
+        E::CertNotValidYet { .. } => DcapError::CertificateNotYetValid,
+        E::CertRevoked => DcapError::CertificateRevoked,
+        E::CrlExpired { .. } => DcapError::CollateralExpired,
+        E::UnknownRevocationStatus => {
+            DcapError::RevocationStatusUnknown("no CRL covers a certificate of the chain".into())
+        }
+        other => DcapError::CertificateChainInvalid(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per evidence type: its parser (or the shared one it builds
+//! on), its verifier and its claims, and its [`crate::registry`] entry.
+
+pub mod sgx;
+pub mod tpm;

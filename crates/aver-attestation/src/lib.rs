@@ -1,0 +1,124 @@
+//! # aver-attestation — the attestation core
+//!
+//! Owns the whole flow of one attestation, without HTTP and without a
+//! database:
+//!
+//! ```text
+//! attestation type ─> parse ─> verify (collateral, time) ─> claims
+//!        (registry)     └──── evidence::<type> ────┘           │
+//!                                   token claims <── policy (budget)
+//!                                        └──> stamp, sign (tail)
+//! ```
+//!
+//! * [`registry`]: the attestation types (`SgxEnclave`, `OpenEnclave`,
+//!   `Tpm`), read by the server's router and management API, the client and
+//!   the CLI;
+//! * [`evidence`]: one module per type — parser, verifier, claims;
+//! * [`dcap`]: what SGX and TDX quotes share (quote format, PCK chain, QE
+//!   checks);
+//! * [`policy`] and [`tail`]: evaluation under a budget and the token tail,
+//!   one for every type (the TPM protocol included);
+//! * [`AttestError`]: one error type with the stable codes; the server maps
+//!   it to HTTP.
+//!
+//! Nothing here reads the clock: the verification time is an argument
+//! ([`VerificationTime`]), so tests pin it on expired real vectors. The
+//! server runs this on its CPU pool; the CLI (`aver evidence verify`) and
+//! the benchmarks call it directly.
+
+pub mod dcap;
+pub mod error;
+pub mod evidence;
+pub mod policy;
+pub mod registry;
+pub mod request;
+pub mod tail;
+pub mod time;
+
+use aver_policy::Budget;
+use serde_json::{Map, Value};
+
+pub use error::AttestError;
+pub use policy::{ActivePolicy, DraftPolicy, PolicyChoice};
+pub use registry::{AttestationType, Flow};
+pub use request::{AttestRequest, TypedData};
+pub use tail::{Issued, Signer};
+pub use time::{VerificationTime, parse_rfc3339};
+
+/// Service-wide verification settings and caches, shared by every
+/// provider: the roots trusted for each kind of evidence.
+#[derive(Debug, Clone)]
+pub struct Verifiers {
+    pub dcap: dcap::DcapVerifier,
+}
+
+impl Verifiers {
+    /// What real hardware needs: Intel's root for DCAP.
+    pub fn production() -> Self {
+        Verifiers {
+            dcap: dcap::DcapVerifier::intel(),
+        }
+    }
+}
+
+/// Verified evidence: the service's claims about it, and its typed facts.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The incoming claims of the policy (`x-ms-*`, ...).
+    pub claims: Map<String, Value>,
+    /// The verified facts, for the CLI's verdict and for logs.
+    pub facts: Value,
+    /// One line for the service log (never evidence bytes).
+    pub log_summary: String,
+}
+
+/// Verifies the evidence of a single-shot request at `time`.
+pub fn verify(
+    ty: &AttestationType,
+    verifiers: &Verifiers,
+    request: &AttestRequest,
+    time: VerificationTime,
+) -> Result<Verified, AttestError> {
+    match ty.flow {
+        Flow::SingleShot { verify, .. } => verify(verifiers, request, time),
+        Flow::Protocol => Err(AttestError::rejected(
+            "InvalidParameter",
+            format!(
+                "{} attestation is a multi-round protocol, not a single request",
+                ty.name
+            ),
+        )),
+    }
+}
+
+/// A whole single-shot attestation: [`verify`], then the token tail
+/// ([`tail::finish`]).
+pub fn attest(
+    ty: &AttestationType,
+    verifiers: &Verifiers,
+    request: &AttestRequest,
+    policy: PolicyChoice<'_>,
+    time: VerificationTime,
+    signer: &Signer<'_>,
+    budget: &Budget,
+) -> Result<(Verified, Issued), AttestError> {
+    let verified = verify(ty, verifiers, request, time)?;
+    let issued = tail::finish(
+        ty,
+        policy,
+        verified.claims.clone(),
+        request.nonce.as_deref(),
+        signer,
+        time.unix_seconds(),
+        budget,
+    )?;
+    Ok((verified, issued))
+}
+
+/// SHA-256 of `data`, through aws-lc-rs.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}

@@ -1,0 +1,24 @@
+//! What one attestation request carries, already decoded from its wire
+//! form (the server decodes JSON and base64; the CLI reads files).
+
+use serde_json::Value;
+
+/// `runtimeData` / `initTimeData`: bytes, and their JSON reading when the
+/// request's `dataType` was JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedData {
+    pub bytes: Vec<u8>,
+    /// Parsed JSON when `dataType` is JSON.
+    pub json: Option<Value>,
+}
+
+/// A single-shot attestation request (`/attest/{type}`).
+#[derive(Debug, Clone, Default)]
+pub struct AttestRequest {
+    /// The evidence exactly as submitted (a quote, a report, ...).
+    pub evidence: Vec<u8>,
+    pub runtime_data: Option<TypedData>,
+    pub init_time_data: Option<TypedData>,
+    /// Echoed in the token's `nonce` claim.
+    pub nonce: Option<String>,
+}

@@ -170,7 +170,43 @@ fn conformance(store: &dyn Store) {
     signers(store);
     admin_keys(store);
     audit_log(store);
+    collateral(store);
     delete(store);
+}
+
+fn collateral(store: &dyn Store) {
+    use aver_server::store::CollateralRecord;
+    let generation = store.generation().unwrap();
+    assert_eq!(
+        store.collateral("intel/sgx/tcbinfo/00906ED50000").unwrap(),
+        None
+    );
+    let first = CollateralRecord::new(
+        "intel/sgx/tcbinfo/00906ED50000",
+        b"{\"tcbInfo\":1}".to_vec(),
+        "https://pcs.example/tcb",
+        100,
+        Some(200),
+    );
+    store.put_collateral(&first).unwrap();
+    assert_eq!(store.collateral(&first.key).unwrap().as_ref(), Some(&first));
+    // Replaced in place; the content address follows the body.
+    let second = CollateralRecord::new(&first.key, vec![0, 1, 2, 255], "import:x", 150, None);
+    store.put_collateral(&second).unwrap();
+    let got = store.collateral(&first.key).unwrap().unwrap();
+    assert_eq!(got, second);
+    assert_ne!(got.sha256, first.sha256);
+    let other = CollateralRecord::new("amd/milan/crl", vec![9; 5000], "kds", 1, Some(2));
+    store.put_collateral(&other).unwrap();
+    let index = store.collateral_index().unwrap();
+    let keys: Vec<&str> = index.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["amd/milan/crl", "intel/sgx/tcbinfo/00906ED50000"]);
+    assert!(
+        index.iter().all(|r| r.body.is_empty()),
+        "the index has no bodies"
+    );
+    // Collateral is not a provider change: replicas do not reload for it.
+    assert_eq!(store.generation().unwrap(), generation);
 }
 
 fn empty_store(store: &dyn Store) {

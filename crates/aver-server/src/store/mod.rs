@@ -62,6 +62,47 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// An item of cached collateral (Intel TCB info, QE identity, CRLs; AMD
+/// VCEKs, certificate chains, CRLs), shared by every provider and replica.
+/// The body is exactly as fetched or imported; whoever uses it verifies it
+/// (signatures, validity) before trusting it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CollateralRecord {
+    /// What the item is, e.g. `intel/sgx/tcbinfo/00906ED50000` or
+    /// `amd/milan/vcek/<chip id>/<tcb>`.
+    pub key: String,
+    /// SHA-256 of `body` (hex): the content address.
+    pub sha256: String,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// Where it came from (a URL, or `import:<file>`).
+    pub source: String,
+    /// When it was fetched or imported (Unix seconds).
+    pub fetched_at: i64,
+    /// When it stops being valid, if it says (`nextUpdate`, `notAfter`).
+    pub expires_at: Option<i64>,
+}
+
+impl CollateralRecord {
+    /// A record for `body`, its content address computed.
+    pub fn new(
+        key: impl Into<String>,
+        body: Vec<u8>,
+        source: impl Into<String>,
+        fetched_at: i64,
+        expires_at: Option<i64>,
+    ) -> Self {
+        CollateralRecord {
+            key: key.into(),
+            sha256: hex::encode(aver_attestation::sha256(&body)),
+            body,
+            source: source.into(),
+            fetched_at,
+            expires_at,
+        }
+    }
+}
+
 /// Outcome of removing a policy signer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignerRemoval {
@@ -172,4 +213,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Newest first, at most `limit`.
     fn audit_log(&self, provider: &str, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The cached collateral item `key`, if any.
+    fn collateral(&self, key: &str) -> Result<Option<CollateralRecord>, StoreError>;
+    /// Stores (or replaces) a collateral item. Not audited and not a
+    /// provider change: it does not bump the generation.
+    fn put_collateral(&self, record: &CollateralRecord) -> Result<(), StoreError>;
+    /// Every cached item, without bodies, by key.
+    fn collateral_index(&self) -> Result<Vec<CollateralRecord>, StoreError>;
 }

@@ -83,7 +83,8 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use super::{
-    AuditRecord, PolicyRecord, ProviderRecord, SignerRemoval, Store, StoreError, StoredKey,
+    AuditRecord, CollateralRecord, PolicyRecord, ProviderRecord, SignerRemoval, Store, StoreError,
+    StoredKey,
 };
 
 /// The PostgreSQL store. See the [module documentation](self).
@@ -116,6 +117,14 @@ CREATE TABLE IF NOT EXISTS secrets (
     name TEXT NOT NULL,
     value BYTEA NOT NULL,
     PRIMARY KEY (provider, name)
+);
+CREATE TABLE IF NOT EXISTS collateral (
+    key TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    source TEXT NOT NULL,
+    fetched_at BIGINT NOT NULL,
+    expires_at BIGINT
 );
 CREATE TABLE IF NOT EXISTS provider_settings (
     provider TEXT PRIMARY KEY,
@@ -761,6 +770,68 @@ impl Store for PostgresStore {
                     target: r.try_get(4)?,
                     policy_hash: r.try_get(5)?,
                     detail: r.try_get(6)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn collateral(&self, key: &str) -> Result<Option<CollateralRecord>, StoreError> {
+        self.read(|c| {
+            c.query_opt(
+                "SELECT key, sha256, body, source, fetched_at, expires_at FROM collateral WHERE key = $1",
+                &[&key],
+            )?
+            .map(|r| {
+                Ok(CollateralRecord {
+                    key: r.try_get(0)?,
+                    sha256: r.try_get(1)?,
+                    body: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    fetched_at: r.try_get(4)?,
+                    expires_at: r.try_get(5)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn put_collateral(&self, r: &CollateralRecord) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO collateral (key, sha256, body, source, fetched_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (key) DO UPDATE SET sha256 = EXCLUDED.sha256, body = EXCLUDED.body,
+                   source = EXCLUDED.source, fetched_at = EXCLUDED.fetched_at,
+                   expires_at = EXCLUDED.expires_at",
+                &[
+                    &r.key,
+                    &r.sha256,
+                    &r.body,
+                    &r.source,
+                    &r.fetched_at,
+                    &r.expires_at,
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn collateral_index(&self) -> Result<Vec<CollateralRecord>, StoreError> {
+        self.read(|c| {
+            c.query(
+                "SELECT key, sha256, source, fetched_at, expires_at FROM collateral ORDER BY key COLLATE \"C\"",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(CollateralRecord {
+                    key: r.try_get(0)?,
+                    sha256: r.try_get(1)?,
+                    body: Vec::new(),
+                    source: r.try_get(2)?,
+                    fetched_at: r.try_get(3)?,
+                    expires_at: r.try_get(4)?,
                 })
             })
             .collect()

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    AuditRecord, PolicyRecord, ProviderRecord, SignerRemoval, Store, StoreError, StoredKey,
+    AuditRecord, CollateralRecord, PolicyRecord, ProviderRecord, SignerRemoval, Store, StoreError,
+    StoredKey,
 };
 
 /// The SQLite store.
@@ -36,6 +37,14 @@ CREATE TABLE IF NOT EXISTS secrets (
     name TEXT NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (provider, name)
+);
+CREATE TABLE IF NOT EXISTS collateral (
+    key TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    body BLOB NOT NULL,
+    source TEXT NOT NULL,
+    fetched_at BIGINT NOT NULL,
+    expires_at BIGINT
 );
 CREATE TABLE IF NOT EXISTS provider_settings (
     provider TEXT PRIMARY KEY,
@@ -469,6 +478,66 @@ impl Store for SqliteStore {
                     target: r.get(4)?,
                     policy_hash: r.get(5)?,
                     detail: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn collateral(&self, key: &str) -> Result<Option<CollateralRecord>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT key, sha256, body, source, fetched_at, expires_at FROM collateral WHERE key = ?1",
+                params![key],
+                |r| {
+                    Ok(CollateralRecord {
+                        key: r.get(0)?,
+                        sha256: r.get(1)?,
+                        body: r.get(2)?,
+                        source: r.get(3)?,
+                        fetched_at: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn put_collateral(&self, r: &CollateralRecord) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO collateral (key, sha256, body, source, fetched_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (key) DO UPDATE SET sha256 = excluded.sha256, body = excluded.body,
+                   source = excluded.source, fetched_at = excluded.fetched_at,
+                   expires_at = excluded.expires_at",
+                params![
+                    r.key,
+                    r.sha256,
+                    r.body,
+                    r.source,
+                    r.fetched_at,
+                    r.expires_at
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn collateral_index(&self) -> Result<Vec<CollateralRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT key, sha256, source, fetched_at, expires_at FROM collateral ORDER BY key",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(CollateralRecord {
+                    key: r.get(0)?,
+                    sha256: r.get(1)?,
+                    body: Vec::new(),
+                    source: r.get(2)?,
+                    fetched_at: r.get(3)?,
+                    expires_at: r.get(4)?,
                 })
             })?;
             rows.collect()

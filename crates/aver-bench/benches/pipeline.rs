@@ -4,6 +4,12 @@
 //! signing; and the same with the request body's JSON and base64url
 //! decoding and the response's encoding around it.
 //! Baseline: one raw ECDSA-P256-SHA256 verify (aws-lc-rs).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::hint::black_box;
 

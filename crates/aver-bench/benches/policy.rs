@@ -3,6 +3,12 @@
 //! `policy`: the default SGX policy on the Azure SDK quote's claims.
 //! `policy_tpm`: MAA's TPM 1.2 JmesPath sample (Secure Boot, HVCI,
 //! malicious driver) on the claims of the GCP Shielded VM event log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::hint::black_box;
 

@@ -11,6 +11,14 @@
 //! stderr, and the benchmark ids carry `simulated-quote` instead of
 //! `azure-sdk-quote`. Nothing here is random except that fallback's keys:
 //! every bench computes the same bytes on every run.
+// Benchmark fixtures on fixed inputs (the shared vectors, a built-in key):
+// a failure is a broken fixture and must stop the bench loudly.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 

@@ -471,7 +471,7 @@ async fn read_json(response: reqwest::Response) -> Result<Value, ClientError> {
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
         ClientError::Protocol(format!(
             "HTTP {status} with a non-JSON body: {}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            String::from_utf8_lossy(bytes.get(..200).unwrap_or(&bytes))
         ))
     })?;
     if status.is_success() {

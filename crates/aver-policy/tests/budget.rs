@@ -6,6 +6,12 @@
 //! bound on work (every loop charges before it runs), so the tests compare
 //! step counts — to the budget, to the work the attack asked for, and to
 //! the work of MAA's default SGX policy.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

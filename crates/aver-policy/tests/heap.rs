@@ -4,6 +4,14 @@
 //!
 //! This file holds a single test on purpose: the allocator counts the whole
 //! process, so no other test may run beside it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+// A counting GlobalAlloc needs `unsafe impl`; it only forwards to System.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

@@ -1,4 +1,10 @@
 //! Parser decisions and evaluation semantics of every construct.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use aver_policy::{Claim, ClaimValue, Decision, EvalErrorKind, Evaluation, Policy, Section};
 use serde_json::{Value, json};

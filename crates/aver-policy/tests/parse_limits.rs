@@ -1,6 +1,12 @@
 //! Size limits on policy text: refusals are distinguishable from syntax
 //! errors (`PolicyTooLarge` vs `PolicyParsingError`), and draft policies
 //! have their own, smaller limit.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use aver_policy::{MAX_DRAFT_POLICY_BYTES, MAX_POLICY_BYTES, MAX_RULES, Policy};
 

@@ -1,4 +1,10 @@
 //! Tests over the shared MAA vectors (read through `aver-testkit`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use aver_policy::{
     Claim, ClaimValue, Decision, Policy, claims_from_json, policy_hash, with_legacy_aliases,

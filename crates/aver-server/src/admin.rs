@@ -67,7 +67,10 @@ impl AdminAuth {
                 aws_lc_rs::constant_time::verify_slices_are_equal(stored, &hash).is_ok()
             });
             return if known {
-                Ok(Actor(format!("admin-key:{}", hex::encode(&hash[..6]))))
+                Ok(Actor(format!(
+                    "admin-key:{}",
+                    hex::encode(hash.get(..6).unwrap_or(&hash))
+                )))
             } else {
                 Err(unauthorized(&format!(
                     "the admin key is not valid for provider {:?}",

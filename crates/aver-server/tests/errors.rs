@@ -1,4 +1,10 @@
 //! Bad input gets a 4xx with `{"error":{"code","message"}}`, never a 5xx.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 

@@ -19,6 +19,12 @@
 //! - `AVER_SDK_TIMEOUT_SECS`: per SDK call (default 120)
 //!
 //! Tests are named `<scenario>::python` and `<scenario>::js`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 

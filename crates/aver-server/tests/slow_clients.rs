@@ -1,6 +1,12 @@
 //! Slow, idle and numerous clients are cut off while others are served:
 //! header, body and idle time-outs and the connection cap, over real TLS on
 //! loopback, with short limits so each test is bounded in time.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! PostgreSQL when `AVER_TEST_POSTGRES_URL` is set (each test in a fresh
 //! random schema, dropped at the end). Without it the PostgreSQL tests skip
 //! loudly, and fail under `AVER_TEST_STRICT=1`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::Path;
 use std::sync::{Arc, Barrier};

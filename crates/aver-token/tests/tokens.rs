@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use aver_token::keys::unsecured_jwt;
 use aver_token::metadata::{jwks, openid_configuration};
 use aver_token::{Claims, CompactJws, JwsAlg, SigningKey, TokenError, VerifyOptions, verify_token};

@@ -1,6 +1,12 @@
 //! The service on real evidence from `shared/vectors/tpm` (pure: no TPM).
 //! Recorded quotes carry a fixed extraData, so these tests seal a context
 //! with that value as the challenge (`init_with_challenge`, test-only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use aver_testkit::read_vector;
 use aver_tpm_attest::certs::verify_ek_certificate;

@@ -97,6 +97,11 @@ fn b64(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
+/// `v[name]`, or `null`: the server's reply is untrusted input.
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v.get(name).unwrap_or(&Value::Null)
+}
+
 fn unb64(field: &str, v: &Value) -> Result<Vec<u8>, ClientError> {
     let s = v
         .as_str()
@@ -556,15 +561,15 @@ pub fn enroll<E: std::fmt::Display>(
             "ak_pub": b64(&blob.public),
         }),
     )?;
-    let cred = unb64("credential_blob", &reply["credential_blob"])?;
-    let secret = unb64("encrypted_secret", &reply["encrypted_secret"])?;
-    let ctx = reply["service_context"].clone();
+    let cred = unb64("credential_blob", field(&reply, "credential_blob"))?;
+    let secret = unb64("encrypted_secret", field(&reply, "encrypted_secret"))?;
+    let ctx = field(&reply, "service_context").clone();
     let recovered = tpm.activate_credential(blob, &cred, &secret)?;
     let reply = send(
         &mut transport,
         json!({ "type": "activate", "secret": b64(&recovered), "service_context": ctx }),
     )?;
-    let cert = unb64("aik_cert", &reply["aik_cert"])?;
+    let cert = unb64("aik_cert", field(&reply, "aik_cert"))?;
     blob.aik_cert = Some(cert.clone());
     Ok(cert)
 }
@@ -623,10 +628,16 @@ pub fn attest<E: std::fmt::Display>(
     mut transport: impl FnMut(&Value) -> Result<Value, E>,
 ) -> Result<String, ClientError> {
     let init = send(&mut transport, json!({ "type": "aikcert" }))?;
-    let challenge = unb64("challenge", &init["challenge"])?;
-    let request = build_request(tpm, blob, &challenge, &init["service_context"], options)?;
+    let challenge = unb64("challenge", field(&init, "challenge"))?;
+    let request = build_request(
+        tpm,
+        blob,
+        &challenge,
+        field(&init, "service_context"),
+        options,
+    )?;
     let reply = send(&mut transport, request)?;
-    reply["report"]
+    field(&reply, "report")
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| ClientError::Protocol("final reply has no report".into()))

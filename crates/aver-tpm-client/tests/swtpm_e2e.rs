@@ -3,6 +3,12 @@
 //! `aver_tpm_attest::TpmAttestService` behind an in-process transport.
 //! Every test starts its own swtpm (stopped on drop) and skips loudly when
 //! swtpm / libtss2 are missing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 

@@ -1,4 +1,10 @@
 //! Every event log vector parses and replays to its expected PCRs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 use aver_testkit::read_vector;

@@ -1,5 +1,11 @@
 //! PCR files: tpm2-tools' serialized format (real swtpm files, every
 //! truncation and byte flip, generated negatives) and the JSON format.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 use aver_testkit::read_vector;

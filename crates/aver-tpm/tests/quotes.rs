@@ -1,4 +1,10 @@
 //! Real quotes verify; tampered ones fail with the right error.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 use aver_testkit::read_vector;

@@ -10,6 +10,12 @@
 //! data) also run on every successfully parsed truncation / mutation at a
 //! stride of `STRIDE` bytes (every position for logs under 4 KiB), to keep
 //! the debug-build test under a few seconds.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 use aver_testkit::read_vector;

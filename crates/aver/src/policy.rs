@@ -168,11 +168,17 @@ fn eval(policy_path: &Path, claims_path: &Path, json: bool) -> Result<ExitCode> 
         files::print_json(&evaluation.to_json());
     } else {
         let report = evaluation.to_json();
-        println!("decision: {}", report["decision"].as_str().unwrap_or("?"));
+        println!(
+            "decision: {}",
+            report
+                .get("decision")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        );
         if let Some(reason) = &evaluation.deny_reason {
             println!("reason:   {reason}");
         }
-        if let Some(trace) = report["trace"].as_array() {
+        if let Some(trace) = report.get("trace").and_then(Value::as_array) {
             println!("trace:");
             for step in trace {
                 println!("  {step}");

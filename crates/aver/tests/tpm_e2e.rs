@@ -3,6 +3,12 @@
 //! `aver evidence verify tpm` / `aver evidence eventlog` on the shared
 //! vectors. swtpm tests skip loudly when swtpm / tpm2-tools / libtss2 are
 //! missing; vector tests when the vectors are.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod tpm_support;
 

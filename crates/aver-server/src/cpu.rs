@@ -99,6 +99,8 @@ impl Drop for RaiseOnDrop {
 pub struct CpuPool {
     slots: Arc<Semaphore>,
     limits: CpuLimits,
+    /// Jobs that ended after their request was abandoned.
+    abandoned: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl CpuPool {
@@ -106,6 +108,7 @@ impl CpuPool {
         CpuPool {
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             limits,
+            abandoned: Arc::default(),
         }
     }
 
@@ -116,6 +119,20 @@ impl CpuPool {
     /// Jobs that could start right now.
     pub fn available(&self) -> usize {
         self.slots.available_permits()
+    }
+
+    /// Jobs running right now.
+    pub fn running(&self) -> usize {
+        self.limits
+            .max_concurrent
+            .max(1)
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// Jobs so far that ended after their request had been abandoned (the
+    /// client gone): they saw the cancellation flag.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Runs `job` on the blocking pool once a slot is free.
@@ -139,11 +156,17 @@ impl CpuPool {
             deadline: Instant::now() + self.limits.job_deadline,
         };
         let mut raise = RaiseOnDrop(Some(cancel.flag.clone()));
+        let abandoned = self.abandoned.clone();
         let result = tokio::task::spawn_blocking(move || {
             // The slot is held until the job itself ends, even when the
             // request was abandoned: the CPU is busy until then.
             let _permit = permit;
-            job(&cancel)
+            let out = job(&cancel);
+            if cancel.is_cancelled() {
+                abandoned.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("a verification job ended after its client left");
+            }
+            out
         })
         .await;
         raise.0 = None;

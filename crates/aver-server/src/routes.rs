@@ -48,7 +48,73 @@ pub async fn attest(
     check_api_version(query.as_deref())?;
     let Prov(provider) = prov;
     let bytes = state.read_body(body).await?;
-    let obj = json_object(&bytes)?;
+    // `?verbose=true` with a draft policy: also return the evaluation trace
+    // (which rule matched, permitted or denied, what each issued), the
+    // policy author's debugging aid. The SDKs ignore the extra member.
+    let verbose = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .any(|kv| kv.eq_ignore_ascii_case("verbose=true"));
+    let now = state.clock.now();
+    let verifiers = state.verifiers.clone();
+    // Everything after reading the body — JSON and base64 decoding,
+    // verification, policy evaluation under its budget, signing, encoding —
+    // runs on the CPU pool, never on the async workers.
+    let (reply, log) = state
+        .cpu
+        .run(move |cancel| -> Result<(Value, String), ApiError> {
+            let (request, draft) = decode_attest_request(&bytes, evidence_field)?;
+            let draft = draft.as_deref().map(DraftPolicy::parse).transpose()?;
+            let active;
+            let policy = match &draft {
+                Some(d) => PolicyChoice::Draft(d),
+                None => {
+                    active = provider.policy(ty).ok_or_else(|| policy_not_set(ty))?;
+                    PolicyChoice::Active(&active)
+                }
+            };
+            let signer = provider.signer()?;
+            let (verified, issued) = aver_attestation::attest(
+                ty,
+                &verifiers,
+                &request,
+                policy,
+                VerificationTime::from_unix_seconds(now),
+                &signer,
+                &cancel.budget(),
+            )?;
+            let log = format!(
+                "provider {} {}: {}{}",
+                provider.name,
+                ty.name,
+                verified.log_summary,
+                if draft.is_some() {
+                    " (draft policy)"
+                } else {
+                    ""
+                }
+            );
+            let reply = if verbose && draft.is_some() {
+                json!({ "token": issued.token, "evaluation": issued.evaluation.to_json() })
+            } else {
+                json!({ "token": issued.token })
+            };
+            Ok((reply, log))
+        })
+        .await??;
+    tracing::info!(attestation = %log, "attestation succeeded");
+    Ok(json_response(reply))
+}
+
+/// An attestation request in Azure's JSON shape: the evidence (base64url
+/// in the type's field), `runtimeData`, `initTimeData`, `nonce`, and the
+/// optional `draftPolicyForAttestation`.
+fn decode_attest_request(
+    bytes: &[u8],
+    evidence_field: &str,
+) -> Result<(AttestRequest, Option<String>), ApiError> {
+    let obj = json_object(bytes)?;
     let evidence = base64_field(&obj, evidence_field)?
         .ok_or_else(|| ApiError::invalid_parameter(format!("{evidence_field} is required")))?;
     let nonce = match field(&obj, "nonce") {
@@ -80,59 +146,7 @@ pub async fn attest(
             ));
         }
     };
-    let is_draft = draft.is_some();
-    let now = state.clock.now();
-    let verifiers = state.verifiers.clone();
-    let job_provider = provider.clone();
-    // Verification, policy evaluation and signing: on the CPU pool, under
-    // the policy budget, never on the async workers.
-    let (verified, issued) = state
-        .cpu
-        .run(move |cancel| {
-            let provider = job_provider;
-            let draft = draft.as_deref().map(DraftPolicy::parse).transpose()?;
-            let active;
-            let policy = match &draft {
-                Some(d) => PolicyChoice::Draft(d),
-                None => {
-                    active = provider.policy(ty).ok_or_else(|| policy_not_set(ty))?;
-                    PolicyChoice::Active(&active)
-                }
-            };
-            let signer = provider.signer()?;
-            aver_attestation::attest(
-                ty,
-                &verifiers,
-                &request,
-                policy,
-                VerificationTime::from_unix_seconds(now),
-                &signer,
-                &cancel.budget(),
-            )
-            .map_err(ApiError::from)
-        })
-        .await??;
-    tracing::info!(
-        provider = %provider.name,
-        kind = ty.name,
-        evidence = %verified.log_summary,
-        draft = is_draft,
-        "attestation succeeded"
-    );
-    // `?verbose=true` with a draft policy: also return the evaluation trace
-    // (which rule matched, permitted or denied, what each issued), the
-    // policy author's debugging aid. The SDKs ignore the extra member.
-    let verbose = query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .any(|kv| kv.eq_ignore_ascii_case("verbose=true"));
-    if verbose && is_draft {
-        return Ok(json_response(
-            json!({ "token": issued.token, "evaluation": issued.evaluation.to_json() }),
-        ));
-    }
-    Ok(json_response(json!({ "token": issued.token })))
+    Ok((request, draft))
 }
 
 pub fn policy_not_set(ty: &AttestationType) -> ApiError {
@@ -157,16 +171,6 @@ async fn attest_tpm(
     let ty = &evidence::tpm::TPM;
     check_api_version(query.as_deref())?;
     let bytes = state.read_body(body).await?;
-    let obj = json_object(&bytes)?;
-    let data = match field(&obj, "data") {
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_parameter(
-                "data must be a base64url string",
-            ));
-        }
-        None => return Err(ApiError::invalid_parameter("data is required")),
-    };
     let policy = provider.policy(ty).ok_or_else(|| policy_not_set(ty))?;
     let options =
         aver_tpm_attest::RequestOptions::from_properties(&policy.properties).map_err(|e| {
@@ -180,6 +184,16 @@ async fn attest_tpm(
         .cpu
         .run(move |cancel| -> Result<Value, ApiError> {
             let provider = job_provider;
+            let obj = json_object(&bytes)?;
+            let data = match field(&obj, "data") {
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => {
+                    return Err(ApiError::invalid_parameter(
+                        "data must be a base64url string",
+                    ));
+                }
+                None => return Err(ApiError::invalid_parameter("data is required")),
+            };
             let step = tpm
                 .handle_with(&data, now, &replay, &options)
                 .map_err(aver_attestation::AttestError::from)?;

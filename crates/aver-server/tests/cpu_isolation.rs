@@ -1,0 +1,194 @@
+//! Expensive requests do not starve the service: while two hostile
+//! attestations are evaluated, `/health` and an ordinary attestation are
+//! answered before either hostile one finishes; and a request whose client
+//! has gone stops consuming CPU (its evaluation sees the cancellation flag).
+//!
+//! One test, run alone in this binary: the CPU time read is the process's.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aver_server::state::Clock;
+use aver_sim::{EnclaveIdentity, SimPlatform, report_data_for};
+use common::TestService;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// A stored policy whose every rule runs JMESPath over the runtime data:
+/// it runs until the step budget stops it (a few hundred ms).
+fn heavy_policy() -> String {
+    let rules = "c:[type==\"x-ms-runtime\"] => add(type=\"o\", value=JmesPath(c.value, \"length([*].k)\"));\n"
+        .repeat(600);
+    format!("version=1.2; authorizationrules{{ => permit(); }}; issuancerules{{ {rules} }};")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_requests_do_not_starve_others_and_stop_when_abandoned() {
+    let svc = TestService::start_with(true, Clock::System, |c| {
+        // Room for the ordinary request beside the two hostile ones.
+        c.cpu.max_concurrent = 4;
+    })
+    .await;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&svc.ca).unwrap()])
+        .build()
+        .unwrap();
+    let base = svc.issuer().to_string();
+    let platform = SimPlatform::generate().unwrap();
+    let b64 = aver_token::b64::encode_url;
+    let body_for = |runtime: &[u8]| {
+        let quote = platform
+            .quote(&EnclaveIdentity {
+                report_data: report_data_for(runtime),
+                ..EnclaveIdentity::default()
+            })
+            .unwrap();
+        json!({
+            "quote": b64(&quote),
+            "runtimeData": {"data": b64(runtime), "dataType": "JSON"},
+        })
+    };
+    let runtime: Vec<Value> = (0..20_000)
+        .map(|i| json!({"k": i, "v": "xxxxxxxx"}))
+        .collect();
+    let heavy = Arc::new(body_for(&serde_json::to_vec(&runtime).unwrap()));
+    let ordinary = body_for(br#"{"jwk":{"kty":"EC"}}"#);
+    let attest_url = format!("{base}/attest/SgxEnclave?api-version=2022-08-01");
+    // A second provider holds the heavy policy, so the default provider's
+    // ordinary attestation keeps the default policy.
+    let state = svc.service.state.clone();
+    let record = aver_server::store::ProviderRecord {
+        name: "heavy".into(),
+        isolated: false,
+        host: None,
+        created_at: common::now() as i64,
+    };
+    let key = tokio::task::spawn_blocking(move || {
+        aver_server::load::create_provider(state.store.as_ref(), &record, &[], "test").unwrap()
+    })
+    .await
+    .unwrap();
+    svc.service.state.reload().await.unwrap();
+    let r = http
+        .put(format!(
+            "{base}/providers/heavy/policies/SgxEnclave?api-version=2022-08-01"
+        ))
+        .bearer_auth(&key)
+        .body(aver_token::policy::unsigned(Some(&heavy_policy())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let heavy_url = format!("{base}/providers/heavy/attest/SgxEnclave?api-version=2022-08-01");
+
+    // One heavy request alone: its code and its CPU cost.
+    let start = cpu_seconds();
+    let r = http.post(&heavy_url).json(&*heavy).send().await.unwrap();
+    let full_cost = cpu_seconds() - start;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "PolicyStepLimitExceeded", "{v}");
+
+    // Two at once; meanwhile health and an ordinary attestation are served.
+    let send_heavy = || {
+        let (http, url, body) = (http.clone(), heavy_url.clone(), heavy.clone());
+        tokio::spawn(async move { http.post(&url).json(&*body).send().await.unwrap().status() })
+    };
+    let hostile = [send_heavy(), send_heavy()];
+    // Let both reach the CPU pool.
+    for _ in 0..200 {
+        if svc.service.state.cpu.running() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        svc.service.state.cpu.running() >= 2,
+        "the heavy jobs never started"
+    );
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let r = http.post(&attest_url).json(&ordinary).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert!(
+        hostile.iter().any(|h| !h.is_finished()),
+        "health and an ordinary attestation waited for the hostile requests"
+    );
+    for h in hostile {
+        assert_eq!(h.await.unwrap(), 400);
+    }
+
+    // A client that sends the heavy request and leaves: the evaluation sees
+    // the flag and stops, so the request costs a fraction of a full run.
+    let abandoned_before = svc.service.state.cpu.abandoned();
+    let body = serde_json::to_vec(&*heavy).unwrap();
+    let start = cpu_seconds();
+    {
+        let tcp = tokio::net::TcpStream::connect(svc.service.addr)
+            .await
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&svc.ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /providers/heavy/attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&body).await.unwrap();
+        tls.flush().await.unwrap();
+        for _ in 0..200 {
+            if svc.service.state.cpu.running() >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Gone: the connection closes here.
+    }
+    for _ in 0..400 {
+        if svc.service.state.cpu.running() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let abandoned_cost = cpu_seconds() - start;
+    assert_eq!(
+        svc.service.state.cpu.abandoned(),
+        abandoned_before + 1,
+        "the job did not see that its client had gone"
+    );
+    eprintln!("full heavy request {full_cost:.3} s CPU; abandoned one {abandoned_cost:.3} s");
+    assert!(
+        abandoned_cost < full_cost * 0.75,
+        "an abandoned request cost {abandoned_cost:.3} s of CPU, a full one {full_cost:.3} s"
+    );
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}

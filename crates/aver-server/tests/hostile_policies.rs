@@ -244,7 +244,7 @@ async fn hostile_policies_end_in_their_code_with_bounded_cpu_and_a_healthy_servi
     // few milliseconds; without a budget the same policies run for seconds
     // to days (the probe measured 8 s and ~a day) or exhaust memory.
     const MAX_RATIO: f64 = 400.0;
-    let mut check = async |label: &str, b: Value, expected: &str| {
+    let check = async |label: &str, b: Value, expected: &str| {
         let start = cpu_seconds();
         let (status, v) = raw.attest(&b).await;
         let spent = cpu_seconds() - start;

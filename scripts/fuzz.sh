@@ -68,6 +68,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 mkdir -p "$out"
+# One target directory for every fuzz package: their (sanitized)
+# dependencies are built once.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/fuzz-build}"
 status=0
 for t in "${targets[@]}"; do
     dir="${crate[$t]:-}"

@@ -38,6 +38,9 @@ pub enum ClientError {
     Ca(String),
     #[error("{0}")]
     Usage(String),
+    /// The service acted (2xx) but its signed result did not verify.
+    #[error("{0}")]
+    Receipt(String),
 }
 
 impl From<TokenError> for ClientError {
@@ -354,7 +357,7 @@ impl AdminClient {
         }
         .await;
         verified.map_err(|e| {
-            ClientError::Protocol(format!(
+            ClientError::Receipt(format!(
                 "the service accepted the request (the change is made), but its signed result did not verify: {e}"
             ))
         })

@@ -135,7 +135,7 @@ pub fn ensure_default_provider(
         {
             return Ok(None);
         }
-        Err(e) => return Err(StartError::Setup(e)),
+        Err(e) => return Err(StartError::Setup(e.to_string())),
     };
     std::fs::create_dir_all(data_dir)?;
     tls::write_private(&data_dir.join("admin-key"), format!("{key}\n").as_bytes())

@@ -37,6 +37,21 @@ pub enum LoadError {
     Provider { provider: String, detail: String },
 }
 
+/// Why a provider could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("invalid provider name {0:?}: use 1-63 of a-z, 0-9 and -, not starting with -")]
+    InvalidName(String),
+    #[error("invalid host {0:?}: a DNS name (letters, digits, '-' and '.'), optionally with :port")]
+    InvalidHost(String),
+    #[error("an isolated provider needs at least one policy signer certificate")]
+    NoSigners,
+    #[error("the system random number generator failed")]
+    Rng,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Whether `name` is a valid provider name: 1-63 of `a-z 0-9 -`, not
 /// starting with `-` (it appears in URLs and host names).
 pub fn valid_provider_name(name: &str) -> bool {
@@ -71,9 +86,9 @@ pub fn valid_host_name(host: &str) -> bool {
 
 /// A new random admin key (`aver_` + 32 random bytes, base64url) and the
 /// SHA-256 hash that is stored instead of it.
-pub fn new_admin_key() -> Result<(String, Vec<u8>), String> {
+pub fn new_admin_key() -> Result<(String, Vec<u8>), CreateError> {
     let mut secret = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut secret).map_err(|_| "system RNG failed".to_string())?;
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| CreateError::Rng)?;
     let key = format!("aver_{}", aver_token::b64::encode_url(&secret));
     let hash = admin_key_hash(&key);
     Ok((key, hash))
@@ -244,22 +259,17 @@ pub fn create_provider(
     record: &ProviderRecord,
     signers: &[Vec<u8>],
     actor: &str,
-) -> Result<String, String> {
+) -> Result<String, CreateError> {
     if !valid_provider_name(&record.name) {
-        return Err(format!(
-            "invalid provider name {:?}: use 1-63 of a-z, 0-9 and -",
-            record.name
-        ));
+        return Err(CreateError::InvalidName(record.name.clone()));
     }
     if let Some(host) = &record.host
         && !valid_host_name(host)
     {
-        return Err(format!(
-            "invalid host {host:?}: a DNS name (letters, digits, '-' and '.'), optionally with :port"
-        ));
+        return Err(CreateError::InvalidHost(host.clone()));
     }
     if record.isolated && signers.is_empty() {
-        return Err("an isolated provider needs at least one policy signer certificate".into());
+        return Err(CreateError::NoSigners);
     }
     let (key, hash) = new_admin_key()?;
     let audit = AuditRecord {
@@ -280,9 +290,7 @@ pub fn create_provider(
                 .unwrap_or_default()
         ),
     };
-    store
-        .create_provider(record, signers, &hash, &audit)
-        .map_err(|e| e.to_string())?;
+    store.create_provider(record, signers, &hash, &audit)?;
     Ok(key)
 }
 

@@ -440,3 +440,42 @@ async fn malformed_requests_get_a_4xx_with_a_code_on_every_endpoint() {
         "bROrN897ZfWmWY2V0FLUlu3uwk5xatGnKYHn3zBbSlw"
     );
 }
+
+/// A TPM policy whose configuration rules fail is refused when it is set:
+/// silently dropping its configuration (`require_valid_aik_cert`,
+/// `required_pcr_mask`) would make the service more permissive than the
+/// policy says.
+#[tokio::test]
+async fn a_policy_whose_configuration_rules_fail_is_refused() {
+    let svc = TestService::start(true).await;
+    let http = http(&svc, false);
+    let key = svc.service.new_admin_key.clone().unwrap();
+    let url = url(&svc, "localhost", "/policies/Tpm?api-version=2022-08-01");
+    let failing = r#"version=1.2;
+configurationrules {
+    => issueproperty(type="require_valid_aik_cert", value=true);
+    => issueproperty(type="required_pcr_mask", value=JsonToClaimValue("{not json"));
+};
+authorizationrules { => permit(); };"#;
+    let (status, v, _) = send(
+        &http,
+        reqwest::Method::PUT,
+        &url,
+        aver_token::policy::unsigned(Some(failing)).into_bytes(),
+        Some(&key),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (400, "PolicyEvaluationError"), "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("configurationrules") && message.contains("JsonToClaimValue"),
+        "{message}"
+    );
+    // Nothing was stored: TPM still has no policy.
+    let (status, v, _) = send(&http, reqwest::Method::GET, &url, vec![], Some(&key)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        payload(v["token"].as_str().unwrap())["x-ms-policy"],
+        "eyJhbGciOiJub25lIn0.."
+    );
+}

@@ -36,12 +36,17 @@ impl Drop for Server {
 }
 
 fn serve(dir: &Path, port: u16) -> Server {
+    serve_with(dir, port, &[])
+}
+
+fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Server {
     let child = aver()
         .arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -295,4 +300,39 @@ fn provider_and_signer_cli_round_trip() {
         .output()
         .unwrap();
     assert!(out.status.success());
+}
+
+/// A replica reached directly while its issuer is a load balancer's URL
+/// (`--issuer https://lb.example:8443`): a management change through it
+/// succeeds and is reported as such — the receipt is checked against the
+/// issuer the service names, or the one given with `--issuer`.
+#[test]
+fn management_through_a_replica_behind_another_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = serve_with(dir.path(), port, &["--issuer", "https://lb.example:8443"]);
+    let url = format!("https://127.0.0.1:{port}");
+    let out = set_policy(dir.path(), &url, &policy(7));
+    assert!(
+        out.status.success(),
+        "a change that was made is reported as a failure: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(get_policy(dir.path(), &url).contains("value=7"));
+
+    // Told to expect another issuer, the CLI says the change was made but
+    // its receipt does not verify — once, without repeating itself.
+    let file = dir.path().join("p8.txt");
+    std::fs::write(&file, policy(8)).unwrap();
+    let mut cmd = aver();
+    cmd.args(["policy", "set", "--type", "SgxEnclave", "--file"])
+        .arg(&file)
+        .args(["--issuer", "https://elsewhere.example"]);
+    admin_args(&mut cmd, dir.path(), &url);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("the change is made"), "{stderr}");
+    assert_eq!(stderr.matches("the token issuer is").count(), 1, "{stderr}");
+    assert!(get_policy(dir.path(), &url).contains("value=8"));
 }

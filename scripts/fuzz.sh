@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Aver's cargo-fuzz targets, seeded from the shared real vectors.
 #
-#   scripts/fuzz.sh [--runs N] [--seconds S] [--out DIR] [TARGET ...]
+#   scripts/fuzz.sh [--runs N] [--seconds S] [--out DIR] [--no-sanitizer] [TARGET ...]
 #
 # Each target runs until N executions (default 10 000 000) or S seconds
 # (default 3600), whichever comes first, with a -max_len suited to its
@@ -12,7 +12,11 @@
 # directory and makes the script exit non-zero; turn each such input into
 # a regression test that stable `cargo test` runs (see FUZZING.md).
 #
-# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+# --no-sanitizer builds without AddressSanitizer (with debug assertions and
+# overflow checks on), several times faster: the targets are Rust parsers,
+# so what is sought is panics, overflows, hangs and memory blow-ups; long
+# campaigns use it, and the CI smoke run keeps ASan for the C under
+# aws-lc. Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 # The summary line per target (executions, coverage, features, corpus,
 # seconds) is printed and appended to DIR/summary.txt.
 set -euo pipefail
@@ -23,8 +27,10 @@ runs=10000000
 seconds=3600
 out="$root/target/fuzz-campaign"
 targets=()
+build_flags=()
 while [ $# -gt 0 ]; do
     case "$1" in
+        --no-sanitizer) build_flags=(-s none --debug-assertions); shift ;;
         --runs) runs="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
@@ -89,7 +95,7 @@ for t in "${targets[@]}"; do
     log="$out/$t.log"
     start=$(date +%s)
     echo "--- fuzzing $t ($dir): up to $runs runs or ${seconds}s, max_len ${maxlen[$t]}"
-    if (cd "$dir" && cargo +nightly fuzz run "$t" "$corpus" -- \
+    if (cd "$dir" && cargo +nightly fuzz run "${build_flags[@]}" "$t" "$corpus" -- \
             -runs="$runs" -max_total_time="$seconds" -max_len="${maxlen[$t]}" \
             -timeout=20 -rss_limit_mb=4096 -print_final_stats=1) >"$log" 2>&1; then
         result=ok

@@ -5,11 +5,16 @@
 //! When something a test needs is missing (vectors, swtpm, PostgreSQL, an SDK),
 //! the test says so loudly and skips, unless `AVER_TEST_STRICT=1` is set (as
 //! `.ci/run` does), in which case the skip is a failure.
-// Test support only: a missing vector under AVER_TEST_STRICT must fail the
-// test, which is what a panic here does.
+//!
+//! [`swtpm`] is the software-TPM harness of the TPM end-to-end tests.
+// Test support only: a missing vector under AVER_TEST_STRICT, or a swtpm
+// that cannot be manufactured or started, must fail the test, which is what
+// a panic here does.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+
+pub mod swtpm;
 
 /// Directory holding the shared real-hardware vectors.
 pub fn vectors_dir() -> PathBuf {

@@ -12,6 +12,7 @@
 
 mod common;
 
+use aver_testkit::swtpm::{LogWriter, Swtpm};
 use aver_tpm_attest::{ReplayCache, TpmAttestConfig, TpmAttestService};
 use aver_tpm_client::{
     AkAlgorithm, AkBlob, AttestOptions, TpmClient, attest, build_request, enroll,

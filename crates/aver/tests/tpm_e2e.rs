@@ -10,14 +10,37 @@
     clippy::panic
 )]
 
-mod tpm_support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use aver_server::{Config, Service};
+use aver_testkit::swtpm::{self, EV_EFI_ACTION, Manufactured, Swtpm, TPM2_PCREXTEND};
 use serde_json::Value;
-use tpm_support::*;
+
+/// Cargo's per-target scratch directory for integration tests: the swtpm
+/// template and every scratch directory live there (the testkit, a library,
+/// has no `CARGO_TARGET_TMPDIR` of its own).
+const TMP: &str = env!("CARGO_TARGET_TMPDIR");
+
+/// swtpm and its tools, plus tpm2-tools' `tpm2_pcrextend`: this crate does
+/// not depend on tss-esapi, so the log is extended into the TPM with it.
+fn require_tools(test: &str) -> Option<()> {
+    swtpm::require_tools(test, &[TPM2_PCREXTEND])
+}
+
+/// The one TPM identity of this test binary.
+fn identity() -> &'static Manufactured {
+    swtpm::identity(TMP, "template")
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    swtpm::scratch(TMP, tag)
+}
+
+/// The standard measured boot, extended with `tpm2_pcrextend`.
+fn standard_boot(tpm: &Swtpm) -> swtpm::LogWriter {
+    swtpm::standard_boot(&mut tpm.extender())
+}
 
 /// The documentation's simple TPM policy (Azure "TPM attestation concepts").
 const SIMPLE_TPM_POLICY: &str = r#"version=1.0;

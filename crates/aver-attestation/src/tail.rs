@@ -35,6 +35,16 @@ pub struct Issued {
     pub token: String,
     pub claims: Map<String, Value>,
     pub evaluation: Evaluation,
+    /// Time spent evaluating the policy and signing, for the service's
+    /// stage metrics (a measurement, never an input to a decision).
+    pub timings: TailTimings,
+}
+
+/// How long the tail's stages took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TailTimings {
+    pub policy: std::time::Duration,
+    pub sign: std::time::Duration,
 }
 
 /// Evaluates the policy over the service's claims and returns the token's
@@ -93,7 +103,10 @@ pub fn finish(
     now: u64,
     budget: &Budget,
 ) -> Result<Issued, AttestError> {
+    let started = std::time::Instant::now();
     let (mut claims, evaluation) = claims(ty, policy, service_claims, nonce, budget)?;
+    let policy_time = started.elapsed();
+    let started = std::time::Instant::now();
     stamp(&mut claims, signer.issuer, now)?;
     let token = if policy.is_draft() {
         aver_token::keys::unsecured_jwt(&claims)
@@ -107,5 +120,9 @@ pub fn finish(
         token,
         claims,
         evaluation,
+        timings: TailTimings {
+            policy: policy_time,
+            sign: started.elapsed(),
+        },
     })
 }

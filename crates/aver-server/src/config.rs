@@ -37,6 +37,9 @@ pub struct Config {
     pub limits: crate::listener::ConnectionLimits,
     /// Concurrency and deadline of CPU-heavy work (see [`crate::cpu`]).
     pub cpu: crate::cpu::CpuLimits,
+    /// Plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (see
+    /// [`crate::observe`]); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// OIDC admin settings (see `admin`).
@@ -66,6 +69,7 @@ impl Config {
             refresh_secs: 2,
             limits: crate::listener::ConnectionLimits::default(),
             cpu: crate::cpu::CpuLimits::default(),
+            metrics_listen: None,
         }
     }
 

@@ -149,7 +149,10 @@ impl CpuPool {
         {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(ApiError::internal("CPU pool closed", "semaphore closed")),
-            Err(_) => return Err(busy()),
+            Err(_) => {
+                metrics::counter!("aver_load_shed_total").increment(1);
+                return Err(busy());
+            }
         };
         let cancel = Cancel {
             flag: Arc::new(AtomicBool::new(false)),
@@ -157,7 +160,10 @@ impl CpuPool {
         };
         let mut raise = RaiseOnDrop(Some(cancel.flag.clone()));
         let abandoned = self.abandoned.clone();
+        // The job's log lines carry the request's span (its request id).
+        let span = tracing::Span::current();
         let result = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             // The slot is held until the job itself ends, even when the
             // request was abandoned: the CPU is busy until then.
             let _permit = permit;

@@ -76,6 +76,9 @@ impl IntoResponse for ApiError {
         if let Ok(value) = axum::http::HeaderValue::from_str(self.code) {
             response.headers_mut().insert("x-ms-error-code", value);
         }
+        response
+            .extensions_mut()
+            .insert(crate::observe::ErrorCode(self.code));
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

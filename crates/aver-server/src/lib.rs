@@ -16,6 +16,7 @@ pub mod json;
 pub mod listener;
 pub mod load;
 pub mod manage;
+pub mod observe;
 pub mod policy_jws;
 pub mod request;
 pub mod routes;
@@ -48,6 +49,8 @@ pub fn router(state: AppState) -> Router {
             get(routes::openid_configuration),
         )
         .route("/health", get(routes::health))
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
         .route(
             "/policies/{spec}",
             get(manage::get_policy)
@@ -69,7 +72,7 @@ pub fn router(state: AppState) -> Router {
             state,
             routing::route_provider,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(observe::request_context))
 }
 
 /// Why the service could not start.
@@ -193,6 +196,9 @@ pub struct Service {
     /// The default provider's admin key, when this start created it.
     pub new_admin_key: Option<String>,
     pub state: AppState,
+    /// The metrics listener's address, when one was configured.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
     handle: listener::ListenerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     refresher: tokio::task::JoinHandle<()>,
@@ -262,7 +268,13 @@ impl Service {
             tpm_replay: Arc::new(aver_tpm_attest::ReplayCache::default()),
             admin: Arc::new(admin_auth(config)?),
             loader,
+            store_health: Arc::default(),
         };
+        state.store_health.ok(
+            now,
+            state.providers.read().map(|p| p.generation).unwrap_or(0),
+        );
+        observe::prometheus();
 
         let tls = tls::ensure_tls_files(
             &config.data_dir,
@@ -285,7 +297,23 @@ impl Service {
             std::time::Duration::from_secs(10),
         ));
         let refresher = tokio::spawn(refresh_loop(state.clone(), config.refresh_secs.max(1)));
+        let (metrics_addr, metrics_task) = match config.metrics_listen {
+            None => (None, None),
+            Some(at) => {
+                let metrics_listener = tokio::net::TcpListener::bind(at).await?;
+                let bound = metrics_listener.local_addr()?;
+                let app = observe::metrics_router(state.clone());
+                let task = tokio::spawn(async move {
+                    if let Err(e) = axum::serve(metrics_listener, app).await {
+                        tracing::warn!(error = %e, "the metrics listener stopped");
+                    }
+                });
+                (Some(bound), Some(task))
+            }
+        };
         Ok(Service {
+            metrics_addr,
+            metrics_task,
             addr,
             issuer,
             tls,
@@ -305,6 +333,9 @@ impl Service {
     /// Stops accepting connections and waits for the server task.
     pub async fn shutdown(self) {
         self.refresher.abort();
+        if let Some(task) = &self.metrics_task {
+            task.abort();
+        }
         self.handle.shutdown();
         let _ = self.task.await;
     }
@@ -323,6 +354,9 @@ impl Service {
         }
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         self.refresher.abort();
+        if let Some(task) = &self.metrics_task {
+            task.abort();
+        }
         handle.shutdown();
         task.await.map_err(|e| StartError::Setup(e.to_string()))??;
         Ok(())
@@ -362,16 +396,19 @@ async fn refresh_loop(state: AppState, every_secs: u64) {
         let current = match state.blocking(|store| store.generation()).await {
             Ok(g) => g,
             Err(e) => {
+                state.store_health.failed(state.clock.now());
                 tracing::warn!(code = e.code, "cannot read the store generation");
                 continue;
             }
         };
         if current != known {
             if let Err(e) = state.reload().await {
+                state.store_health.failed(state.clock.now());
                 tracing::warn!(code = e.code, message = %e.message, "reload failed");
-            } else {
-                tracing::debug!(generation = current, "providers reloaded");
+                continue;
             }
+            tracing::debug!(generation = current, "providers reloaded");
         }
+        state.store_health.ok(state.clock.now(), current);
     }
 }

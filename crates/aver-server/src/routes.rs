@@ -41,12 +41,32 @@ pub async fn attest(
             registry::names()
         ))
     })?;
-    let evidence_field = match ty.flow {
-        Flow::SingleShot { evidence_field, .. } => evidence_field,
-        Flow::Protocol => return attest_tpm(state, prov, query, body).await,
+    let labels = crate::observe::AttestationLabels {
+        kind: ty.name,
+        provider: prov.0.name.clone(),
     };
+    let result = match ty.flow {
+        Flow::SingleShot { evidence_field, .. } => {
+            attest_single(state, prov.0, ty, evidence_field, query, body).await
+        }
+        Flow::Protocol => attest_tpm(state, prov, query, body).await,
+    };
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(labels);
+    Ok(response)
+}
+
+/// One single-shot attestation, timed by stage for the metrics.
+async fn attest_single(
+    state: AppState,
+    provider: std::sync::Arc<crate::state::Provider>,
+    ty: &'static AttestationType,
+    evidence_field: &'static str,
+    query: Option<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    use crate::observe::stage;
     check_api_version(query.as_deref())?;
-    let Prov(provider) = prov;
     let bytes = state.read_body(body).await?;
     // `?verbose=true` with a draft policy: also return the evaluation trace
     // (which rule matched, permitted or denied, what each issued), the
@@ -64,8 +84,10 @@ pub async fn attest(
     let (reply, log) = state
         .cpu
         .run(move |cancel| -> Result<(Value, String), ApiError> {
+            let started = std::time::Instant::now();
             let (request, draft) = decode_attest_request(&bytes, evidence_field)?;
             let draft = draft.as_deref().map(DraftPolicy::parse).transpose()?;
+            stage(ty.name, "decode", started.elapsed().as_secs_f64());
             let active;
             let policy = match &draft {
                 Some(d) => PolicyChoice::Draft(d),
@@ -75,15 +97,21 @@ pub async fn attest(
                 }
             };
             let signer = provider.signer()?;
-            let (verified, issued) = aver_attestation::attest(
+            let time = VerificationTime::from_unix_seconds(now);
+            let started = std::time::Instant::now();
+            let verified = aver_attestation::verify(ty, &verifiers, &request, time)?;
+            stage(ty.name, "verify", started.elapsed().as_secs_f64());
+            let issued = tail::finish(
                 ty,
-                &verifiers,
-                &request,
                 policy,
-                VerificationTime::from_unix_seconds(now),
+                verified.claims.clone(),
+                request.nonce.as_deref(),
                 &signer,
+                time.unix_seconds(),
                 &cancel.budget(),
             )?;
+            stage(ty.name, "policy", issued.timings.policy.as_secs_f64());
+            stage(ty.name, "sign", issued.timings.sign.as_secs_f64());
             let log = format!(
                 "provider {} {}: {}{}",
                 provider.name,

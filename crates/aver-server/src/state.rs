@@ -182,6 +182,8 @@ pub struct AppState {
     pub admin: Arc<AdminAuth>,
     /// Everything needed to (re)build providers from the store.
     pub loader: Arc<crate::load::Loader>,
+    /// When the store was last reached (for `/readyz` and the metrics).
+    pub store_health: Arc<crate::observe::StoreHealth>,
 }
 
 impl AppState {

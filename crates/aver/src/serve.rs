@@ -85,6 +85,12 @@ pub struct ServeArgs {
     /// Seconds one verification and policy evaluation may run [default: 5].
     #[arg(long, env = "AVER_ATTESTATION_DEADLINE")]
     attestation_deadline: Option<u64>,
+    /// Serve Prometheus metrics (`/metrics`) and the probes (`/healthz`,
+    /// `/readyz`) over plain HTTP on this address, e.g. `127.0.0.1:9464`
+    /// [default: off]. Bind it to a private interface: it has no
+    /// authentication.
+    #[arg(long, env = "AVER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The TOML file's shape.
@@ -112,6 +118,7 @@ struct FileConfig {
     max_concurrent_attestations: Option<usize>,
     queue_timeout: Option<u64>,
     attestation_deadline: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -175,6 +182,7 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
         config.cpu.job_deadline = secs(v.max(1));
     }
     config.tpm_ek_roots = args.tpm_ek_roots.or(file.tpm_ek_roots);
+    config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     let issuer = args.admin_oidc_issuer.or(file.admin_oidc_issuer);
     if let Some(issuer) = issuer {
         let missing = |what: &str| anyhow::anyhow!("admin OIDC issuer set without {what}");
@@ -206,6 +214,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     eprintln!("  issuer:        {}", service.issuer);
     eprintln!("  data dir:      {}", config.data_dir.display());
+    if let Some(addr) = service.metrics_addr {
+        eprintln!("  metrics:       http://{addr}/metrics (also /healthz, /readyz)");
+    }
     match &service.new_admin_key {
         Some(_) => eprintln!(
             "  admin key:     {} (created now; give it as a Bearer credential for /policies and /certificates)",

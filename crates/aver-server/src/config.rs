@@ -26,6 +26,9 @@ pub struct Config {
     /// `postgres://...` to keep state in PostgreSQL (several replicas);
     /// otherwise SQLite in the data directory.
     pub database_url: Option<String>,
+    /// PostgreSQL schema holding Aver's tables (created if needed), so
+    /// that several deployments or test runs can share one database.
+    pub database_schema: Option<String>,
     /// Directory of PEM files: TPM manufacturer roots trusted for EK
     /// certificates (TPM enrollment).
     pub tpm_ek_roots: Option<PathBuf>,
@@ -64,6 +67,7 @@ impl Config {
             max_body_bytes: 1024 * 1024,
             extra_sgx_roots: Vec::new(),
             database_url: None,
+            database_schema: None,
             tpm_ek_roots: None,
             admin_oidc: None,
             refresh_secs: 2,

@@ -93,7 +93,10 @@ pub enum StartError {
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &config.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(store::postgres::PostgresStore::connect(url)?))
+            Ok(Arc::new(match &config.database_schema {
+                Some(schema) => store::postgres::PostgresStore::connect_with_schema(url, schema)?,
+                None => store::postgres::PostgresStore::connect(url)?,
+            }))
         }
         Some(other) => Err(StartError::Setup(format!(
             "unsupported database URL {other:?} (use postgres://..., or omit it for SQLite)"

@@ -245,6 +245,18 @@ impl AppState {
                 crate::store::StoreError::NotFound(what) => {
                     ApiError::not_found(format!("{what} does not exist"))
                 }
+                // Management answers at once rather than hanging while the
+                // database is away; attestations do not need it.
+                crate::store::StoreError::Unavailable(why) => {
+                    tracing::warn!(cause = %why, "store unavailable");
+                    ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "StoreUnavailable",
+                        "the service's database is unavailable; attestation continues, but \
+                         changes cannot be made now: retry shortly",
+                    )
+                    .with_retry_after(5)
+                }
                 other => ApiError::internal("store operation failed", other),
             })
     }

@@ -1013,10 +1013,11 @@ fn postgres_refuses_tls_and_bad_urls_without_connecting() {
 }
 
 #[test]
-fn postgres_unreachable_database_is_a_backend_error() {
-    // Port 1 on loopback: connection refused at once.
+fn postgres_unreachable_database_is_unavailable() {
+    // Port 1 on loopback: connection refused at once. Unavailable (worth
+    // retrying, a 503 for management calls), not a generic backend fault.
     let err = PostgresStore::connect("postgres://aver@127.0.0.1:1/aver?connect_timeout=2")
         .err()
         .unwrap();
-    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }

@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// SQLite in the data directory; for several replicas.
     #[arg(long, env = "AVER_DATABASE_URL")]
     database_url: Option<String>,
+    /// PostgreSQL schema for Aver's tables (created if needed) [default: the
+    /// connection's search path, normally `public`].
+    #[arg(long, env = "AVER_DATABASE_SCHEMA")]
+    database_schema: Option<String>,
     /// Directory of PEM files: TPM manufacturer CAs for EK certificates
     /// (self-signed ones are trusted roots, others intermediates).
     #[arg(long, env = "AVER_TPM_EK_ROOTS")]
@@ -105,6 +109,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     trust_roots: Option<Vec<PathBuf>>,
     database_url: Option<String>,
+    database_schema: Option<String>,
     tpm_ek_roots: Option<PathBuf>,
     admin_oidc_issuer: Option<String>,
     admin_oidc_audience: Option<String>,
@@ -151,6 +156,7 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
         args.trust_roots
     };
     config.database_url = args.database_url.or(file.database_url);
+    config.database_schema = args.database_schema.or(file.database_schema);
     let secs = std::time::Duration::from_secs;
     if let Some(v) = args.max_connections.or(file.max_connections) {
         anyhow::ensure!(v > 0, "max_connections must be at least 1");

@@ -118,6 +118,10 @@ pub enum SignerRemoval {
 pub enum StoreError {
     #[error("database error: {0}")]
     Backend(String),
+    /// The database cannot be reached right now (down, restarting,
+    /// unreachable): worth retrying later, and never the client's fault.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("the store lock was poisoned by a panic")]
     Poisoned,
     #[error("{0} already exists")]

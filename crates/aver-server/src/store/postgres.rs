@@ -92,7 +92,8 @@ pub struct PostgresStore {
     config: Config,
     /// Schema put first on the `search_path` of every connection.
     schema: Option<String>,
-    client: Mutex<Client>,
+    /// `None` only while being dropped (see the `Drop` impl).
+    client: Mutex<Option<Client>>,
 }
 
 const SCHEMA: &str = "
@@ -287,7 +288,7 @@ impl PostgresStore {
         let store = PostgresStore {
             config,
             schema,
-            client: Mutex::new(client),
+            client: Mutex::new(Some(client)),
         };
         store.create_schema()?;
         Ok(store)
@@ -315,20 +316,23 @@ impl PostgresStore {
     /// Runs `op` on the connection, reconnecting and retrying once when the
     /// connection is broken (see the module documentation).
     fn run<T>(&self, mut op: impl FnMut(&mut Client) -> Result<T, Fail>) -> Result<T, StoreError> {
-        let mut client = self.client.lock().map_err(|_| StoreError::Poisoned)?;
-        if client.is_closed() {
+        let mut slot = self.client.lock().map_err(|_| StoreError::Poisoned)?;
+        if slot.as_ref().is_none_or(Client::is_closed) {
             tracing::warn!("PostgreSQL connection closed; reconnecting");
-            *client = open(&self.config, self.schema.as_deref())?;
+            *slot = Some(open(&self.config, self.schema.as_deref())?);
         }
-        let lost = match op(&mut client) {
+        let Some(client) = slot.as_mut() else {
+            return Err(StoreError::Unavailable("no PostgreSQL connection".into()));
+        };
+        let lost = match op(client) {
             Ok(out) => return Ok(out),
-            Err(Fail::Db(e)) if is_broken(&client, &e) => e,
-            Err(fail) => return Err(self.failure(&mut client, fail)),
+            Err(Fail::Db(e)) if is_broken(client, &e) => e,
+            Err(fail) => return Err(self.failure(client, fail)),
         };
         tracing::warn!(error = %lost, "PostgreSQL connection lost; reconnecting and retrying once");
         *client = open(&self.config, self.schema.as_deref())
-            .map_err(|e| StoreError::Backend(format!("{lost}; reconnecting failed: {e}")))?;
-        op(&mut client).map_err(|fail| self.failure(&mut client, fail))
+            .map_err(|e| StoreError::Unavailable(format!("{lost}; reconnecting failed: {e}")))?;
+        op(client).map_err(|fail| self.failure(client, fail))
     }
 
     /// The error to return for a failed attempt that is not retried.
@@ -342,7 +346,7 @@ impl PostgresStore {
                 if let Ok(fresh) = open(&self.config, self.schema.as_deref()) {
                     *client = fresh;
                 }
-                StoreError::Backend(format!(
+                StoreError::Unavailable(format!(
                     "connection to PostgreSQL lost while committing; the change may or may not \
                      have been applied: {e}"
                 ))
@@ -401,11 +405,31 @@ impl PostgresStore {
     }
 }
 
+impl Drop for PostgresStore {
+    /// `postgres::Client` blocks on its own runtime when dropped, which
+    /// panics inside an async runtime — where a service's last handle to
+    /// its store is usually dropped (shutdown after SIGTERM, tests). The
+    /// connection is then closed on a plain thread.
+    fn drop(&mut self) {
+        let client = match self.client.get_mut() {
+            Ok(slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(client) = client {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::spawn(move || drop(client)).join();
+            } else {
+                drop(client);
+            }
+        }
+    }
+}
+
 /// Opens a connection and applies the session settings.
 fn open(config: &Config, schema: Option<&str>) -> Result<Client, StoreError> {
     let mut client = config
         .connect(NoTls)
-        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
     client.batch_execute(SESSION).map_err(store_error)?;
     if let Some(schema) = schema {
         client

@@ -31,6 +31,10 @@ pub struct DemoArgs {
     /// CA certificate (PEM) for the running service's TLS certificate.
     #[arg(long, env = "AVER_CA")]
     ca: Option<PathBuf>,
+    /// Walk the TPM workflow instead, against a software TPM (swtpm) and an
+    /// in-process service: boot log and PCRs, AK enrollment, quote, token.
+    #[arg(long, conflicts_with_all = ["url", "ca"])]
+    tpm: bool,
 }
 
 const MRENCLAVE: [u8; 32] = [0x4a; 32];
@@ -41,6 +45,12 @@ fn step(n: u32, title: &str) {
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    if args.tpm {
+        #[cfg(feature = "tpm-client")]
+        return crate::demo_tpm::run().await;
+        #[cfg(not(feature = "tpm-client"))]
+        bail!("aver demo --tpm needs the tpm-client feature (this build has no TPM client)");
+    }
     // An in-process service unless a URL was given.
     let mut _dir = None;
     let mut service = None;

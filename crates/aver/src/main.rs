@@ -7,6 +7,8 @@ mod admin;
 mod attest;
 #[cfg(feature = "server")]
 mod demo;
+#[cfg(all(feature = "server", feature = "tpm-client"))]
+mod demo_tpm;
 mod evidence;
 mod files;
 mod policy;
@@ -204,8 +206,18 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The demos print their own story; the in-process service's request
+    // log would drown it unless asked for.
+    #[cfg(feature = "server")]
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    #[cfg(not(feature = "server"))]
+    let default_level = "info";
     let filter = tracing_subscriber::EnvFilter::try_from_env("AVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -58,34 +58,34 @@ pub struct AttestTpmArgs {
     /// The TPM: `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, ...
     /// (libtss2 TCTI syntax).
     #[arg(long, env = "AVER_TPM_TCTI", default_value = "device:/dev/tpmrm0")]
-    tcti: String,
+    pub(crate) tcti: String,
     /// Service base URL.
     #[arg(long, env = "AVER_URL")]
-    url: String,
+    pub(crate) url: String,
     /// CA certificate (PEM) to trust for the service's TLS certificate.
     #[arg(long, env = "AVER_CA")]
-    ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     /// The attestation key file: loaded when it exists, otherwise an AK is
     /// created, enrolled at the service and saved here with its certificate.
     #[arg(long, default_value = "aver-tpm-ak.json")]
-    ak_file: PathBuf,
+    pub(crate) ak_file: PathBuf,
     /// The TCG event log sent with the quote.
     #[arg(long, default_value = aver_tpm_client::DEFAULT_EVENT_LOG)]
-    event_log: PathBuf,
+    pub(crate) event_log: PathBuf,
     /// PCRs to quote (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4,5,6,7", value_parser = pcr_index)]
-    pcrs: Vec<u32>,
+    pub(crate) pcrs: Vec<u32>,
     /// PCR banks to quote (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sha256")]
-    banks: Vec<Bank>,
+    pub(crate) banks: Vec<Bank>,
     /// Algorithm of a newly created AK (an existing AK file is used as is).
     #[arg(long, value_enum, default_value = "rsa")]
-    ak_alg: AkAlg,
+    pub(crate) ak_alg: AkAlg,
 }
 
 // ------------------------------------------------------------------ attest
 
-enum AttestOutcome {
+pub(crate) enum AttestOutcome {
     Token(String),
     Refused {
         status: u16,
@@ -95,17 +95,7 @@ enum AttestOutcome {
 }
 
 pub async fn attest(args: AttestTpmArgs) -> Result<ExitCode> {
-    let ca = args.ca.as_deref().map(files::read).transpose()?;
-    let client = Client::new(&args.url, ca.as_deref())?;
-    let event_log = files::read(&args.event_log)?;
-    let handle = tokio::runtime::Handle::current();
-    // The TPM calls are blocking: run them off the async workers; the
-    // transport re-enters the runtime for each HTTP round trip.
-    let outcome =
-        tokio::task::spawn_blocking(move || attest_blocking(&args, &client, &handle, event_log))
-            .await
-            .map_err(|e| anyhow!("TPM task failed: {e}"))??;
-    match outcome {
+    match attest_outcome(args).await? {
         AttestOutcome::Token(token) => {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
@@ -119,6 +109,20 @@ pub async fn attest(args: AttestTpmArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Enrolls (when the AK file has no certificate yet) and attests: the
+/// token, or the service's refusal.
+pub(crate) async fn attest_outcome(args: AttestTpmArgs) -> Result<AttestOutcome> {
+    let ca = args.ca.as_deref().map(files::read).transpose()?;
+    let client = Client::new(&args.url, ca.as_deref())?;
+    let event_log = files::read(&args.event_log)?;
+    let handle = tokio::runtime::Handle::current();
+    // The TPM calls are blocking: run them off the async workers; the
+    // transport re-enters the runtime for each HTTP round trip.
+    tokio::task::spawn_blocking(move || attest_blocking(&args, &client, &handle, event_log))
+        .await
+        .map_err(|e| anyhow!("TPM task failed: {e}"))?
 }
 
 fn attest_blocking(

@@ -577,3 +577,29 @@ fn offline_and_service_tpm_verification_give_the_same_claims() {
     assert!(offline.contains_key("events") && offline.contains_key("pcrs"));
     assert_eq!(offline["aikValidated"], false);
 }
+
+/// `aver demo --tpm` walks the whole TPM workflow against swtpm and ends
+/// with the relying party's decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_tpm_walks_the_workflow() {
+    let test = "demo_tpm_walks_the_workflow";
+    if require_tools(test).is_none() {
+        return;
+    }
+    let mut cmd = aver();
+    cmd.args(["demo", "--tpm"]);
+    let out = run(cmd).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for step in 1..=5 {
+        assert!(
+            stdout.contains(&format!("== {step}. ")),
+            "step {step} missing:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("PlatformAttested       true"), "{stdout}");
+    assert!(
+        stdout.contains("Decision: the platform booted with Secure Boot"),
+        "{stdout}"
+    );
+}

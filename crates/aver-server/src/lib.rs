@@ -263,6 +263,7 @@ impl Service {
             store,
             verifiers: Arc::new(Verifiers {
                 dcap: DcapVerifier::new(roots),
+                snp: aver_attestation::evidence::snp::SnpTrust::amd(),
             }),
             clock,
             max_body_bytes: config.max_body_bytes,

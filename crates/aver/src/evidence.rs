@@ -113,6 +113,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
     let verifiers = Verifiers {
         dcap: DcapVerifier::new(roots),
+        snp: aver_attestation::evidence::snp::SnpTrust::amd(),
     };
     // The service's path, without the service: verify, then evaluate and
     // build the token's claims (not stamped or signed offline).

@@ -341,6 +341,23 @@ pub fn split_chain(bytes: &[u8]) -> Result<Vec<Vec<u8>>, SnpError> {
     Ok(certs)
 }
 
+/// The canonical PEM of DER certificates (64-character lines), as
+/// `VcekCertChain` carries them.
+pub fn pem_chain(certs: &[Vec<u8>]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for der in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
 fn parse_cert<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, SnpError> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| SnpError::CertificateChainMalformed(format!("{what}: {e}")))?;

@@ -29,7 +29,7 @@ use crate::{VerificationTime, Verified, Verifiers};
 
 pub use certs::{KeyKind, Product, SnpTrust, VerifiedChain};
 pub use report::{SnpReport, TcbParts, TcbVersion, parse_report};
-pub use verify::{SnpEvidence, VerifiedSnp, parse_evidence, verify_report};
+pub use verify::{SnpEvidence, VerifiedSnp, encode_evidence, parse_evidence, verify_report};
 
 /// The default SevSnpVm policy: permit every verified report (what the
 /// hardware checks establish is the token's content; a relying party or a

@@ -65,6 +65,28 @@ pub fn parse_evidence(bytes: &[u8]) -> Result<SnpEvidence, SnpError> {
     Ok(SnpEvidence { report, certs })
 }
 
+/// Encodes Azure's evidence JSON (what a client base64url-encodes into the
+/// request's `report` field): the raw report and, when given, the PEM
+/// chain (VCEK or VLEK, ASK or ASVK, ARK).
+pub fn encode_evidence(report: &[u8], chain_pem: Option<&[u8]>) -> Vec<u8> {
+    let mut wire = serde_json::Map::new();
+    wire.insert(
+        "SnpReport".into(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(report)
+            .into(),
+    );
+    if let Some(pem) = chain_pem {
+        wire.insert(
+            "VcekCertChain".into(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(pem)
+                .into(),
+        );
+    }
+    serde_json::Value::Object(wire).to_string().into_bytes()
+}
+
 /// Facts established by a successful verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifiedSnp {

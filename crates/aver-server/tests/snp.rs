@@ -1,0 +1,169 @@
+//! SEV-SNP through the real service in Azure's request shape: the Azure
+//! confidential VM's report with its VCEK chain and HCL runtime JSON gives
+//! the claim set of Azure's recorded SevSnpVm token; broken evidence is a
+//! 400 with its code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use aver_client::{AttestOptions, ClientError, DataType};
+use common::{TestService, now};
+use serde_json::{Map, Value};
+
+fn vector(name: &str) -> Option<Vec<u8>> {
+    aver_testkit::read_vector("snp", name)
+}
+
+/// The SNP report and runtime JSON inside the HCL report, and the PEM chain.
+fn azure_cvm() -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let hcl = vector("tpm/azure-cvm-vtpm-snp/hcl-report.bin")?;
+    let pem = vector("tpm/azure-cvm-vtpm-snp/vcek.pem")?;
+    let report = hcl[32..32 + 1184].to_vec();
+    let len = u32::from_le_bytes(hcl[1232..1236].try_into().unwrap()) as usize;
+    Some((report, hcl[1236..1236 + len].to_vec(), pem))
+}
+
+fn recorded_claims() -> Option<Map<String, Value>> {
+    let jwt = vector("maa/samples-sevsnp-maa-token.jwt")?;
+    let jwt = String::from_utf8(jwt).unwrap();
+    let payload = jwt.trim().split('.').nth(1).unwrap();
+    let bytes = aver_token::b64::decode_lenient(payload).unwrap();
+    Some(serde_json::from_slice(&bytes).unwrap())
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[tokio::test]
+async fn azure_cvm_report_gives_azures_sevsnpvm_claims() {
+    let (Some((report, runtime, pem)), Some(recorded)) = (azure_cvm(), recorded_claims()) else {
+        return;
+    };
+    let svc = TestService::start(false).await;
+    let options = AttestOptions {
+        runtime_data: Some((runtime.clone(), DataType::Json)),
+        nonce: Some("n-123".into()),
+        ..AttestOptions::default()
+    };
+    let token = svc
+        .client
+        .attest_sev_snp(&report, Some(&pem), &options)
+        .await
+        .unwrap();
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), now(), 60)
+        .await
+        .unwrap();
+
+    // Every x-ms-sevsnpvm-* claim of Azure's token, with the same JSON type
+    // (and lowercase hex of the same length for strings), and no other.
+    let snp = |m: &Map<String, Value>| {
+        let mut names: Vec<String> = m
+            .keys()
+            .filter(|k| k.starts_with("x-ms-sevsnpvm-"))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(snp(&claims), snp(&recorded));
+    for name in snp(&recorded) {
+        assert_eq!(kind(&claims[&name]), kind(&recorded[&name]), "{name}");
+        if let (Value::String(ours), Value::String(theirs)) = (&claims[&name], &recorded[&name]) {
+            assert_eq!(ours.len(), theirs.len(), "{name}");
+            assert_eq!(ours, &ours.to_lowercase(), "{name}");
+        }
+    }
+    for name in ["x-ms-attestation-type", "x-ms-ver", "x-ms-policy-hash"] {
+        assert!(claims.contains_key(name), "{name}");
+    }
+    assert_eq!(claims["x-ms-attestation-type"], "sevsnpvm");
+    assert_eq!(claims["x-ms-ver"], "1.0");
+    assert_eq!(claims["nonce"], "n-123");
+    let runtime_json: Value = serde_json::from_slice(&runtime).unwrap();
+    assert_eq!(claims["x-ms-runtime"], runtime_json);
+    assert_eq!(
+        claims["x-ms-sevsnpvm-launchmeasurement"],
+        "9ac48fcac8a2d88aeeff8d427ad4f2be0e3917c748a18bdf52cc317e7fe20308b459d5ef1a12e0c22944eb386d17c315"
+    );
+    assert_eq!(claims["x-ms-sevsnpvm-bootloader-svn"], 3);
+    assert_eq!(claims["x-ms-sevsnpvm-microcode-svn"], 115);
+    assert_eq!(claims["x-ms-sevsnpvm-snpfw-svn"], 8);
+    assert_eq!(claims["x-ms-sevsnpvm-is-debuggable"], false);
+}
+
+#[tokio::test]
+async fn broken_snp_evidence_is_a_400_with_its_code() {
+    let Some((report, runtime, pem)) = azure_cvm() else {
+        return;
+    };
+    let svc = TestService::start(false).await;
+    let refused = |r: Result<String, ClientError>| match r {
+        Err(ClientError::Service { status, code, .. }) => (status, code),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // A changed measurement.
+    let mut bad = report.clone();
+    bad[0x90] ^= 1;
+    let (status, code) = refused(
+        svc.client
+            .attest_sev_snp(&bad, Some(&pem), &AttestOptions::default())
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "SnpReportSignatureInvalid"));
+    // Runtime data that is not what REPORT_DATA commits to.
+    let options = AttestOptions {
+        runtime_data: Some((b"{}".to_vec(), DataType::Json)),
+        ..AttestOptions::default()
+    };
+    let (status, code) = refused(
+        svc.client
+            .attest_sev_snp(&report, Some(&pem), &options)
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "RuntimeDataMismatch"));
+    // initTimeData whose SHA-256 is not HOST_DATA.
+    let options = AttestOptions {
+        runtime_data: Some((runtime, DataType::Json)),
+        init_time_data: Some((b"init".to_vec(), DataType::Binary)),
+        ..AttestOptions::default()
+    };
+    let (status, code) = refused(
+        svc.client
+            .attest_sev_snp(&report, Some(&pem), &options)
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "InitTimeDataMismatch"));
+    // No chain: this service has no VCEK source.
+    let (status, code) = refused(
+        svc.client
+            .attest_sev_snp(&report, None, &AttestOptions::default())
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "SnpCertificateChainMissing"));
+    // Not Azure's wrapper at all.
+    let (status, code) = refused(
+        svc.client
+            .attest(
+                &aver_attestation::evidence::snp::SEV_SNP_VM,
+                &report,
+                &AttestOptions::default(),
+            )
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "SnpEvidenceMalformed"));
+}

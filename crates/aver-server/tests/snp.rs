@@ -167,3 +167,175 @@ async fn broken_snp_evidence_is_a_400_with_its_code() {
     );
     assert_eq!((status, code.as_str()), (400, "SnpEvidenceMalformed"));
 }
+
+// ---- VCEKs from a KDS-compatible server on loopback ----
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Copy)]
+enum KdsMode {
+    /// Serve the VCEK at its exact path (404 elsewhere).
+    Serve,
+    /// 429 with Retry-After: 120.
+    RateLimited,
+}
+
+struct FakeKds {
+    url: String,
+    hits: Arc<AtomicUsize>,
+}
+
+/// A minimal HTTP/1.1 server answering AMD KDS's VCEK route.
+async fn fake_kds(mode: KdsMode, vcek_path: String, vcek: Vec<u8>) -> FakeKds {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).to_string();
+            let path = head
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let (status, extra, body): (&str, &str, Vec<u8>) = match mode {
+                KdsMode::RateLimited => ("429 Too Many Requests", "Retry-After: 120\r\n", vec![]),
+                KdsMode::Serve if path == vcek_path => ("200 OK", "", vcek.clone()),
+                KdsMode::Serve => ("404 Not Found", "", vec![]),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    FakeKds { url, hits }
+}
+
+fn vcek_der(pem: &[u8]) -> Vec<u8> {
+    aver_attestation::evidence::snp::certs::split_chain(pem)
+        .unwrap()
+        .remove(0)
+}
+
+fn milan_vcek_path(report: &[u8]) -> String {
+    format!(
+        "/vcek/v1/Milan/{}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115",
+        hex::encode(&report[0x1A0..0x1E0])
+    )
+}
+
+async fn service_with_kds(url: &str) -> TestService {
+    let url = url.to_string();
+    TestService::start_with(false, aver_server::state::Clock::System, move |c| {
+        c.amd_kds_url = Some(url);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_report_without_chain_gets_its_vcek_from_kds_once() {
+    let Some((report, runtime, pem)) = azure_cvm() else {
+        return;
+    };
+    let kds = fake_kds(KdsMode::Serve, milan_vcek_path(&report), vcek_der(&pem)).await;
+    let svc = service_with_kds(&kds.url).await;
+    let options = AttestOptions {
+        runtime_data: Some((runtime, DataType::Json)),
+        ..AttestOptions::default()
+    };
+    for _ in 0..3 {
+        let token = svc
+            .client
+            .attest_sev_snp(&report, None, &options)
+            .await
+            .unwrap();
+        let claims = svc
+            .client
+            .verify_token(&token, svc.issuer(), now(), 60)
+            .await
+            .unwrap();
+        assert_eq!(claims["x-ms-sevsnpvm-microcode-svn"], 115);
+    }
+    // Fetched once, then served from the store's shared cache.
+    assert_eq!(kds.hits.load(Ordering::SeqCst), 1);
+    let key = format!(
+        "amd/milan/vcek/{}/blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115",
+        hex::encode(&report[0x1A0..0x1E0])
+    );
+    let cached = svc.service.state.store.collateral(&key).unwrap().unwrap();
+    assert_eq!(cached.body, vcek_der(&pem));
+    assert!(cached.expires_at.is_some());
+}
+
+#[tokio::test]
+async fn kds_rate_limiting_backs_off_and_says_so() {
+    let Some((report, _, pem)) = azure_cvm() else {
+        return;
+    };
+    let kds = fake_kds(
+        KdsMode::RateLimited,
+        milan_vcek_path(&report),
+        vcek_der(&pem),
+    )
+    .await;
+    let svc = service_with_kds(&kds.url).await;
+    for _ in 0..3 {
+        match svc
+            .client
+            .attest_sev_snp(&report, None, &AttestOptions::default())
+            .await
+        {
+            Err(ClientError::Service { status, code, .. }) => {
+                assert_eq!((status, code.as_str()), (503, "VcekUnavailable"));
+            }
+            other => panic!("expected 503 VcekUnavailable, got {other:?}"),
+        }
+    }
+    // One request to AMD; the others waited out its Retry-After.
+    assert_eq!(kds.hits.load(Ordering::SeqCst), 1);
+    // A request with its chain does not need the KDS at all.
+    svc.client
+        .attest_sev_snp(&report, Some(&pem), &AttestOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_chip_is_a_missing_chain() {
+    let Some((report, _, pem)) = azure_cvm() else {
+        return;
+    };
+    let kds = fake_kds(KdsMode::Serve, "/nowhere".into(), vcek_der(&pem)).await;
+    let svc = service_with_kds(&kds.url).await;
+    match svc
+        .client
+        .attest_sev_snp(&report, None, &AttestOptions::default())
+        .await
+    {
+        Err(ClientError::Service { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (400, "SnpCertificateChainMissing"));
+        }
+        other => panic!("expected 400, got {other:?}"),
+    }
+    // A v2 report names no product: Milan, then Genoa.
+    assert_eq!(kds.hits.load(Ordering::SeqCst), 2);
+}

@@ -17,6 +17,7 @@
 
 pub mod certs;
 pub mod claims;
+pub mod kds;
 pub mod report;
 pub mod verify;
 

@@ -92,6 +92,8 @@ async fn azure_cvm_report_gives_azures_sevsnpvm_claims() {
         assert!(claims.contains_key(name), "{name}");
     }
     assert_eq!(claims["x-ms-attestation-type"], "sevsnpvm");
+    // The default policy is Azure's, byte for byte.
+    assert_eq!(claims["x-ms-policy-hash"], recorded["x-ms-policy-hash"]);
     assert_eq!(claims["x-ms-ver"], "1.0");
     assert_eq!(claims["nonce"], "n-123");
     let runtime_json: Value = serde_json::from_slice(&runtime).unwrap();

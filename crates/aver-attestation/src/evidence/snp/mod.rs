@@ -32,9 +32,11 @@ pub use certs::{KeyKind, Product, SnpTrust, VerifiedChain};
 pub use report::{SnpReport, TcbParts, TcbVersion, parse_report};
 pub use verify::{SnpEvidence, VerifiedSnp, encode_evidence, parse_evidence, verify_report};
 
-/// The default SevSnpVm policy: permit every verified report (what the
-/// hardware checks establish is the token's content; a relying party or a
-/// custom policy judges measurements, debug and SVNs).
+/// Azure Attestation's default SevSnpVm policy, byte for byte: permit
+/// every verified report, issue nothing. Its `x-ms-policy-hash`,
+/// `9NY0VnTQ-IiBriBplVUpFbczcDaEBUwsiFYAzHu_gco`, is the one in Azure's
+/// recorded SevSnpVm token. Measurements, debug and SVNs are for a custom
+/// policy or the relying party to judge.
 pub const DEFAULT_SNP_POLICY: &str = include_str!("../../../policies/sevsnpvm-default.txt");
 
 /// `/attest/SevSnpVm`: `{"report": base64url(JSON{SnpReport, VcekCertChain}), ...}`.
@@ -141,4 +143,15 @@ fn verify_sev_snp_vm(
         facts: serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
         log_summary: format!("sevsnp measurement {}", hex::encode(v.measurement)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_policy_is_azures() {
+        assert_eq!(
+            aver_policy::policy_hash(super::DEFAULT_SNP_POLICY),
+            "9NY0VnTQ-IiBriBplVUpFbczcDaEBUwsiFYAzHu_gco"
+        );
+    }
 }

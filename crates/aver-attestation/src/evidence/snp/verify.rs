@@ -35,11 +35,12 @@ struct WireEvidence {
     vcek_cert_chain: Option<String>,
 }
 
+/// base64url (or standard base64), padded or not, as the service reads
+/// every other base64 field: the bytes are then verified, so the spelling
+/// carries no meaning.
 fn b64url(text: &str, field: &str) -> Result<Vec<u8>, SnpError> {
-    let text = text.trim_end_matches('=');
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|e| SnpError::EvidenceMalformed(format!("{field} is not base64url: {e}")))
+    aver_token::b64::decode_lenient(text)
+        .ok_or_else(|| SnpError::EvidenceMalformed(format!("{field} is not base64url")))
 }
 
 /// Decodes Azure's evidence: the JSON object

@@ -564,3 +564,106 @@ fn vlek_reports_and_the_signing_key_selector() {
     let err = check(&pki, &unsigned, vec![vcek(&pki), pki.ask.clone()]).unwrap_err();
     assert_eq!(err.code(), "SnpSigningKeyMismatch", "{err}");
 }
+
+/// An ARK CRL signed by `signer`, valid between the two UTCTimes,
+/// revoking `revoked` serials.
+fn crl(issuer: &str, signer: &RsaKeyPair, this: &str, next: &str, revoked: &[u8]) -> Vec<u8> {
+    let mut tbs = vec![
+        int(1),
+        pss_alg(),
+        name(issuer),
+        tlv(0x17, this.as_bytes()),
+        tlv(0x17, next.as_bytes()),
+    ];
+    if !revoked.is_empty() {
+        let entries: Vec<Vec<u8>> = revoked
+            .iter()
+            .map(|serial| seq(&[int(*serial), tlv(0x17, b"250101000000Z")]))
+            .collect();
+        tbs.push(seq(&entries));
+    }
+    let tbs = seq(&tbs);
+    let mut sig = vec![0u8; signer.public_modulus_len()];
+    signer
+        .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
+        .unwrap();
+    seq(&[tbs, pss_alg(), bit_string(&sig)])
+}
+
+#[test]
+fn ark_crl_revokes_the_ask_and_must_be_current_and_signed() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let chain = vec![vcek(&pki), pki.ask.clone(), pki.ark.clone()];
+    let ark_name = format!("ARK-{GEN}");
+    let with = |der: Vec<u8>| {
+        let mut t = trust(&pki);
+        t.add_crl_der(der).unwrap();
+        verify_report(&t, &r, &chain, None, None, at())
+    };
+    // Current, revoking nothing (or another serial): verifies.
+    with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[],
+    ))
+    .unwrap();
+    with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[7],
+    ))
+    .unwrap();
+    // Revoking the ASK (serial 1).
+    let err = with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[1],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CertificateRevoked", "{err}");
+    // Past its nextUpdate, or not yet issued.
+    let err = with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "240101000000Z",
+        "250101000000Z",
+        &[],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CollateralExpired", "{err}");
+    let err = with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "270101000000Z",
+        "280101000000Z",
+        &[],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CollateralExpired", "{err}");
+    // Named for the ARK but signed by another key.
+    let err = with(crl(
+        &ark_name,
+        &pki.ask_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CollateralMalformed", "{err}");
+    // Another ARK's CRL does not apply.
+    with(crl(
+        "ARK-Other",
+        &pki.ask_key,
+        "240101000000Z",
+        "250101000000Z",
+        &[1],
+    ))
+    .unwrap();
+}

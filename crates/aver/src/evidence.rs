@@ -13,6 +13,7 @@ use aver_attestation::{
     Verifiers, parse_rfc3339, tail,
 };
 use clap::Subcommand;
+use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 
 use crate::files;
@@ -82,6 +83,11 @@ pub struct VerifySnpArgs {
     /// Extra trusted ARK (PEM) besides AMD's. Repeatable.
     #[arg(long)]
     trust_root: Vec<PathBuf>,
+    /// An ARK CRL (DER or PEM, as AMD's KDS serves /vcek/v1/{product}/crl):
+    /// the chain's ASK must not be revoked and the CRL must be current.
+    /// Repeatable.
+    #[arg(long)]
+    crl: Vec<PathBuf>,
     /// Policy to evaluate [default: the SevSnpVm default].
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -160,6 +166,16 @@ fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
     for path in &args.trust_root {
         trust
             .add_ark_pem(&files::read(path)?, &path.display().to_string())
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    for path in &args.crl {
+        let bytes = files::read(path)?;
+        let der = match rustls_pki_types::CertificateRevocationListDer::from_pem_slice(&bytes) {
+            Ok(der) => der.to_vec(),
+            Err(_) => bytes,
+        };
+        trust
+            .add_crl_der(der)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
     let raw = files::read(&args.file)?;

@@ -116,6 +116,10 @@ struct Root {
 pub struct SnpTrust {
     arks: Vec<Root>,
     intermediates: Vec<Vec<u8>>,
+    /// ARK CRLs (DER, as AMD's KDS serves `/vcek/v1/{product}/crl`). A
+    /// chain whose ARK issued one of them is checked against it at the
+    /// verification time; the others are ignored.
+    crls: Vec<Vec<u8>>,
 }
 
 impl SnpTrust {
@@ -145,6 +149,7 @@ impl SnpTrust {
         SnpTrust {
             arks: Vec::new(),
             intermediates: Vec::new(),
+            crls: Vec::new(),
         }
     }
 
@@ -175,6 +180,18 @@ impl SnpTrust {
             der: der.clone(),
         };
         self.arks.push(root);
+        Ok(())
+    }
+
+    /// Adds an ARK CRL (DER). Its signature and dates are checked when a
+    /// chain of its ARK is verified, at that verification's time.
+    pub fn add_crl_der(&mut self, der: Vec<u8>) -> Result<(), TrustError> {
+        let (rest, _) = x509_parser::parse_x509_crl(&der)
+            .map_err(|e| TrustError::Anchor(format!("not a DER CRL: {e}")))?;
+        if !rest.is_empty() {
+            return Err(TrustError::Anchor("the CRL has trailing bytes".into()));
+        }
+        self.crls.push(der);
         Ok(())
     }
 
@@ -271,6 +288,7 @@ impl SnpTrust {
         }
         check_validity(&ark, "the ARK", time)?;
         verify_signed_by(&intermediate, &ark)?;
+        self.check_crls(&ark, &intermediate, time)?;
         check_validity(&intermediate, "the ASK/ASVK", time)?;
         if !intermediate.is_ca() {
             return Err(SnpError::CertificateChainInvalid(
@@ -308,6 +326,58 @@ impl SnpTrust {
             hwid,
             root: label,
         })
+    }
+}
+
+impl SnpTrust {
+    /// Every configured CRL issued by `ark` must be signed by it (RSA-PSS),
+    /// current at `time`, and must not list the ASK/ASVK.
+    fn check_crls(
+        &self,
+        ark: &X509Certificate<'_>,
+        intermediate: &X509Certificate<'_>,
+        time: VerificationTime,
+    ) -> Result<(), SnpError> {
+        let now = i64::try_from(time.unix_seconds()).unwrap_or(i64::MAX);
+        for der in &self.crls {
+            let (_, crl) = x509_parser::parse_x509_crl(der)
+                .map_err(|e| SnpError::CrlInvalid(format!("the ARK CRL does not parse: {e}")))?;
+            if crl.issuer().as_raw() != ark.subject().as_raw() {
+                continue;
+            }
+            if crl.signature_algorithm != crl.tbs_cert_list.signature {
+                return Err(SnpError::CrlInvalid(
+                    "the ARK CRL's two signature algorithm fields differ".into(),
+                ));
+            }
+            verify_pss(
+                &crl.signature_algorithm,
+                crl.tbs_cert_list.as_ref(),
+                crl.signature_value.data.as_ref(),
+                ark,
+            )
+            .map_err(|why| SnpError::CrlInvalid(format!("the ARK CRL: {why}")))?;
+            let next = crl.next_update().map(|t| t.timestamp());
+            if now < crl.last_update().timestamp() || next.is_none_or(|n| now > n) {
+                return Err(SnpError::CrlExpired(format!(
+                    "the ARK CRL is valid from {} to {}",
+                    crl.last_update(),
+                    crl.next_update()
+                        .map_or_else(|| "(no nextUpdate)".to_string(), |t| t.to_string())
+                )));
+            }
+            let serial = intermediate.raw_serial();
+            if crl
+                .iter_revoked_certificates()
+                .any(|r| r.raw_serial() == serial)
+            {
+                return Err(SnpError::CertificateRevoked(format!(
+                    "the ARK's CRL revokes {:?}",
+                    intermediate.subject().to_string()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -414,9 +484,26 @@ fn verify_signed_by(
             "{subject:?}: the two signature algorithm fields differ"
         )));
     }
+    verify_pss(
+        &cert.signature_algorithm,
+        cert.tbs_certificate.as_ref(),
+        cert.signature_value.data.as_ref(),
+        issuer,
+    )
+    .map_err(|why| SnpError::CertificateChainInvalid(format!("{subject:?}: {why}")))
+}
+
+/// Verifies `signature` over `signed` with `issuer`'s RSA key, requiring
+/// RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt.
+fn verify_pss(
+    algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+    signed: &[u8],
+    signature: &[u8],
+    issuer: &X509Certificate<'_>,
+) -> Result<(), String> {
     let sha384 = oid!(2.16.840.1.101.3.4.2.2);
     let mgf1 = oid!(1.2.840.113549.1.1.8);
-    let pss_sha384 = match SignatureAlgorithm::try_from(&cert.signature_algorithm) {
+    let pss_sha384 = match SignatureAlgorithm::try_from(algorithm) {
         Ok(SignatureAlgorithm::RSASSA_PSS(params)) => {
             *params.hash_algorithm_oid() == sha384
                 && params
@@ -428,21 +515,18 @@ fn verify_signed_by(
         _ => false,
     };
     if !pss_sha384 {
-        return Err(SnpError::CertificateChainInvalid(format!(
-            "{subject:?} is not signed with RSASSA-PSS (SHA-384, MGF1-SHA-384, salt 48), AMD's algorithm"
-        )));
+        return Err(
+            "not signed with RSASSA-PSS (SHA-384, MGF1-SHA-384, salt 48), AMD's algorithm".into(),
+        );
     }
     let key = issuer.public_key().subject_public_key.data.as_ref();
     UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA384, key)
-        .verify(
-            cert.tbs_certificate.as_ref(),
-            cert.signature_value.data.as_ref(),
-        )
+        .verify(signed, signature)
         .map_err(|_| {
-            SnpError::CertificateChainInvalid(format!(
-                "the signature of {subject:?} does not verify with the key of {:?}",
+            format!(
+                "the signature does not verify with the key of {:?}",
                 issuer.subject().to_string()
-            ))
+            )
         })
 }
 

@@ -85,6 +85,12 @@ pub enum SnpError {
     CertificateNotYetValid(String),
     #[error("the SNP certificate chain is invalid: {0}")]
     CertificateChainInvalid(String),
+    #[error("a certificate of the SNP chain is revoked: {0}")]
+    CertificateRevoked(String),
+    #[error("the ARK CRL is malformed or not signed by the ARK: {0}")]
+    CrlInvalid(String),
+    #[error("the ARK CRL is not current at the verification time: {0}")]
+    CrlExpired(String),
     #[error("the SNP report signature does not verify with the VCEK/VLEK key{0}")]
     ReportSignatureInvalid(String),
     #[error("the certificate's TCB does not match the report's REPORTED_TCB: {0}")]
@@ -115,6 +121,9 @@ impl SnpError {
             SnpError::CertificateExpired(_) => "CertificateExpired",
             SnpError::CertificateNotYetValid(_) => "CertificateNotYetValid",
             SnpError::CertificateChainInvalid(_) => "CertificateChainInvalid",
+            SnpError::CertificateRevoked(_) => "CertificateRevoked",
+            SnpError::CrlInvalid(_) => "CollateralMalformed",
+            SnpError::CrlExpired(_) => "CollateralExpired",
             SnpError::ReportSignatureInvalid(_) => "SnpReportSignatureInvalid",
             SnpError::TcbMismatch(_) => "SnpTcbMismatch",
             SnpError::ChipIdMismatch => "SnpChipIdMismatch",

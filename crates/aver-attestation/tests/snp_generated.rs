@@ -667,3 +667,23 @@ fn ark_crl_revokes_the_ask_and_must_be_current_and_signed() {
     ))
     .unwrap();
 }
+
+#[test]
+fn two_trusted_arks_of_the_same_name_are_told_apart_by_key() {
+    let first = pki(GEN);
+    let second = pki(GEN);
+    let mut t = SnpTrust::empty();
+    t.add_ark_der(first.ark.clone(), "first").unwrap();
+    t.add_ark_der(second.ark.clone(), "second").unwrap();
+    let r = report(&second, &milan_report());
+    let v = verify_report(
+        &t,
+        &r,
+        &[vcek(&second), second.ask.clone()],
+        None,
+        None,
+        at(),
+    )
+    .unwrap();
+    assert_eq!(v.root, "second");
+}

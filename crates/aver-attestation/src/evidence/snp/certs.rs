@@ -260,10 +260,21 @@ impl SnpTrust {
                 check_validity(&sent, "the ARK", time)?;
                 der.as_slice()
             }
+            // Not sent: the trusted ARK of that name whose key signed the
+            // intermediate (two configured ARKs may share a name).
             None => self
                 .arks
                 .iter()
-                .find(|r| r.subject == intermediate.issuer().as_raw())
+                .filter(|r| r.subject == intermediate.issuer().as_raw())
+                .find(|r| {
+                    x509_parser::parse_x509_certificate(&r.der)
+                        .is_ok_and(|(_, ark)| verify_signed_by(&intermediate, &ark).is_ok())
+                })
+                .or_else(|| {
+                    self.arks
+                        .iter()
+                        .find(|r| r.subject == intermediate.issuer().as_raw())
+                })
                 .map(|r| r.der.as_slice())
                 .ok_or_else(|| {
                     SnpError::UntrustedRoot(format!(

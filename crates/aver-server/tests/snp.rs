@@ -341,3 +341,40 @@ async fn an_unknown_chip_is_a_missing_chain() {
     // A v2 report names no product: Milan, then Genoa.
     assert_eq!(kds.hits.load(Ordering::SeqCst), 2);
 }
+
+/// Raw HTTP in Azure's shape, with the api-version third-party SevSnpVm
+/// clients send, a draft policy and a nonce.
+#[tokio::test]
+async fn raw_azure_request_with_api_version_2025_06_01_and_a_draft_policy() {
+    let Some((report, runtime, pem)) = azure_cvm() else {
+        return;
+    };
+    let svc = TestService::start(false).await;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&svc.ca).unwrap()])
+        .build()
+        .unwrap();
+    let b64 = |b: &[u8]| aver_token::b64::encode_url(b);
+    let evidence = serde_json::json!({ "SnpReport": b64(&report), "VcekCertChain": b64(&pem) });
+    let body = serde_json::json!({
+        "report": b64(evidence.to_string().as_bytes()),
+        "runtimeData": { "data": b64(&runtime), "dataType": "JSON" },
+        "draftPolicyForAttestation": "version=1.0; authorizationrules { [type==\"x-ms-sevsnpvm-is-debuggable\", value==false] => permit(); }; issuancerules { c:[type==\"x-ms-sevsnpvm-launchmeasurement\"] => issue(type=\"measurement\", value=c.value); };",
+        "nonce": "raw-1",
+    });
+    let url = format!("{}/attest/SevSnpVm?api-version=2025-06-01", svc.issuer());
+    let response = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let reply: Value = response.json().await.unwrap();
+    let token = reply["token"].as_str().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&aver_token::b64::decode_lenient(payload).unwrap()).unwrap();
+    assert_eq!(claims["nonce"], "raw-1");
+    assert_eq!(
+        claims["x-ms-policy"]["measurement"],
+        claims["x-ms-sevsnpvm-launchmeasurement"]
+    );
+    assert_eq!(claims["x-ms-sevsnpvm-vmpl"], 0);
+}

@@ -60,6 +60,12 @@ impl From<crate::evidence::sgx::SgxError> for AttestError {
     }
 }
 
+impl From<crate::evidence::snp::SnpError> for AttestError {
+    fn from(e: crate::evidence::snp::SnpError) -> Self {
+        AttestError::rejected(e.code(), e.to_string())
+    }
+}
+
 impl From<aver_tpm_attest::TpmError> for AttestError {
     fn from(e: aver_tpm_attest::TpmError) -> Self {
         match e.code() {

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! * [`registry`]: the attestation types (`SgxEnclave`, `OpenEnclave`,
-//!   `Tpm`), read by the server's router and management API, the client and
+//!   `Tpm`, `SevSnpVm`), read by the server's router and management API, the client and
 //!   the CLI;
 //! * [`evidence`]: one module per type — parser, verifier, claims;
 //! * [`dcap`]: what SGX and TDX quotes share (quote format, PCK chain, QE
@@ -50,13 +50,16 @@ pub use time::{VerificationTime, parse_rfc3339};
 #[derive(Debug, Clone)]
 pub struct Verifiers {
     pub dcap: dcap::DcapVerifier,
+    /// AMD's ARKs (and ASKs) for SEV-SNP chains.
+    pub snp: evidence::snp::SnpTrust,
 }
 
 impl Verifiers {
-    /// What real hardware needs: Intel's root for DCAP.
+    /// What real hardware needs: Intel's root for DCAP, AMD's ARKs for SNP.
     pub fn production() -> Self {
         Verifiers {
             dcap: dcap::DcapVerifier::intel(),
+            snp: evidence::snp::SnpTrust::amd(),
         }
     }
 }

@@ -84,10 +84,11 @@ impl std::hash::Hash for AttestationType {
 }
 
 /// Every attestation type, in the order they are listed to users.
-pub static TYPES: [&AttestationType; 3] = [
+pub static TYPES: [&AttestationType; 4] = [
     &crate::evidence::sgx::SGX_ENCLAVE,
     &crate::evidence::sgx::OPEN_ENCLAVE,
     &crate::evidence::tpm::TPM,
+    &crate::evidence::snp::SEV_SNP_VM,
 ];
 
 /// The type named `name`, ignoring ASCII case (the SDKs' enums are).

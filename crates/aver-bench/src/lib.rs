@@ -142,6 +142,7 @@ impl SgxFixture {
             runtime_data,
             verifiers: Verifiers {
                 dcap: DcapVerifier::new(anchors),
+                snp: aver_attestation::evidence::snp::SnpTrust::amd(),
             },
             time,
             source: "simulated-quote",

@@ -167,6 +167,24 @@ impl Client {
             .await
     }
 
+    /// `POST /attest/SevSnpVm` in Azure's shape: `report` is base64url of
+    /// `{"SnpReport": base64url(report), "VcekCertChain": base64url(PEM)}`.
+    /// Without a chain the service must find the VCEK itself.
+    pub async fn attest_sev_snp(
+        &self,
+        report: &[u8],
+        chain_pem: Option<&[u8]>,
+        options: &AttestOptions,
+    ) -> Result<String, ClientError> {
+        let evidence = aver_attestation::evidence::snp::encode_evidence(report, chain_pem);
+        self.attest(
+            &aver_attestation::evidence::snp::SEV_SNP_VM,
+            &evidence,
+            options,
+        )
+        .await
+    }
+
     /// `POST /attest/{type}` for a single-shot type of the registry: the
     /// evidence in the type's field (`quote`, `report`, ...), base64url.
     pub async fn attest(

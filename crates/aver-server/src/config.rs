@@ -23,6 +23,12 @@ pub struct Config {
     /// Extra PEM files of SGX roots to trust besides Intel's (for example
     /// the simulator's root, for demos). Never needed for real hardware.
     pub extra_sgx_roots: Vec<PathBuf>,
+    /// Extra PEM files of SEV-SNP ARKs to trust besides AMD's (a lab PKI).
+    pub extra_snp_roots: Vec<PathBuf>,
+    /// Base URL of an AMD KDS-compatible service (`https://kdsintf.amd.com`)
+    /// to fetch VCEKs from when a SevSnpVm request carries no chain; none:
+    /// such requests are refused.
+    pub amd_kds_url: Option<String>,
     /// `postgres://...` to keep state in PostgreSQL (several replicas);
     /// otherwise SQLite in the data directory.
     pub database_url: Option<String>,
@@ -66,6 +72,8 @@ impl Config {
             tls_key: None,
             max_body_bytes: 1024 * 1024,
             extra_sgx_roots: Vec::new(),
+            extra_snp_roots: Vec::new(),
+            amd_kds_url: None,
             database_url: None,
             database_schema: None,
             tpm_ek_roots: None,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod cpu;
 pub mod error;
 pub mod json;
+pub mod kds;
 pub mod listener;
 pub mod load;
 pub mod manage;
@@ -231,6 +232,22 @@ impl Service {
                 .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
             tracing::warn!(root = %path.display(), "trusting an extra SGX root besides Intel's");
         }
+        let mut snp_roots = aver_attestation::evidence::snp::SnpTrust::amd();
+        for path in &config.extra_snp_roots {
+            let pem = std::fs::read(path)?;
+            snp_roots
+                .add_ark_pem(&pem, &path.display().to_string())
+                .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
+            tracing::warn!(root = %path.display(), "trusting an extra SEV-SNP ARK besides AMD's");
+        }
+        let kds = match &config.amd_kds_url {
+            Some(url) => {
+                Some(Arc::new(kds::KdsSource::new(url).map_err(|e| {
+                    StartError::Setup(format!("KDS client: {e}"))
+                })?))
+            }
+            None => None,
+        };
         // Self-signed certificates in the EK directory are roots; the others
         // are manufacturer intermediates that EK chains may pass through.
         let (ek_roots, ek_intermediates) = match &config.tpm_ek_roots {
@@ -263,7 +280,9 @@ impl Service {
             store,
             verifiers: Arc::new(Verifiers {
                 dcap: DcapVerifier::new(roots),
+                snp: snp_roots,
             }),
+            kds,
             clock,
             max_body_bytes: config.max_body_bytes,
             body_read_timeout: config.limits.body_read_timeout,

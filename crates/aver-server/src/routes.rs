@@ -77,62 +77,107 @@ async fn attest_single(
         .split('&')
         .any(|kv| kv.eq_ignore_ascii_case("verbose=true"));
     let now = state.clock.now();
-    let verifiers = state.verifiers.clone();
-    // Everything after reading the body — JSON and base64 decoding,
-    // verification, policy evaluation under its budget, signing, encoding —
-    // runs on the CPU pool, never on the async workers.
-    let (reply, log) = state
-        .cpu
-        .run(move |cancel| -> Result<(Value, String), ApiError> {
-            let started = std::time::Instant::now();
-            let (request, draft) = decode_attest_request(&bytes, evidence_field)?;
-            let draft = draft.as_deref().map(DraftPolicy::parse).transpose()?;
-            stage(ty.name, "decode", started.elapsed().as_secs_f64());
-            let active;
-            let policy = match &draft {
-                Some(d) => PolicyChoice::Draft(d),
-                None => {
-                    active = provider.policy(ty).ok_or_else(|| policy_not_set(ty))?;
-                    PolicyChoice::Active(&active)
+    // A SevSnpVm request without a chain may need a VCEK from AMD's KDS:
+    // the first run on the pool says which (no I/O there); the VCEK is
+    // fetched (or read from the shared cache) here, then the job runs again
+    // with it.
+    let mut vcek: Option<Vec<u8>> = None;
+    let (reply, log) = loop {
+        let verifiers = state.verifiers.clone();
+        let provider = provider.clone();
+        let bytes = bytes.clone();
+        let vcek_for_job = vcek.clone();
+        let may_fetch = state.kds.is_some() && vcek.is_none();
+        // Everything after reading the body — JSON and base64 decoding,
+        // verification, policy evaluation under its budget, signing,
+        // encoding — runs on the CPU pool, never on the async workers.
+        let outcome = state
+            .cpu
+            .run(move |cancel| -> Result<Outcome, ApiError> {
+                let started = std::time::Instant::now();
+                let (mut request, draft) = decode_attest_request(&bytes, evidence_field)?;
+                if ty.name == evidence::snp::SEV_SNP_VM.name {
+                    let parsed = evidence::snp::kds::evidence(&request.evidence).ok();
+                    match (&vcek_for_job, parsed) {
+                        (Some(der), Some(ev)) => {
+                            request.evidence = evidence::snp::kds::with_vcek(&ev, der);
+                        }
+                        (None, Some(ev)) if may_fetch => {
+                            if let Some(lookup) = evidence::snp::kds::vcek_lookup(&ev) {
+                                return Ok(Outcome::NeedVcek(lookup));
+                            }
+                        }
+                        _ => {}
+                    }
                 }
-            };
-            let signer = provider.signer()?;
-            let time = VerificationTime::from_unix_seconds(now);
-            let started = std::time::Instant::now();
-            let verified = aver_attestation::verify(ty, &verifiers, &request, time)?;
-            stage(ty.name, "verify", started.elapsed().as_secs_f64());
-            let issued = tail::finish(
-                ty,
-                policy,
-                verified.claims.clone(),
-                request.nonce.as_deref(),
-                &signer,
-                time.unix_seconds(),
-                &cancel.budget(),
-            )?;
-            stage(ty.name, "policy", issued.timings.policy.as_secs_f64());
-            stage(ty.name, "sign", issued.timings.sign.as_secs_f64());
-            let log = format!(
-                "provider {} {}: {}{}",
-                provider.name,
-                ty.name,
-                verified.log_summary,
-                if draft.is_some() {
-                    " (draft policy)"
+                let draft = draft.as_deref().map(DraftPolicy::parse).transpose()?;
+                stage(ty.name, "decode", started.elapsed().as_secs_f64());
+                let active;
+                let policy = match &draft {
+                    Some(d) => PolicyChoice::Draft(d),
+                    None => {
+                        active = provider.policy(ty).ok_or_else(|| policy_not_set(ty))?;
+                        PolicyChoice::Active(&active)
+                    }
+                };
+                let signer = provider.signer()?;
+                let time = VerificationTime::from_unix_seconds(now);
+                let started = std::time::Instant::now();
+                let verified = aver_attestation::verify(ty, &verifiers, &request, time)?;
+                stage(ty.name, "verify", started.elapsed().as_secs_f64());
+                let issued = tail::finish(
+                    ty,
+                    policy,
+                    verified.claims.clone(),
+                    request.nonce.as_deref(),
+                    &signer,
+                    time.unix_seconds(),
+                    &cancel.budget(),
+                )?;
+                stage(ty.name, "policy", issued.timings.policy.as_secs_f64());
+                stage(ty.name, "sign", issued.timings.sign.as_secs_f64());
+                let log = format!(
+                    "provider {} {}: {}{}",
+                    provider.name,
+                    ty.name,
+                    verified.log_summary,
+                    if draft.is_some() {
+                        " (draft policy)"
+                    } else {
+                        ""
+                    }
+                );
+                let reply = if verbose && draft.is_some() {
+                    json!({ "token": issued.token, "evaluation": issued.evaluation.to_json() })
                 } else {
-                    ""
-                }
-            );
-            let reply = if verbose && draft.is_some() {
-                json!({ "token": issued.token, "evaluation": issued.evaluation.to_json() })
-            } else {
-                json!({ "token": issued.token })
-            };
-            Ok((reply, log))
-        })
-        .await??;
+                    json!({ "token": issued.token })
+                };
+                Ok(Outcome::Done(reply, log))
+            })
+            .await??;
+        match (outcome, &state.kds) {
+            (Outcome::Done(reply, log), _) => break (reply, log),
+            (Outcome::NeedVcek(lookup), Some(kds)) => {
+                vcek = Some(kds.vcek(&state, &lookup).await?);
+            }
+            (Outcome::NeedVcek(_), None) => {
+                return Err(ApiError::internal(
+                    "attestation failed",
+                    "a VCEK was requested without a key distribution service",
+                ));
+            }
+        }
+    };
     tracing::info!(attestation = %log, "attestation succeeded");
     Ok(json_response(reply))
+}
+
+/// What one run of an attestation job on the CPU pool ends with.
+enum Outcome {
+    /// The reply and the log line.
+    Done(Value, String),
+    /// A SevSnpVm request needs this VCEK first.
+    NeedVcek(evidence::snp::kds::VcekLookup),
 }
 
 /// An attestation request in Azure's JSON shape: the evidence (base64url

@@ -184,6 +184,8 @@ pub struct AppState {
     pub loader: Arc<crate::load::Loader>,
     /// When the store was last reached (for `/readyz` and the metrics).
     pub store_health: Arc<crate::observe::StoreHealth>,
+    /// Where VCEKs come from when a SevSnpVm request has no chain.
+    pub kds: Option<Arc<crate::kds::KdsSource>>,
 }
 
 impl AppState {

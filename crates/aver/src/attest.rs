@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
+use aver_attestation::AttestationType;
 use aver_attestation::evidence::sgx::{OPEN_ENCLAVE, SGX_ENCLAVE};
+use aver_attestation::evidence::snp::certs::{pem_chain, split_chain};
+use aver_attestation::evidence::snp::{SEV_SNP_VM, encode_evidence};
 use aver_client::{AttestOptions, Client, ClientError, DataType};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -24,6 +27,19 @@ pub enum AttestCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Attest an AMD SEV-SNP report (POST /attest/SevSnpVm, Azure's shape).
+    Snp {
+        /// The raw 1184-byte report: raw bytes, or base64/hex text.
+        #[arg(long)]
+        report: PathBuf,
+        /// The VCEK or VLEK, then the ASK or ASVK, then the ARK: PEM or DER.
+        /// Repeatable; a PEM file may hold several. Without it the service
+        /// must find the VCEK itself.
+        #[arg(long)]
+        certs: Vec<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Attest an OpenEnclave report (POST /attest/OpenEnclave).
     Openenclave {
         /// The report (16-byte OE header + quote): raw bytes, or base64/hex text.
@@ -36,13 +52,13 @@ pub enum AttestCommand {
 
 #[derive(Args)]
 pub struct CommonArgs {
-    /// Runtime data whose SHA-256 is in report_data[0..32].
+    /// Runtime data whose SHA-256 is in report_data[0..32] (SNP: REPORT_DATA).
     #[arg(long)]
     runtime_data: Option<PathBuf>,
     /// How the service reads the runtime data.
     #[arg(long, value_enum, default_value = "binary")]
     runtime_data_type: Kind,
-    /// Init-time data whose SHA-256 is in CONFIGID[0..32].
+    /// Init-time data whose SHA-256 is in CONFIGID[0..32] (SNP: HOST_DATA).
     #[arg(long)]
     init_time_data: Option<PathBuf>,
     /// Echoed in the token's nonce claim.
@@ -80,8 +96,30 @@ pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
         AttestCommand::Tpm(args) => return crate::tpm_attest::attest(args).await,
         AttestCommand::Sgx { quote, common } => (&SGX_ENCLAVE, quote, common),
         AttestCommand::Openenclave { report, common } => (&OPEN_ENCLAVE, report, common),
+        AttestCommand::Snp {
+            report,
+            certs,
+            common,
+        } => {
+            let raw = files::read_evidence(&report)?;
+            let mut ders = Vec::new();
+            for path in &certs {
+                ders.extend(
+                    split_chain(&files::read(path)?)
+                        .map_err(|e| anyhow!("{}: {e}", path.display()))?,
+                );
+            }
+            let pem = (!ders.is_empty()).then(|| pem_chain(&ders));
+            let evidence = encode_evidence(&raw, pem.as_deref());
+            return send(&SEV_SNP_VM, &evidence, common).await;
+        }
     };
     let evidence = files::read_evidence(&path)?;
+    send(ty, &evidence, common).await
+}
+
+/// Sends `evidence` to `/attest/{type}` and prints the token.
+async fn send(ty: &AttestationType, evidence: &[u8], common: CommonArgs) -> Result<ExitCode> {
     let options = AttestOptions {
         runtime_data: common
             .runtime_data
@@ -104,7 +142,7 @@ pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
     };
     let ca = common.ca.as_deref().map(files::read).transpose()?;
     let client = Client::new(&common.url, ca.as_deref())?;
-    match client.attest(ty, &evidence, &options).await {
+    match client.attest(ty, evidence, &options).await {
         Ok(token) => {
             println!("{token}");
             Ok(ExitCode::SUCCESS)

@@ -6,11 +6,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use aver_attestation::dcap::{DcapVerifier, TrustAnchors};
 use aver_attestation::evidence::sgx::{OPEN_ENCLAVE, SGX_ENCLAVE};
+use aver_attestation::evidence::snp::certs::{pem_chain, split_chain};
+use aver_attestation::evidence::snp::{SEV_SNP_VM, SnpTrust, encode_evidence};
 use aver_attestation::{
-    ActivePolicy, AttestRequest, PolicyChoice, TypedData, VerificationTime, Verifiers,
-    parse_rfc3339, tail,
+    ActivePolicy, AttestRequest, AttestationType, PolicyChoice, TypedData, VerificationTime,
+    Verifiers, parse_rfc3339, tail,
 };
 use clap::Subcommand;
+use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 
 use crate::files;
@@ -51,12 +54,50 @@ pub enum VerifyCommand {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// An AMD SEV-SNP attestation report with its VCEK/VLEK chain.
+    Snp(VerifySnpArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VerifySnpArgs {
+    /// The raw 1184-byte report (or base64/hex text of it), or Azure's
+    /// evidence JSON {"SnpReport": ..., "VcekCertChain": ...}.
+    file: PathBuf,
+    /// Certificates, PEM or DER, in order: the VCEK or VLEK, then the ASK or
+    /// ASVK, then the ARK (the ASK and ARK of Milan, Genoa and Turin are
+    /// built in). Repeatable; a PEM file may hold several.
+    #[arg(long)]
+    certs: Vec<PathBuf>,
+    /// Runtime data that must hash to REPORT_DATA[0..32].
+    #[arg(long)]
+    runtime_data: Option<PathBuf>,
+    /// Parse the runtime data as JSON (x-ms-runtime) instead of binary.
+    #[arg(long)]
+    json: bool,
+    /// Init-time data that must hash to HOST_DATA.
+    #[arg(long)]
+    init_time_data: Option<PathBuf>,
+    /// Verification time (RFC 3339, UTC) [default: now].
+    #[arg(long)]
+    at: Option<String>,
+    /// Extra trusted ARK (PEM) besides AMD's. Repeatable.
+    #[arg(long)]
+    trust_root: Vec<PathBuf>,
+    /// An ARK CRL (DER or PEM, as AMD's KDS serves /vcek/v1/{product}/crl):
+    /// the chain's ASK must not be revoked and the CRL must be current.
+    /// Repeatable.
+    #[arg(long)]
+    crl: Vec<PathBuf>,
+    /// Policy to evaluate [default: the SevSnpVm default].
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     let cmd = match cmd {
         EvidenceCommand::Eventlog(args) => return crate::tpm::eventlog(args),
         EvidenceCommand::Verify(VerifyCommand::Tpm(args)) => return crate::tpm::verify(args),
+        EvidenceCommand::Verify(VerifyCommand::Snp(args)) => return verify_snp(args),
         other => other,
     };
     let EvidenceCommand::Verify(VerifyCommand::Sgx {
@@ -71,30 +112,14 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     else {
         unreachable!("TPM commands returned above") // ok: matched exhaustively above
     };
-    let time = match at {
-        Some(text) => {
-            parse_rfc3339(&text).ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?
-        }
-        None => VerificationTime::from_unix_seconds(aver_client::unix_now()),
-    };
+    let time = verification_time(at)?;
     let mut roots = TrustAnchors::intel();
     for path in &trust_root {
         roots
             .add_pem(&files::read(path)?, &path.display().to_string())
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
-    let runtime = match runtime_data {
-        Some(path) => {
-            let bytes = files::read(&path)?;
-            let json = if as_json {
-                Some(serde_json::from_slice(&bytes).context("runtime data is not JSON")?)
-            } else {
-                None
-            };
-            Some(TypedData { bytes, json })
-        }
-        None => None,
-    };
+    let runtime = typed_data(runtime_data, as_json)?;
     let ty = if openenclave {
         &OPEN_ENCLAVE
     } else {
@@ -106,17 +131,102 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         init_time_data: None,
         nonce: None,
     };
+    let verifiers = Verifiers {
+        dcap: DcapVerifier::new(roots),
+        snp: SnpTrust::amd(),
+    };
+    verify_and_print(ty, &verifiers, &request, time, policy)
+}
+
+fn verification_time(at: Option<String>) -> Result<VerificationTime> {
+    Ok(match at {
+        Some(text) => {
+            parse_rfc3339(&text).ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?
+        }
+        None => VerificationTime::from_unix_seconds(aver_client::unix_now()),
+    })
+}
+
+fn typed_data(path: Option<PathBuf>, as_json: bool) -> Result<Option<TypedData>> {
+    let Some(path) = path else { return Ok(None) };
+    let bytes = files::read(&path)?;
+    let json = if as_json {
+        Some(serde_json::from_slice(&bytes).context("the data is not JSON")?)
+    } else {
+        None
+    };
+    Ok(Some(TypedData { bytes, json }))
+}
+
+/// `aver evidence verify snp`: Azure's evidence JSON is built from the
+/// report and the certificates, then verified by the service's code path.
+fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
+    let time = verification_time(args.at)?;
+    let mut trust = SnpTrust::amd();
+    for path in &args.trust_root {
+        trust
+            .add_ark_pem(&files::read(path)?, &path.display().to_string())
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    for path in &args.crl {
+        let bytes = files::read(path)?;
+        let der = match rustls_pki_types::CertificateRevocationListDer::from_pem_slice(&bytes) {
+            Ok(der) => der.to_vec(),
+            Err(_) => bytes,
+        };
+        trust
+            .add_crl_der(der)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    let raw = files::read(&args.file)?;
+    let evidence = if raw.trim_ascii_start().starts_with(b"{") {
+        if !args.certs.is_empty() {
+            return Err(anyhow!(
+                "{} is Azure's evidence JSON, which carries its own chain: drop --certs",
+                args.file.display()
+            ));
+        }
+        raw
+    } else {
+        let report = files::read_evidence(&args.file)?;
+        let mut certs = Vec::new();
+        for path in &args.certs {
+            certs.extend(
+                split_chain(&files::read(path)?).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+            );
+        }
+        let pem = (!certs.is_empty()).then(|| pem_chain(&certs));
+        encode_evidence(&report, pem.as_deref())
+    };
+    let request = AttestRequest {
+        evidence,
+        runtime_data: typed_data(args.runtime_data, args.json)?,
+        init_time_data: typed_data(args.init_time_data, false)?,
+        nonce: None,
+    };
+    let verifiers = Verifiers {
+        dcap: DcapVerifier::intel(),
+        snp: trust,
+    };
+    verify_and_print(&SEV_SNP_VM, &verifiers, &request, time, args.policy)
+}
+
+/// Verifies, evaluates the policy and prints the verdict with the claims.
+fn verify_and_print(
+    ty: &AttestationType,
+    verifiers: &Verifiers,
+    request: &AttestRequest,
+    time: VerificationTime,
+    policy: Option<PathBuf>,
+) -> Result<ExitCode> {
     let text = match policy {
         Some(path) => files::read_text(&path)?,
         None => ty.default_policy.unwrap_or_default().to_string(),
     };
     let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
-    let verifiers = Verifiers {
-        dcap: DcapVerifier::new(roots),
-    };
     // The service's path, without the service: verify, then evaluate and
     // build the token's claims (not stamped or signed offline).
-    let outcome = aver_attestation::verify(ty, &verifiers, &request, time).and_then(|verified| {
+    let outcome = aver_attestation::verify(ty, verifiers, request, time).and_then(|verified| {
         let (claims, _) = tail::claims(
             ty,
             PolicyChoice::Active(&active),

@@ -36,6 +36,19 @@ pub struct ServeArgs {
     /// simulator's for demos (`aver sim root`). Repeatable.
     #[arg(long = "trust-root", env = "AVER_TRUST_ROOTS", value_delimiter = ',')]
     trust_roots: Vec<PathBuf>,
+    /// Extra SEV-SNP ARK (PEM) to trust besides AMD's Milan, Genoa and
+    /// Turin ARKs, e.g. a lab PKI. Repeatable.
+    #[arg(
+        long = "snp-trust-root",
+        env = "AVER_SNP_TRUST_ROOTS",
+        value_delimiter = ','
+    )]
+    snp_trust_roots: Vec<PathBuf>,
+    /// Fetch VCEKs for SevSnpVm requests without a chain from this AMD
+    /// KDS-compatible base URL (AMD's: https://kdsintf.amd.com), cached in
+    /// the store; without it such requests are refused.
+    #[arg(long, env = "AVER_AMD_KDS_URL")]
+    amd_kds_url: Option<String>,
     /// Keep state in PostgreSQL (`postgres://user@host/db`) instead of
     /// SQLite in the data directory; for several replicas.
     #[arg(long, env = "AVER_DATABASE_URL")]
@@ -108,6 +121,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     trust_roots: Option<Vec<PathBuf>>,
+    snp_trust_roots: Option<Vec<PathBuf>>,
+    amd_kds_url: Option<String>,
     database_url: Option<String>,
     database_schema: Option<String>,
     tpm_ek_roots: Option<PathBuf>,
@@ -155,6 +170,12 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
     } else {
         args.trust_roots
     };
+    config.extra_snp_roots = if args.snp_trust_roots.is_empty() {
+        file.snp_trust_roots.unwrap_or_default()
+    } else {
+        args.snp_trust_roots
+    };
+    config.amd_kds_url = args.amd_kds_url.or(file.amd_kds_url);
     config.database_url = args.database_url.or(file.database_url);
     config.database_schema = args.database_schema.or(file.database_schema);
     let secs = std::time::Duration::from_secs;

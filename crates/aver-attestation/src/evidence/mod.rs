@@ -2,4 +2,5 @@
 //! on), its verifier and its claims, and its [`crate::registry`] entry.
 
 pub mod sgx;
+pub mod snp;
 pub mod tpm;

@@ -1,0 +1,689 @@
+//! SEV-SNP negatives under a test PKI (an RSA-PSS ARK and ASK, an ECDSA
+//! P-384 VCEK made here, reports signed here): wrong chip ID, TCB mismatch,
+//! foreign ARK, expired VCEK, debug and VMPL through a policy, Turin's
+//! layout, VLEK and signing-key selector. The DER is written by hand (test
+//! code), every signature is aws-lc-rs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use aver_attestation::evidence::snp::report::REPORT_LEN;
+use aver_attestation::evidence::snp::{
+    SEV_SNP_VM, SnpError, SnpTrust, VerifiedSnp, encode_evidence, verify_report,
+};
+use aver_attestation::{
+    ActivePolicy, AttestRequest, PolicyChoice, VerificationTime, Verifiers, parse_rfc3339, tail,
+};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PSS_SHA384, RsaKeyPair,
+};
+
+// ---- a minimal DER writer (test code only) ----
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend([0x81, len as u8]);
+    } else {
+        out.extend([0x82, (len >> 8) as u8, len as u8]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+    tlv(0x30, &parts.concat())
+}
+
+fn oid(arcs: &[u64]) -> Vec<u8> {
+    let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
+    for &arc in &arcs[2..] {
+        let mut bytes = vec![(arc & 0x7f) as u8];
+        let mut v = arc >> 7;
+        while v > 0 {
+            bytes.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        bytes.reverse();
+        body.extend(bytes);
+    }
+    tlv(0x06, &body)
+}
+
+fn int(v: u8) -> Vec<u8> {
+    if v >= 0x80 {
+        tlv(0x02, &[0, v])
+    } else {
+        tlv(0x02, &[v])
+    }
+}
+
+fn name(cn: &str) -> Vec<u8> {
+    seq(&[tlv(
+        0x31,
+        &seq(&[oid(&[2, 5, 4, 3]), tlv(0x0c, cn.as_bytes())]),
+    )])
+}
+
+/// RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48 (as AMD encodes it).
+fn pss_alg() -> Vec<u8> {
+    let sha384 = seq(&[oid(&[2, 16, 840, 1, 101, 3, 4, 2, 2]), vec![5, 0]]);
+    seq(&[
+        oid(&[1, 2, 840, 113549, 1, 1, 10]),
+        seq(&[
+            tlv(0xa0, &sha384),
+            tlv(
+                0xa1,
+                &seq(&[oid(&[1, 2, 840, 113549, 1, 1, 8]), sha384.clone()]),
+            ),
+            tlv(0xa2, &int(48)),
+        ]),
+    ])
+}
+
+fn bit_string(bytes: &[u8]) -> Vec<u8> {
+    let mut body = vec![0];
+    body.extend_from_slice(bytes);
+    tlv(0x03, &body)
+}
+
+fn ext(id: &[u64], critical: bool, value: Vec<u8>) -> Vec<u8> {
+    let mut parts = vec![oid(id)];
+    if critical {
+        parts.push(vec![0x01, 0x01, 0xff]);
+    }
+    parts.push(tlv(0x04, &value));
+    seq(&parts)
+}
+
+struct CertSpec<'a> {
+    subject: &'a str,
+    issuer: &'a str,
+    spki: Vec<u8>,
+    not_before: &'a str,
+    not_after: &'a str,
+    extensions: Vec<Vec<u8>>,
+}
+
+fn cert(spec: CertSpec<'_>, signer: &RsaKeyPair) -> Vec<u8> {
+    let mut tbs = vec![
+        tlv(0xa0, &int(2)),
+        int(1),
+        pss_alg(),
+        name(spec.issuer),
+        seq(&[
+            tlv(0x17, spec.not_before.as_bytes()),
+            tlv(0x17, spec.not_after.as_bytes()),
+        ]),
+        name(spec.subject),
+        spec.spki,
+    ];
+    if !spec.extensions.is_empty() {
+        tbs.push(tlv(0xa3, &seq(&spec.extensions)));
+    }
+    let tbs = seq(&tbs);
+    let mut sig = vec![0u8; signer.public_modulus_len()];
+    signer
+        .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
+        .unwrap();
+    seq(&[tbs, pss_alg(), bit_string(&sig)])
+}
+
+fn rsa_spki(key: &RsaKeyPair) -> Vec<u8> {
+    seq(&[
+        seq(&[oid(&[1, 2, 840, 113549, 1, 1, 1]), vec![5, 0]]),
+        bit_string(key.public_key().as_ref()),
+    ])
+}
+
+fn ec_spki(key: &EcdsaKeyPair) -> Vec<u8> {
+    seq(&[
+        seq(&[oid(&[1, 2, 840, 10045, 2, 1]), oid(&[1, 3, 132, 0, 34])]),
+        bit_string(key.public_key().as_ref()),
+    ])
+}
+
+fn ca_ext() -> Vec<Vec<u8>> {
+    vec![ext(&[2, 5, 29, 19], true, seq(&[vec![0x01, 0x01, 0xff]]))]
+}
+
+// ---- the test PKI and reports ----
+
+struct Pki {
+    ark_key: RsaKeyPair,
+    ask_key: RsaKeyPair,
+    ark: Vec<u8>,
+    ask: Vec<u8>,
+    asvk: Vec<u8>,
+    vcek_key: EcdsaKeyPair,
+}
+
+const GEN: &str = "Milan";
+
+fn pki(generation: &str) -> Pki {
+    let ark_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let ask_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let ark_name = format!("ARK-{generation}");
+    let ark = cert(
+        CertSpec {
+            subject: &ark_name,
+            issuer: &ark_name,
+            spki: rsa_spki(&ark_key),
+            not_before: "200101000000Z",
+            not_after: "450101000000Z",
+            extensions: ca_ext(),
+        },
+        &ark_key,
+    );
+    let ask = cert(
+        CertSpec {
+            subject: &format!("SEV-{generation}"),
+            issuer: &ark_name,
+            spki: rsa_spki(&ask_key),
+            not_before: "200101000000Z",
+            not_after: "450101000000Z",
+            extensions: ca_ext(),
+        },
+        &ark_key,
+    );
+    let asvk = cert(
+        CertSpec {
+            subject: &format!("SEV-VLEK-{generation}"),
+            issuer: &ark_name,
+            spki: rsa_spki(&ask_key),
+            not_before: "200101000000Z",
+            not_after: "450101000000Z",
+            extensions: ca_ext(),
+        },
+        &ark_key,
+    );
+    let vcek_key = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+    Pki {
+        ark_key,
+        ask_key,
+        ark,
+        ask,
+        asvk,
+        vcek_key,
+    }
+}
+
+/// SVNs as certified: (fmc, bootloader, tee, snp, microcode).
+type Svns = (Option<u8>, u8, u8, u8, u8);
+
+const SVNS: Svns = (None, 3, 0, 8, 0x73);
+
+fn signing_cert(
+    pki: &Pki,
+    generation: &str,
+    vlek: bool,
+    svns: Svns,
+    hwid: Option<Vec<u8>>,
+    not_after: &str,
+) -> Vec<u8> {
+    let tcb = |arc: u64, v: u8| ext(&[1, 3, 6, 1, 4, 1, 3704, 1, 3, arc], false, int(v));
+    let mut extensions = vec![
+        tcb(1, svns.1),
+        tcb(2, svns.2),
+        tcb(3, svns.3),
+        tcb(8, svns.4),
+    ];
+    if let Some(fmc) = svns.0 {
+        extensions.push(tcb(9, fmc));
+    }
+    if let Some(id) = hwid {
+        extensions.push(ext(&[1, 3, 6, 1, 4, 1, 3704, 1, 4], false, id));
+    }
+    let (subject, issuer) = if vlek {
+        ("SEV-VLEK".to_string(), format!("SEV-VLEK-{generation}"))
+    } else {
+        ("SEV-VCEK".to_string(), format!("SEV-{generation}"))
+    };
+    cert(
+        CertSpec {
+            subject: &subject,
+            issuer: &issuer,
+            spki: ec_spki(&pki.vcek_key),
+            not_before: "200101000000Z",
+            not_after,
+            extensions,
+        },
+        &pki.ask_key,
+    )
+}
+
+const CHIP: [u8; 64] = [0xC5; 64];
+
+struct ReportSpec {
+    version: u32,
+    policy: u64,
+    vmpl: u32,
+    signing_key: u32,
+    tcb: [u8; 8],
+    cpuid_family: u8,
+    chip_id: [u8; 64],
+}
+
+fn milan_report() -> ReportSpec {
+    ReportSpec {
+        version: 2,
+        policy: 0x30000,
+        vmpl: 0,
+        signing_key: 0,
+        tcb: [3, 0, 0, 0, 0, 0, 8, 0x73],
+        cpuid_family: 0,
+        chip_id: CHIP,
+    }
+}
+
+fn report(pki: &Pki, spec: &ReportSpec) -> Vec<u8> {
+    let mut r = vec![0u8; REPORT_LEN];
+    r[0..4].copy_from_slice(&spec.version.to_le_bytes());
+    r[8..16].copy_from_slice(&spec.policy.to_le_bytes());
+    r[0x30..0x34].copy_from_slice(&spec.vmpl.to_le_bytes());
+    r[0x34] = 1;
+    r[0x48..0x4C].copy_from_slice(&(spec.signing_key << 2).to_le_bytes());
+    r[0x50] = 0x42; // report data
+    r[0x90..0xC0].fill(0x99); // measurement
+    for at in [0x38, 0x180, 0x1E0, 0x1F0] {
+        r[at..at + 8].copy_from_slice(&spec.tcb);
+    }
+    if spec.version >= 3 {
+        r[0x188] = spec.cpuid_family;
+    }
+    r[0x1A0..0x1E0].copy_from_slice(&spec.chip_id);
+    let sig = pki
+        .vcek_key
+        .sign(&SystemRandom::new(), &r[..0x2A0])
+        .unwrap();
+    let sig = sig.as_ref();
+    for (i, b) in sig[..48].iter().rev().enumerate() {
+        r[0x2A0 + i] = *b;
+    }
+    for (i, b) in sig[48..].iter().rev().enumerate() {
+        r[0x2E8 + i] = *b;
+    }
+    r
+}
+
+fn trust(pki: &Pki) -> SnpTrust {
+    let mut t = SnpTrust::empty();
+    t.add_ark_der(pki.ark.clone(), "test ARK").unwrap();
+    t
+}
+
+fn at() -> VerificationTime {
+    parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+}
+
+fn check(pki: &Pki, report: &[u8], certs: Vec<Vec<u8>>) -> Result<VerifiedSnp, SnpError> {
+    verify_report(&trust(pki), report, &certs, None, None, at())
+}
+
+fn vcek(pki: &Pki) -> Vec<u8> {
+    signing_cert(pki, GEN, false, SVNS, Some(CHIP.to_vec()), "350101000000Z")
+}
+
+#[test]
+fn a_generated_report_verifies_under_the_test_ark_only() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let chain = vec![vcek(&pki), pki.ask.clone(), pki.ark.clone()];
+    let v = check(&pki, &r, chain.clone()).unwrap();
+    assert_eq!(v.reported_tcb.microcode, 0x73);
+    assert_eq!(v.root, "test ARK");
+    // Foreign ARK: AMD's roots do not trust the test ARK.
+    let err = verify_report(&SnpTrust::amd(), &r, &chain, None, None, at()).unwrap_err();
+    assert_eq!(err.code(), "UntrustedRoot", "{err}");
+    // An ASK signed by another ARK with the same name.
+    let other = self::pki(GEN);
+    let err = check(
+        &pki,
+        &r,
+        vec![vcek(&pki), other.ask.clone(), pki.ark.clone()],
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "CertificateChainInvalid", "{err}");
+    // The ARK key is not used to sign reports.
+    let _ = &pki.ark_key;
+}
+
+#[test]
+fn wrong_chip_id_is_refused() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let other_chip = signing_cert(
+        &pki,
+        GEN,
+        false,
+        SVNS,
+        Some(vec![0xAB; 64]),
+        "350101000000Z",
+    );
+    let err = check(&pki, &r, vec![other_chip, pki.ask.clone()]).unwrap_err();
+    assert_eq!(err.code(), "SnpChipIdMismatch", "{err}");
+    let no_hwid = signing_cert(&pki, GEN, false, SVNS, None, "350101000000Z");
+    let err = check(&pki, &r, vec![no_hwid, pki.ask.clone()]).unwrap_err();
+    assert_eq!(err.code(), "CertificateChainMalformed", "{err}");
+}
+
+#[test]
+fn tcb_mismatch_between_report_and_vcek_is_refused() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    for svns in [
+        (None, 4, 0, 8, 0x73),
+        (None, 3, 1, 8, 0x73),
+        (None, 3, 0, 7, 0x73),
+        (None, 3, 0, 8, 0x74),
+    ] {
+        let cert = signing_cert(&pki, GEN, false, svns, Some(CHIP.to_vec()), "350101000000Z");
+        let err = check(&pki, &r, vec![cert, pki.ask.clone()]).unwrap_err();
+        assert_eq!(err.code(), "SnpTcbMismatch", "{svns:?}: {err}");
+    }
+}
+
+#[test]
+fn expired_vcek_is_refused() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let old = signing_cert(&pki, GEN, false, SVNS, Some(CHIP.to_vec()), "211231000000Z");
+    let err = check(&pki, &r, vec![old, pki.ask.clone()]).unwrap_err();
+    assert_eq!(err.code(), "CertificateExpired", "{err}");
+}
+
+/// The service's flow: verification, then the policy over the claims.
+fn attest(
+    pki: &Pki,
+    report: &[u8],
+    policy: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let request = AttestRequest {
+        evidence: encode_evidence(
+            report,
+            Some(&aver_attestation::evidence::snp::certs::pem_chain(&[
+                vcek(pki),
+                pki.ask.clone(),
+            ])),
+        ),
+        ..AttestRequest::default()
+    };
+    let verifiers = Verifiers {
+        dcap: aver_attestation::dcap::DcapVerifier::intel(),
+        snp: trust(pki),
+    };
+    let verified = aver_attestation::verify(&SEV_SNP_VM, &verifiers, &request, at())
+        .map_err(|e| e.code.to_string())?;
+    let active = ActivePolicy::from_text(policy, None).unwrap();
+    tail::claims(
+        &SEV_SNP_VM,
+        PolicyChoice::Active(&active),
+        verified.claims,
+        None,
+        &aver_policy::Budget::default(),
+    )
+    .map(|(claims, _)| claims)
+    .map_err(|e| e.code.to_string())
+}
+
+const STRICT_POLICY: &str = r#"version=1.0;
+authorizationrules {
+  [type=="x-ms-sevsnpvm-is-debuggable", value==false] && [type=="x-ms-sevsnpvm-vmpl", value==0] => permit();
+};
+issuancerules {};"#;
+
+#[test]
+fn debug_policy_and_vmpl_reach_the_claims_and_a_policy_refuses_them() {
+    let pki = pki(GEN);
+    let good = report(&pki, &milan_report());
+    let claims = attest(&pki, &good, STRICT_POLICY).unwrap();
+    assert_eq!(claims["x-ms-sevsnpvm-is-debuggable"], false);
+    assert_eq!(claims["x-ms-sevsnpvm-vmpl"], 0);
+
+    let debug = report(
+        &pki,
+        &ReportSpec {
+            policy: 0x30000 | (1 << 19),
+            ..milan_report()
+        },
+    );
+    let claims = attest(&pki, &debug, SEV_SNP_VM.default_policy.unwrap()).unwrap();
+    assert_eq!(claims["x-ms-sevsnpvm-is-debuggable"], true);
+    assert_eq!(
+        attest(&pki, &debug, STRICT_POLICY).unwrap_err(),
+        "PolicyEvaluationError"
+    );
+
+    let vmpl2 = report(
+        &pki,
+        &ReportSpec {
+            vmpl: 2,
+            ..milan_report()
+        },
+    );
+    let claims = attest(&pki, &vmpl2, SEV_SNP_VM.default_policy.unwrap()).unwrap();
+    assert_eq!(claims["x-ms-sevsnpvm-vmpl"], 2);
+    assert_eq!(
+        attest(&pki, &vmpl2, STRICT_POLICY).unwrap_err(),
+        "PolicyEvaluationError"
+    );
+
+    let vmpl4 = report(
+        &pki,
+        &ReportSpec {
+            vmpl: 4,
+            ..milan_report()
+        },
+    );
+    assert_eq!(
+        attest(&pki, &vmpl4, STRICT_POLICY).unwrap_err(),
+        "SnpReservedFieldNonZero"
+    );
+}
+
+#[test]
+fn turin_layout_with_fmc_and_an_8_byte_hardware_id() {
+    let pki = pki("Turin");
+    // Turin TCB: [fmc, bootloader, tee, snp, 0, 0, 0, microcode].
+    let spec = ReportSpec {
+        version: 3,
+        tcb: [1, 3, 0, 8, 0, 0, 0, 0x73],
+        cpuid_family: 0x1A,
+        ..milan_report()
+    };
+    let r = report(&pki, &spec);
+    let turin_svns = (Some(1), 3, 0, 8, 0x73);
+    let cert = signing_cert(
+        &pki,
+        "Turin",
+        false,
+        turin_svns,
+        Some(CHIP[..8].to_vec()),
+        "350101000000Z",
+    );
+    let v = check(&pki, &r, vec![cert.clone(), pki.ask.clone()]).unwrap();
+    assert_eq!(v.reported_tcb.fmc, Some(1));
+    assert_eq!(v.reported_tcb.snp, 8);
+    // FMC differs.
+    let other = signing_cert(
+        &pki,
+        "Turin",
+        false,
+        (Some(2), 3, 0, 8, 0x73),
+        Some(CHIP[..8].to_vec()),
+        "350101000000Z",
+    );
+    let err = check(&pki, &r, vec![other, pki.ask.clone()]).unwrap_err();
+    assert_eq!(err.code(), "SnpTcbMismatch", "{err}");
+    // A v3 report of a Milan/Genoa CPU (family 0x19) under a Turin VCEK.
+    let milan_cpu = report(
+        &pki,
+        &ReportSpec {
+            cpuid_family: 0x19,
+            ..spec
+        },
+    );
+    let err = check(&pki, &milan_cpu, vec![cert, pki.ask.clone()]).unwrap_err();
+    assert_eq!(err.code(), "SnpTcbMismatch", "{err}");
+}
+
+#[test]
+fn vlek_reports_and_the_signing_key_selector() {
+    let pki = pki(GEN);
+    let vlek = signing_cert(&pki, GEN, true, SVNS, None, "350101000000Z");
+    let vlek_report = report(
+        &pki,
+        &ReportSpec {
+            signing_key: 1,
+            chip_id: [0; 64],
+            ..milan_report()
+        },
+    );
+    check(&pki, &vlek_report, vec![vlek.clone(), pki.asvk.clone()]).unwrap();
+    // The VLEK report with the VCEK's certificate, and the reverse.
+    let err = check(&pki, &vlek_report, vec![vcek(&pki), pki.ask.clone()]).unwrap_err();
+    assert_eq!(err.code(), "SnpSigningKeyMismatch", "{err}");
+    let vcek_report = report(&pki, &milan_report());
+    let err = check(&pki, &vcek_report, vec![vlek, pki.asvk.clone()]).unwrap_err();
+    assert_eq!(err.code(), "SnpSigningKeyMismatch", "{err}");
+    // Unsigned (SIGNING_KEY = 7).
+    let unsigned = report(
+        &pki,
+        &ReportSpec {
+            signing_key: 7,
+            ..milan_report()
+        },
+    );
+    let err = check(&pki, &unsigned, vec![vcek(&pki), pki.ask.clone()]).unwrap_err();
+    assert_eq!(err.code(), "SnpSigningKeyMismatch", "{err}");
+}
+
+/// An ARK CRL signed by `signer`, valid between the two UTCTimes,
+/// revoking `revoked` serials.
+fn crl(issuer: &str, signer: &RsaKeyPair, this: &str, next: &str, revoked: &[u8]) -> Vec<u8> {
+    let mut tbs = vec![
+        int(1),
+        pss_alg(),
+        name(issuer),
+        tlv(0x17, this.as_bytes()),
+        tlv(0x17, next.as_bytes()),
+    ];
+    if !revoked.is_empty() {
+        let entries: Vec<Vec<u8>> = revoked
+            .iter()
+            .map(|serial| seq(&[int(*serial), tlv(0x17, b"250101000000Z")]))
+            .collect();
+        tbs.push(seq(&entries));
+    }
+    let tbs = seq(&tbs);
+    let mut sig = vec![0u8; signer.public_modulus_len()];
+    signer
+        .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
+        .unwrap();
+    seq(&[tbs, pss_alg(), bit_string(&sig)])
+}
+
+#[test]
+fn ark_crl_revokes_the_ask_and_must_be_current_and_signed() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let chain = vec![vcek(&pki), pki.ask.clone(), pki.ark.clone()];
+    let ark_name = format!("ARK-{GEN}");
+    let with = |der: Vec<u8>| {
+        let mut t = trust(&pki);
+        t.add_crl_der(der).unwrap();
+        verify_report(&t, &r, &chain, None, None, at())
+    };
+    // Current, revoking nothing (or another serial): verifies.
+    with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[],
+    ))
+    .unwrap();
+    with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[7],
+    ))
+    .unwrap();
+    // Revoking the ASK (serial 1).
+    let err = with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[1],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CertificateRevoked", "{err}");
+    // Past its nextUpdate, or not yet issued.
+    let err = with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "240101000000Z",
+        "250101000000Z",
+        &[],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CollateralExpired", "{err}");
+    let err = with(crl(
+        &ark_name,
+        &pki.ark_key,
+        "270101000000Z",
+        "280101000000Z",
+        &[],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CollateralExpired", "{err}");
+    // Named for the ARK but signed by another key.
+    let err = with(crl(
+        &ark_name,
+        &pki.ask_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[],
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), "CollateralMalformed", "{err}");
+    // Another ARK's CRL does not apply.
+    with(crl(
+        "ARK-Other",
+        &pki.ask_key,
+        "240101000000Z",
+        "250101000000Z",
+        &[1],
+    ))
+    .unwrap();
+}
+
+#[test]
+fn two_trusted_arks_of_the_same_name_are_told_apart_by_key() {
+    let first = pki(GEN);
+    let second = pki(GEN);
+    let mut t = SnpTrust::empty();
+    t.add_ark_der(first.ark.clone(), "first").unwrap();
+    t.add_ark_der(second.ark.clone(), "second").unwrap();
+    let r = report(&second, &milan_report());
+    let v = verify_report(
+        &t,
+        &r,
+        &[vcek(&second), second.ask.clone()],
+        None,
+        None,
+        at(),
+    )
+    .unwrap();
+    assert_eq!(v.root, "second");
+}

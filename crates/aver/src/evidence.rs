@@ -4,10 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use aver_attestation::dcap::{DcapVerifier, TrustAnchors};
-use aver_attestation::evidence::sgx::{OPEN_ENCLAVE, SGX_ENCLAVE};
+use aver_attestation::dcap::collateral::{
+    CollateralBundle, TcbStatus, bundle_from_named_files, verify_collateral,
+};
+use aver_attestation::dcap::{DcapError, DcapVerifier, TcbAcceptance, TrustAnchors};
+use aver_attestation::evidence::sgx::{
+    OPEN_ENCLAVE, SGX_ENCLAVE, SgxEvidenceKind, verify_request_with_collateral,
+};
 use aver_attestation::{
-    ActivePolicy, AttestRequest, PolicyChoice, TypedData, VerificationTime, Verifiers,
+    ActivePolicy, AttestError, AttestRequest, PolicyChoice, TypedData, VerificationTime, Verifiers,
     parse_rfc3339, tail,
 };
 use clap::Subcommand;
@@ -50,6 +55,16 @@ pub enum VerifyCommand {
         /// Policy to evaluate [default: Azure's shared-provider SGX default].
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// DCAP collateral: a dcap-qvl bundle (collateral.json), or a
+        /// directory of PCS/PCCS answers (tcbInfo.json, qeIdentity.json,
+        /// issuer chains, CRLs). With it the verdict includes Intel's TCB
+        /// status; without it only the quote's signatures are checked.
+        #[arg(long)]
+        collateral: Option<PathBuf>,
+        /// TCB statuses to accept (repeatable) [default: UpToDate,
+        /// SWHardeningNeeded].
+        #[arg(long)]
+        accept_tcb_status: Vec<String>,
     },
 }
 
@@ -67,6 +82,8 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         at,
         trust_root,
         policy,
+        collateral,
+        accept_tcb_status,
     }) = cmd
     else {
         unreachable!("TPM commands returned above") // ok: matched exhaustively above
@@ -116,7 +133,41 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     };
     // The service's path, without the service: verify, then evaluate and
     // build the token's claims (not stamped or signed offline).
-    let outcome = aver_attestation::verify(ty, &verifiers, &request, time).and_then(|verified| {
+    let kind = if openenclave {
+        SgxEvidenceKind::OpenEnclaveReport
+    } else {
+        SgxEvidenceKind::Quote
+    };
+    let mut acceptance = TcbAcceptance::default();
+    if !accept_tcb_status.is_empty() {
+        acceptance.accepted = accept_tcb_status
+            .iter()
+            .map(|s| {
+                TcbStatus::parse(s).ok_or_else(|| {
+                    anyhow!("--accept-tcb-status {s:?} is not one of Intel's TCB statuses")
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    let verified = match &collateral {
+        None => aver_attestation::verify(ty, &verifiers, &request, time),
+        Some(path) => {
+            let bundle = read_collateral(path)?;
+            verify_collateral(&bundle, verifiers.dcap.roots(), time)
+                .map_err(|e| AttestError::from(DcapError::Collateral(e)))
+                .and_then(|c| {
+                    verify_request_with_collateral(
+                        kind,
+                        &verifiers.dcap,
+                        &request,
+                        &c,
+                        &acceptance,
+                        time,
+                    )
+                })
+        }
+    };
+    let outcome = verified.and_then(|verified| {
         let (claims, _) = tail::claims(
             ty,
             PolicyChoice::Active(&active),
@@ -145,4 +196,30 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Reads DCAP collateral from a dcap-qvl bundle file or a directory of
+/// PCS/PCCS answers (the core assembles and checks it; this only reads).
+pub fn read_collateral(path: &std::path::Path) -> Result<CollateralBundle> {
+    /// Files larger than this are not collateral.
+    const MAX_FILE: u64 = 4 * 1024 * 1024;
+    let mut files = Vec::new();
+    if path.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
+        {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_file() && meta.len() <= MAX_FILE {
+                files.push((
+                    entry.file_name().to_string_lossy().into_owned(),
+                    files::read(&entry.path())?,
+                ));
+            }
+        }
+    } else {
+        // A single file is a bundle, whatever its name.
+        files.push(("collateral.json".to_string(), files::read(path)?));
+    }
+    bundle_from_named_files(&files).map_err(|e| anyhow!("{}: {e}", path.display()))
 }

@@ -140,9 +140,7 @@ impl SgxFixture {
         SgxFixture {
             quote,
             runtime_data,
-            verifiers: Verifiers {
-                dcap: DcapVerifier::new(anchors),
-            },
+            verifiers: Verifiers::new(DcapVerifier::new(anchors)),
             time,
             source: "simulated-quote",
         }

@@ -128,9 +128,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         None => ty.default_policy.unwrap_or_default().to_string(),
     };
     let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
-    let verifiers = Verifiers {
-        dcap: DcapVerifier::new(roots),
-    };
+    let verifiers = Verifiers::new(DcapVerifier::new(roots));
     // The service's path, without the service: verify, then evaluate and
     // build the token's claims (not stamped or signed offline).
     let kind = if openenclave {

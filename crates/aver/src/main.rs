@@ -6,6 +6,8 @@
 mod admin;
 mod attest;
 #[cfg(feature = "server")]
+mod collateral;
+#[cfg(feature = "server")]
 mod demo;
 mod evidence;
 mod files;
@@ -66,6 +68,10 @@ enum Command {
     /// The simulated SGX enclave used by tests and the demo.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// DCAP collateral in the service's shared cache (import, status).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Collateral(collateral::CollateralCommand),
 }
 
 #[derive(Subcommand)]
@@ -217,6 +223,8 @@ fn main() -> std::process::ExitCode {
             #[cfg(feature = "server")]
             Command::Provider(cmd) => provider(cmd),
             Command::Sim(cmd) => sim::run(cmd),
+            #[cfg(feature = "server")]
+            Command::Collateral(cmd) => collateral::run(cmd),
         }
     });
     match result {

@@ -85,6 +85,23 @@ pub struct ServeArgs {
     /// Seconds one verification and policy evaluation may run [default: 5].
     #[arg(long, env = "AVER_ATTESTATION_DEADLINE")]
     attestation_deadline: Option<u64>,
+    /// Base URL of an Intel PCS v4-compatible SGX collateral source (a
+    /// PCCS, or https://api.trustedservices.intel.com): fetched in the
+    /// background for the FMSPCs quotes need, refreshed before nextUpdate,
+    /// shared through the store.
+    #[arg(long, env = "AVER_COLLATERAL_URL")]
+    collateral_url: Option<String>,
+    /// Seconds each request to the collateral source may take [default: 10].
+    #[arg(long, env = "AVER_COLLATERAL_TIMEOUT")]
+    collateral_timeout: Option<u64>,
+    /// Refuse SGX quotes without valid collateral for their FMSPC (true,
+    /// false) [default: true with --collateral-url, else false].
+    #[arg(long, env = "AVER_REQUIRE_COLLATERAL")]
+    require_collateral: Option<bool>,
+    /// TCB statuses accepted (repeatable or comma-separated) [default:
+    /// UpToDate,SWHardeningNeeded].
+    #[arg(long, env = "AVER_ACCEPT_TCB_STATUS", value_delimiter = ',')]
+    accept_tcb_status: Vec<String>,
 }
 
 /// The TOML file's shape.
@@ -112,6 +129,10 @@ struct FileConfig {
     max_concurrent_attestations: Option<usize>,
     queue_timeout: Option<u64>,
     attestation_deadline: Option<u64>,
+    collateral_url: Option<String>,
+    collateral_timeout: Option<u64>,
+    require_collateral: Option<bool>,
+    accept_tcb_status: Option<Vec<String>>,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -175,6 +196,24 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
         config.cpu.job_deadline = secs(v.max(1));
     }
     config.tpm_ek_roots = args.tpm_ek_roots.or(file.tpm_ek_roots);
+    config.collateral_url = args.collateral_url.or(file.collateral_url);
+    if let Some(v) = args.collateral_timeout.or(file.collateral_timeout) {
+        config.collateral_timeout = secs(v.max(1));
+    }
+    config.require_collateral = args.require_collateral.or(file.require_collateral);
+    let statuses = if args.accept_tcb_status.is_empty() {
+        file.accept_tcb_status.unwrap_or_default()
+    } else {
+        args.accept_tcb_status
+    };
+    config.accepted_tcb_statuses = statuses
+        .iter()
+        .map(|s| {
+            aver_attestation::dcap::TcbStatus::parse(s).ok_or_else(|| {
+                anyhow::anyhow!("accept_tcb_status {s:?} is not one of Intel's TCB statuses")
+            })
+        })
+        .collect::<Result<_>>()?;
     let issuer = args.admin_oidc_issuer.or(file.admin_oidc_issuer);
     if let Some(issuer) = issuer {
         let missing = |what: &str| anyhow::anyhow!("admin OIDC issuer set without {what}");

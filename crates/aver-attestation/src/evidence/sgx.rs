@@ -154,14 +154,47 @@ pub fn parse_openenclave_report(bytes: &[u8]) -> Result<Quote<'_>, ParseError> {
     parse_quote(quote)
 }
 
-/// Verifies SGX evidence from a request at `time` (no collateral beyond
-/// what the quote carries).
+/// Verifies SGX evidence from a request at `time`: with the cached
+/// collateral of the quote's FMSPC when there is some (the TCB verdict,
+/// held to the accepted statuses); without, as configured
+/// ([`Verifiers::require_collateral`]).
 pub fn verify(
     kind: SgxEvidenceKind,
     verifiers: &Verifiers,
     request: &AttestRequest,
     time: VerificationTime,
 ) -> Result<VerifiedSgx, SgxError> {
+    // The FMSPC only picks the cache entry: every byte it came from is
+    // verified below.
+    let fmspc = parse_sgx(kind, &request.evidence)
+        .ok()
+        .and_then(|q| quote_fmspc(&q));
+    if let Some((fmspc, ca)) = fmspc {
+        if let Some(c) = verifiers.collateral.get(&fmspc, time) {
+            let v = verify_evidence_with_collateral(
+                kind,
+                &verifiers.dcap,
+                &request.evidence,
+                request.runtime_data.as_ref().map(|d| d.bytes.as_slice()),
+                request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
+                &c,
+                time,
+            )?;
+            if let Some(t) = &v.tcb {
+                verifiers.tcb_acceptance.check(t)?;
+            }
+            return Ok(v);
+        }
+        verifiers.collateral.note_miss(fmspc, ca);
+        if verifiers.require_collateral {
+            return Err(SgxError::Dcap(DcapError::Collateral(
+                crate::dcap::CollateralError::Missing(format!(
+                    "no valid collateral (TCB info, QE identity, CRLs) is cached for FMSPC {}; import it (aver collateral import) or let the service fetch it",
+                    hex::encode_upper(fmspc)
+                )),
+            )));
+        }
+    }
     verify_evidence(
         kind,
         &verifiers.dcap,
@@ -215,6 +248,25 @@ pub fn verify_evidence_with_collateral(
         init_time_data,
         Some(verdict),
     )
+}
+
+/// The FMSPC the quote's PCK certificate states and its CA's kind
+/// (`processor` or `platform`), unverified: a cache key.
+fn quote_fmspc(quote: &Quote<'_>) -> Option<([u8; 6], &'static str)> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let leaf = CertificateDer::pem_slice_iter(quote.qe.pck_chain_pem)
+        .next()?
+        .ok()?;
+    let fmspc = crate::dcap::pck_ext::parse_pck_extensions(leaf.as_ref())
+        .ok()?
+        .fmspc;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let ca = if cert.issuer().to_string().contains("Platform") {
+        "platform"
+    } else {
+        "processor"
+    };
+    Some((fmspc, ca))
 }
 
 fn parse_sgx(kind: SgxEvidenceKind, evidence: &[u8]) -> Result<Quote<'_>, SgxError> {

@@ -17,6 +17,7 @@
 //! A missing item fails closed ([`CollateralError::Missing`]): there is no
 //! "verify without CRL" mode here.
 
+pub mod cache;
 pub mod crl;
 pub mod qe_identity;
 pub mod tcb_info;
@@ -32,6 +33,7 @@ use webpki::{
 
 use super::TrustAnchors;
 use crate::{VerificationTime, parse_rfc3339, sha256};
+pub use cache::CollateralCache;
 pub use crl::CrlFacts;
 pub use qe_identity::{QeIdentity, QeTcbLevel, parse_qe_identity};
 pub use tcb_info::{TcbInfo, TcbLevel, TcbStatus, parse_tcb_info};
@@ -231,6 +233,27 @@ impl CollateralBundle {
                 "qe_identity_signature",
             )?,
         })
+    }
+
+    /// dcap-qvl's bundle JSON for this bundle: the one form Aver stores
+    /// (the signed members stay the exact bytes received, as strings).
+    pub fn to_dcap_qvl_json(&self) -> Result<Vec<u8>, CollateralError> {
+        let text = |b: &[u8], name: &str| {
+            String::from_utf8(b.to_vec())
+                .map_err(|_| CollateralError::Malformed(format!("the {name} is not UTF-8")))
+        };
+        let value = serde_json::json!({
+            "pck_crl_issuer_chain": text(&self.pck_crl_issuer_chain, "PCK CRL issuer chain")?,
+            "root_ca_crl": hex::encode(&self.root_ca_crl),
+            "pck_crl": hex::encode(&self.pck_crl),
+            "tcb_info_issuer_chain": text(&self.tcb_info_issuer_chain, "TCB info issuer chain")?,
+            "tcb_info": text(&self.tcb_info, "TCB info")?,
+            "tcb_info_signature": hex::encode(&self.tcb_info_signature),
+            "qe_identity_issuer_chain": text(&self.qe_identity_issuer_chain, "QE identity issuer chain")?,
+            "qe_identity": text(&self.qe_identity, "QE identity")?,
+            "qe_identity_signature": hex::encode(&self.qe_identity_signature),
+        });
+        serde_json::to_vec(&value).map_err(|e| CollateralError::Malformed(e.to_string()))
     }
 
     /// Builds a bundle from what PCS/PCCS serve: the TCB info and QE

@@ -382,6 +382,15 @@ async fn stop_signal() {
     }
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Reloads providers when another process (a replica, `aver provider`)
 /// changed the store; loads collateral another process stored (`aver
 /// collateral import`, a replica's fetch); fetches and refreshes collateral
@@ -394,7 +403,22 @@ async fn refresh_loop(
     retry: std::time::Duration,
 ) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
-    let mut refresher = collateral::Refresher::new(retry);
+    // Fetching runs in its own task, so that a slow source never delays
+    // provider reloads; it ends with this loop (the guard aborts it).
+    let _fetcher = source.map(|source| {
+        let state = state.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut refresher = collateral::Refresher::new(retry);
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+            loop {
+                ticker.tick().await;
+                let now = state.clock.now();
+                refresher
+                    .round(&source, state.store.clone(), &state.verifiers, now)
+                    .await;
+            }
+        }))
+    });
     loop {
         ticker.tick().await;
         let now = state.clock.now();
@@ -411,11 +435,7 @@ async fn refresh_loop(
             Ok(seen) => collateral_seen = seen,
             Err(e) => tracing::warn!(code = e.code, "cannot read the collateral cache"),
         }
-        if let Some(source) = &source {
-            refresher
-                .round(source, state.store.clone(), &state.verifiers, now)
-                .await;
-        }
+
         let known = state.providers.read().map(|p| p.generation).unwrap_or(-1);
         let current = match state.blocking(|store| store.generation()).await {
             Ok(g) => g,

@@ -122,6 +122,15 @@ async fn statuses_not_accepted_are_refused_with_their_code() {
 /// shapes (JSON bodies with the signed member, URL-encoded issuer-chain
 /// headers, DER CRLs); `up` switches it off and on.
 async fn pccs(c: SimCollateral, up: Arc<Mutex<bool>>) -> String {
+    pccs_with_delay(c, up, Arc::new(Mutex::new(None))).await
+}
+
+/// [`pccs`] that, while `delay` is set, answers the TCB info that late.
+async fn pccs_with_delay(
+    c: SimCollateral,
+    up: Arc<Mutex<bool>>,
+    delay: Arc<Mutex<Option<std::time::Duration>>>,
+) -> String {
     use axum::http::{HeaderMap, HeaderValue, StatusCode};
     use axum::routing::get;
     fn enc(pem: &str) -> HeaderValue {
@@ -139,10 +148,15 @@ async fn pccs(c: SimCollateral, up: Arc<Mutex<bool>>) -> String {
     let answer = move |which: &'static str| {
         let c = c.clone();
         let up = up.clone();
+        let delay = delay.clone();
         move || {
             let c = c.clone();
             let up = up.clone();
+            let delay = *delay.lock().unwrap();
             async move {
+                if let (Some(d), "tcb") = (delay, which) {
+                    tokio::time::sleep(d).await;
+                }
                 if !*up.lock().unwrap() {
                     return (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -242,4 +256,43 @@ async fn collateral_is_fetched_from_a_pccs_in_the_background_and_shared() {
     *up.lock().unwrap() = false;
     let claims = attest(&svc, &quote).await.unwrap();
     assert_eq!(claims["x-ms-sgx-tcb-status"], "UpToDate");
+}
+
+#[tokio::test]
+async fn a_slow_source_is_bounded_by_the_time_out_and_never_delays_requests() {
+    let platform = SimPlatform::generate().unwrap();
+    let up = Arc::new(Mutex::new(true));
+    // Slower than the source time-out below: every fetch gives up.
+    let delay = Arc::new(Mutex::new(Some(std::time::Duration::from_secs(3600))));
+    let url = pccs_with_delay(platform.collateral(&spec_now()).unwrap(), up, delay.clone()).await;
+    let svc = TestService::start_with(true, aver_server::state::Clock::System, |c| {
+        c.collateral_url = Some(url.clone());
+        c.refresh_secs = 1;
+        c.collateral_timeout = std::time::Duration::from_secs(1);
+        c.collateral_retry = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
+    // While the source hangs, each request is answered at once from the
+    // cache (nothing there: CollateralMissing), a few times over several
+    // fetch attempts.
+    for _ in 0..3 {
+        assert_eq!(code(attest(&svc, &quote).await), "CollateralMissing");
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    // The source recovers: the next attempt (the hung one was cut off by
+    // the time-out) succeeds.
+    *delay.lock().unwrap() = None;
+    let mut ok = false;
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if attest(&svc, &quote).await.is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(
+        ok,
+        "collateral was never fetched after the source recovered"
+    );
 }

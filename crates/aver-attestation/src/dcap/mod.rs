@@ -27,6 +27,7 @@ pub mod pck_ext;
 pub mod quote;
 pub mod report;
 pub mod tcb;
+pub mod td_report;
 pub mod trust;
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
@@ -100,6 +101,8 @@ pub enum DcapError {
     QeIdentityMismatch(String),
     #[error("the quoting enclave's TCB is not supported: {0}")]
     QeTcbNotSupported(String),
+    #[error("the TDX module is not the one Intel's TCB info describes: {0}")]
+    TdxModuleMismatch(String),
     #[error(
         "the platform's TCB status {status} is not accepted by this provider (advisories: [{advisories}]); the provider's accepted TCB statuses decide"
     )]
@@ -134,6 +137,7 @@ impl DcapError {
             DcapError::TcbLevelNotSupported(_) => "TcbLevelNotSupported",
             DcapError::QeIdentityMismatch(_) => "QeIdentityMismatch",
             DcapError::QeTcbNotSupported(_) => "QeTcbNotSupported",
+            DcapError::TdxModuleMismatch(_) => "TdxModuleMismatch",
             DcapError::TcbStatusNotAccepted { status, .. } => match status {
                 TcbStatus::UpToDate => "TcbStatusUpToDateNotAccepted",
                 TcbStatus::SWHardeningNeeded => "TcbStatusSWHardeningNeeded",
@@ -210,10 +214,10 @@ impl DcapVerifier {
         }
         let ext =
             pck_ext::parse_pck_extensions(&pck.leaf_der).map_err(DcapError::PckExtensionInvalid)?;
-        tcb::evaluate_sgx(
-            quote.header.tee_type,
+        tcb::evaluate(
             quote.header.qe_vendor_id,
             &quote.qe.qe_report,
+            quote.td_report(),
             &ext,
             collateral,
         )

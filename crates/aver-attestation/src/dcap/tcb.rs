@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::collateral::{CollateralHashes, TcbStatus, VerifiedCollateral, rfc3339};
 use super::pck_ext::PckExtensions;
 use super::report::ReportBody;
+use super::td_report::TdReportBody;
 use super::{DcapError, TeeType};
 
 /// Intel's QE vendor ID (`939A7233F79C4CA9940A0DB3957F0607`).
@@ -65,12 +66,36 @@ pub fn evaluate_sgx(
     pck: &PckExtensions,
     collateral: &VerifiedCollateral,
 ) -> Result<TcbVerdict, DcapError> {
+    if tee != TeeType::Sgx {
+        return Err(DcapError::TcbInfoMismatch(
+            "evaluate_sgx was given a TDX quote".into(),
+        ));
+    }
+    evaluate(qe_vendor_id, qe_report, None, pck, collateral)
+}
+
+/// Evaluates a quote's TCB: SGX when `td` is `None`, else TDX with the TD
+/// report's TEE_TCB_SVN, MRSIGNERSEAM and SEAM attributes (the TDX
+/// components, skipping the module's two when its major version is above
+/// 0, and the TDX module identity `TDX_%02X` combined like the QE's).
+pub fn evaluate(
+    qe_vendor_id: &[u8; 16],
+    qe_report: &ReportBody<'_>,
+    td: Option<&TdReportBody<'_>>,
+    pck: &PckExtensions,
+    collateral: &VerifiedCollateral,
+) -> Result<TcbVerdict, DcapError> {
     let tcb = &collateral.tcb_info;
     let qe = &collateral.qe_identity;
-    if tee != TeeType::Sgx || tcb.id != "SGX" {
+    let (want_tcb, want_qe) = if td.is_some() {
+        ("TDX", "TD_QE")
+    } else {
+        ("SGX", "QE")
+    };
+    if tcb.id != want_tcb {
         return Err(DcapError::TcbInfoMismatch(format!(
-            "the TCB info is for {}, the quote is {:?}",
-            tcb.id, tee
+            "the TCB info is for {}, the quote needs {want_tcb}",
+            tcb.id
         )));
     }
     if tcb.fmspc != pck.fmspc {
@@ -92,20 +117,39 @@ pub fn evaluate_sgx(
             hex::encode_upper(qe_vendor_id)
         )));
     }
-    if qe.id != "QE" {
+    if qe.id != want_qe {
         return Err(DcapError::QeIdentityMismatch(format!(
-            "the QE identity is for {:?}, an SGX quote needs \"QE\"",
+            "the QE identity is for {:?}, the quote needs {want_qe:?}",
             qe.id
         )));
     }
     let qe_level = match_qe_identity(qe_report, collateral)?;
+    let module_level = match td {
+        Some(td) => match_tdx_module(td, tcb)?,
+        None => None,
+    };
+    // Module major version > 0: its identity covers TDX components 0 and 1.
+    let tdx_skip = match td {
+        Some(td) if td.tee_tcb_svn.get(1).is_some_and(|m| *m > 0) => 2,
+        _ => 0,
+    };
 
     let Some(level) = tcb.levels.iter().find(|l| {
+        let tdx_ok = match (td, &l.tdx_components) {
+            (None, _) => true,
+            (Some(td), Some(need)) => need
+                .iter()
+                .zip(td.tee_tcb_svn.iter())
+                .skip(tdx_skip)
+                .all(|(need, have)| need <= have),
+            (Some(_), None) => false,
+        };
         l.sgx_components
             .iter()
             .zip(pck.cpu_svn_components)
             .all(|(need, have)| *need <= have)
             && l.pce_svn <= pck.pce_svn
+            && tdx_ok
     }) else {
         return Err(DcapError::TcbLevelNotSupported(format!(
             "the platform's TCB (CPUSVN components {}, PCESVN {}) is below every level of the TCB info for FMSPC {}",
@@ -114,9 +158,14 @@ pub fn evaluate_sgx(
             hex::encode_upper(pck.fmspc)
         )));
     };
-    let status = combine(level.status, qe_level.status);
+    let mut status = combine(level.status, qe_level.status);
     let mut advisory_ids = level.advisory_ids.clone();
-    for a in &qe_level.advisory_ids {
+    let mut extra: Vec<&String> = qe_level.advisory_ids.iter().collect();
+    if let Some(m) = module_level {
+        status = combine(status, m.status);
+        extra.extend(m.advisory_ids.iter());
+    }
+    for a in extra {
         if !advisory_ids.contains(a) {
             advisory_ids.push(a.clone());
         }
@@ -152,6 +201,68 @@ pub fn combine(platform: TcbStatus, qe: TcbStatus) -> TcbStatus {
             S::OutOfDate | S::OutOfDateConfigurationNeeded,
         ) => S::OutOfDateConfigurationNeeded,
         (p, _) => p,
+    }
+}
+
+/// The TDX module identity: `tdxModuleIdentities[id = TDX_%02X]` of the
+/// module's major version (TEE_TCB_SVN[1]) when above 0, else `tdxModule`;
+/// MRSIGNERSEAM and the masked SEAM attributes must match; the module's
+/// level is the first whose ISVSVN is at most TEE_TCB_SVN[0].
+fn match_tdx_module<'c>(
+    td: &TdReportBody<'_>,
+    tcb: &'c super::collateral::TcbInfo,
+) -> Result<Option<&'c super::collateral::QeTcbLevel>, DcapError> {
+    let minor = td.tee_tcb_svn.first().copied().unwrap_or(0);
+    let major = td.tee_tcb_svn.get(1).copied().unwrap_or(0);
+    let (module, identity) = if major > 0 {
+        let id = format!("TDX_{major:02X}");
+        let Some(identity) = tcb.tdx_module_identities.iter().find(|m| m.id == id) else {
+            return Err(DcapError::TcbInfoMismatch(format!(
+                "the TCB info has no TDX module identity {id} for the TD's module"
+            )));
+        };
+        (&identity.module, Some(identity))
+    } else {
+        let Some(module) = &tcb.tdx_module else {
+            return Err(DcapError::TcbInfoMismatch(
+                "the TCB info has no tdxModule for the TD's module".into(),
+            ));
+        };
+        (module, None)
+    };
+    if td.mr_signer_seam != &module.mrsigner {
+        return Err(DcapError::TdxModuleMismatch(format!(
+            "MRSIGNERSEAM {} is not {}",
+            hex::encode_upper(td.mr_signer_seam),
+            hex::encode_upper(module.mrsigner)
+        )));
+    }
+    let attributes_ok = td
+        .seam_attributes
+        .iter()
+        .zip(module.attributes_mask.iter().zip(module.attributes.iter()))
+        .all(|(have, (m, want))| have & m == want & m);
+    if !attributes_ok {
+        return Err(DcapError::TdxModuleMismatch(format!(
+            "SEAM attributes {} under mask {} are not {}",
+            hex::encode_upper(td.seam_attributes),
+            hex::encode_upper(module.attributes_mask),
+            hex::encode_upper(module.attributes)
+        )));
+    }
+    match identity {
+        None => Ok(None),
+        Some(identity) => identity
+            .levels
+            .iter()
+            .find(|l| l.isv_svn <= u16::from(minor))
+            .map(Some)
+            .ok_or_else(|| {
+                DcapError::TcbLevelNotSupported(format!(
+                    "the TDX module's SVN {minor} is below every level of {}",
+                    identity.id
+                ))
+            }),
     }
 }
 

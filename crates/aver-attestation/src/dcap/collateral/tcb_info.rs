@@ -73,6 +73,23 @@ pub struct TcbLevel {
     pub advisory_ids: Vec<String>,
 }
 
+/// The TDX module Intel signs (`tdxModule`, for module major version 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxModule {
+    pub mrsigner: [u8; 48],
+    pub attributes: [u8; 8],
+    pub attributes_mask: [u8; 8],
+}
+
+/// One TDX module identity (`tdxModuleIdentities[]`, id `TDX_%02X` of the
+/// module's major version), with its ISVSVN levels, highest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxModuleIdentity {
+    pub id: String,
+    pub module: TdxModule,
+    pub levels: Vec<super::qe_identity::QeTcbLevel>,
+}
+
 /// Parsed TCB info.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcbInfo {
@@ -86,6 +103,9 @@ pub struct TcbInfo {
     pub tcb_evaluation_data_number: u32,
     /// Newest first, as Intel orders them (and as matching requires).
     pub levels: Vec<TcbLevel>,
+    /// TDX only.
+    pub tdx_module: Option<TdxModule>,
+    pub tdx_module_identities: Vec<TdxModuleIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +120,49 @@ struct RawTcbInfo {
     tcb_type: Option<u32>,
     tcb_evaluation_data_number: Option<u32>,
     tcb_levels: Vec<RawLevel>,
+    tdx_module: Option<RawModule>,
+    tdx_module_identities: Option<Vec<RawModuleIdentity>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawModule {
+    mrsigner: String,
+    attributes: String,
+    attributes_mask: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawModuleIdentity {
+    id: String,
+    mrsigner: String,
+    attributes: String,
+    attributes_mask: String,
+    tcb_levels: Vec<RawModuleLevel>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawModuleLevel {
+    tcb: RawIsvSvn,
+    tcb_date: String,
+    tcb_status: String,
+    #[serde(rename = "advisoryIDs")]
+    advisory_ids: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawIsvSvn {
+    isvsvn: u16,
+}
+
+fn module(m: &RawModule) -> Result<TdxModule, String> {
+    Ok(TdxModule {
+        mrsigner: parse_hex(&m.mrsigner, "tdxModule mrsigner")?,
+        attributes: parse_hex(&m.attributes, "tdxModule attributes")?,
+        attributes_mask: parse_hex(&m.attributes_mask, "tdxModule attributesMask")?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -248,7 +311,49 @@ pub fn parse_tcb_info(raw: &[u8]) -> Result<TcbInfo, String> {
             advisory_ids,
         });
     }
+    let tdx_module = t.tdx_module.as_ref().map(module).transpose()?;
+    let raw_ids = t.tdx_module_identities.unwrap_or_default();
+    if raw_ids.len() > MAX_TCB_LEVELS {
+        return Err("TCB info has too many TDX module identities".into());
+    }
+    let mut tdx_module_identities = Vec::with_capacity(raw_ids.len());
+    for m in raw_ids {
+        if m.tcb_levels.len() > MAX_TCB_LEVELS {
+            return Err(format!("TDX module identity {} has too many levels", m.id));
+        }
+        let mut levels = Vec::with_capacity(m.tcb_levels.len());
+        for l in m.tcb_levels {
+            let status = TcbStatus::parse(&l.tcb_status).ok_or_else(|| {
+                format!(
+                    "TDX module {} has the unknown status {:?}",
+                    m.id, l.tcb_status
+                )
+            })?;
+            let advisory_ids = l.advisory_ids.unwrap_or_default();
+            if advisory_ids.len() > MAX_ADVISORIES {
+                return Err(format!("TDX module {} lists too many advisories", m.id));
+            }
+            parse_date(&l.tcb_date, "tcbDate")?;
+            levels.push(super::qe_identity::QeTcbLevel {
+                isv_svn: l.tcb.isvsvn,
+                tcb_date: l.tcb_date,
+                status,
+                advisory_ids,
+            });
+        }
+        tdx_module_identities.push(TdxModuleIdentity {
+            module: module(&RawModule {
+                mrsigner: m.mrsigner,
+                attributes: m.attributes,
+                attributes_mask: m.attributes_mask,
+            })?,
+            id: m.id,
+            levels,
+        });
+    }
     Ok(TcbInfo {
+        tdx_module,
+        tdx_module_identities,
         id,
         version: t.version,
         issue_date: parse_date(&t.issue_date, "issueDate")?,

@@ -249,7 +249,9 @@ impl Refresher {
         now: u64,
     ) {
         for (fmspc, ca) in verifiers.collateral.take_misses() {
-            self.known.entry(fmspc).or_insert(ca);
+            if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
+                self.known.entry(fmspc).or_insert(ca);
+            }
         }
         let held: HashMap<[u8; 6], u64> = verifiers.collateral.list().into_iter().collect();
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);

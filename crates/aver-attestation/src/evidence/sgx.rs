@@ -169,22 +169,36 @@ pub fn verify(
     let fmspc = parse_sgx(kind, &request.evidence)
         .ok()
         .and_then(|q| quote_fmspc(&q));
-    if let Some((fmspc, ca)) = fmspc {
-        if let Some(c) = verifiers.collateral.get(&fmspc, time) {
-            let v = verify_evidence_with_collateral(
-                kind,
-                &verifiers.dcap,
-                &request.evidence,
-                request.runtime_data.as_ref().map(|d| d.bytes.as_slice()),
-                request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
-                &c,
-                time,
-            )?;
-            if let Some(t) = &v.tcb {
-                verifiers.tcb_acceptance.check(t)?;
-            }
-            return Ok(v);
+    if let Some((fmspc, _)) = fmspc
+        && let Some(c) = verifiers.collateral.get(&fmspc, time)
+    {
+        let v = verify_evidence_with_collateral(
+            kind,
+            &verifiers.dcap,
+            &request.evidence,
+            request.runtime_data.as_ref().map(|d| d.bytes.as_slice()),
+            request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
+            &c,
+            time,
+        )?;
+        if let Some(t) = &v.tcb {
+            verifiers.tcb_acceptance.check(t)?;
         }
+        return Ok(v);
+    }
+    let v = verify_evidence(
+        kind,
+        &verifiers.dcap,
+        &request.evidence,
+        request.runtime_data.as_ref().map(|d| d.bytes.as_slice()),
+        request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
+        None,
+        time,
+    )?;
+    if let Some((fmspc, ca)) = fmspc {
+        // Only a quote whose PCK chain leads to a trusted root asks for
+        // collateral: a forged certificate cannot make the service fetch
+        // collateral for FMSPCs of its choosing.
         verifiers.collateral.note_miss(fmspc, ca);
         if verifiers.require_collateral {
             return Err(SgxError::Dcap(DcapError::Collateral(
@@ -195,15 +209,7 @@ pub fn verify(
             )));
         }
     }
-    verify_evidence(
-        kind,
-        &verifiers.dcap,
-        &request.evidence,
-        request.runtime_data.as_ref().map(|d| d.bytes.as_slice()),
-        request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
-        None,
-        time,
-    )
+    Ok(v)
 }
 
 /// Verifies SGX evidence at `time`: parse, the DCAP checks (with

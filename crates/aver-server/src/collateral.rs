@@ -253,7 +253,15 @@ impl Refresher {
                 self.known.entry(fmspc).or_insert(ca);
             }
         }
-        let held: HashMap<[u8; 6], u64> = verifiers.collateral.list().into_iter().collect();
+        let mut held: HashMap<[u8; 6], u64> = HashMap::new();
+        // What is cached (imported, or loaded from the store after a
+        // restart) is refreshed too, not only what quotes missed.
+        for (fmspc, until, ca) in verifiers.collateral.list() {
+            held.insert(fmspc, until);
+            if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
+                self.known.entry(fmspc).or_insert(ca);
+            }
+        }
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
         let due: Vec<([u8; 6], &'static str)> = self
             .known

@@ -216,7 +216,13 @@ impl AppState {
             .providers
             .write()
             .map_err(|_| ApiError::internal("providers unavailable", "lock poisoned"))?;
-        *guard = fresh;
+        // Two reloads may race (a management change's and the refresh
+        // loop's): a snapshot taken at an older generation never replaces
+        // a newer one (the generation is read before the content, so a
+        // snapshot is at least as new as its label).
+        if fresh.generation >= guard.generation {
+            *guard = fresh;
+        }
         Ok(())
     }
 

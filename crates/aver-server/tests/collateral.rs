@@ -296,3 +296,44 @@ async fn a_slow_source_is_bounded_by_the_time_out_and_never_delays_requests() {
         "collateral was never fetched after the source recovered"
     );
 }
+
+#[tokio::test]
+async fn collateral_near_its_next_update_is_refreshed_ahead_of_time() {
+    let platform = SimPlatform::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Imported collateral that expires in twelve hours: within the day
+    // ahead of nextUpdate in which the service refreshes it.
+    let soon = SimCollateralSpec {
+        next_update: rfc3339(now() + 12 * 3600),
+        ..spec_now()
+    };
+    import(dir.path(), &platform.collateral(&soon).unwrap());
+    let fresh = spec_now();
+    let url = pccs(
+        platform.collateral(&fresh).unwrap(),
+        Arc::new(Mutex::new(true)),
+    )
+    .await;
+    let mut config = common::config(dir.path(), true);
+    config.collateral_url = Some(url);
+    config.refresh_secs = 1;
+    let svc = TestService::start_in(dir, config, aver_server::state::Clock::System).await;
+    let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
+    let mut expiry = String::new();
+    for _ in 0..150 {
+        let claims = attest(&svc, &quote).await.unwrap();
+        expiry = claims["x-ms-sgx-collateral-expiry"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Refreshed: the earliest nextUpdate is now beyond the day ahead.
+        if expiry.as_str() > rfc3339(now() + 86_400).as_str() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        expiry.as_str() > rfc3339(now() + 86_400).as_str(),
+        "still the old collateral: expiry {expiry}"
+    );
+}

@@ -77,11 +77,24 @@ impl CollateralCache {
             .unwrap_or_default()
     }
 
-    /// Every FMSPC held, with the entry's expiry (seconds).
-    pub fn list(&self) -> Vec<([u8; 6], u64)> {
+    /// Every FMSPC held, with the entry's expiry (seconds) and the kind of
+    /// its PCK CA (`processor` or `platform`, from the PCK CRL's issuer):
+    /// what a source needs to refresh it.
+    pub fn list(&self) -> Vec<([u8; 6], u64, &'static str)> {
         self.entries
             .read()
-            .map(|m| m.iter().map(|(k, v)| (*k, v.valid_until)).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let ca = if v.pck_crl.issuer_text.contains("Platform") {
+                            "platform"
+                        } else {
+                            "processor"
+                        };
+                        (*k, v.valid_until, ca)
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

@@ -33,6 +33,9 @@ pub enum EvidenceCommand {
 pub enum VerifyCommand {
     /// A TPM quote, its signature, the AK and (optionally) the event log.
     Tpm(crate::tpm::VerifyTpmArgs),
+    /// A TDX DCAP quote (v4 or v5): signatures, PCK chain and, with
+    /// --collateral, Intel's TCB verdict. Prints the TD's measurements.
+    Tdx(VerifyTdxArgs),
     /// An SGX DCAP quote (or, with --openenclave, an OpenEnclave report).
     Sgx {
         /// The evidence: raw bytes, or base64/hex text.
@@ -68,10 +71,131 @@ pub enum VerifyCommand {
     },
 }
 
+/// `aver evidence verify tdx`.
+#[derive(clap::Args)]
+pub struct VerifyTdxArgs {
+    /// The quote: raw bytes, or base64/hex text.
+    file: PathBuf,
+    /// DCAP collateral (as for `verify sgx`).
+    #[arg(long)]
+    collateral: Option<PathBuf>,
+    /// Runtime data that must hash (SHA-256) to report_data[0..32].
+    #[arg(long)]
+    runtime_data: Option<PathBuf>,
+    /// Verification time (RFC 3339, UTC) [default: now].
+    #[arg(long)]
+    at: Option<String>,
+    /// TCB statuses to accept (repeatable) [default: UpToDate,
+    /// SWHardeningNeeded].
+    #[arg(long)]
+    accept_tcb_status: Vec<String>,
+}
+
+fn verify_tdx(args: VerifyTdxArgs) -> Result<ExitCode> {
+    use aver_attestation::dcap::parse_quote;
+    let time = match &args.at {
+        Some(text) => {
+            parse_rfc3339(text).ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?
+        }
+        None => VerificationTime::from_unix_seconds(aver_client::unix_now()),
+    };
+    let acceptance = acceptance(&args.accept_tcb_status)?;
+    let bytes = files::read_evidence(&args.file)?;
+    let runtime = args.runtime_data.as_deref().map(files::read).transpose()?;
+    let dcap = DcapVerifier::intel();
+    let outcome = (|| -> std::result::Result<serde_json::Value, AttestError> {
+        let quote = parse_quote(&bytes).map_err(|e| AttestError::from(DcapError::from(e)))?;
+        let Some(td) = quote.td_report() else {
+            return Err(AttestError::rejected(
+                "InvalidQuote",
+                "not a TDX quote (TEE type 0x81); use `aver evidence verify sgx`",
+            ));
+        };
+        let verdict = match &args.collateral {
+            Some(path) => {
+                let bundle = read_collateral(path)
+                    .map_err(|e| AttestError::rejected("CollateralMalformed", format!("{e:#}")))?;
+                let c = verify_collateral(&bundle, dcap.roots(), time)
+                    .map_err(|e| AttestError::from(DcapError::Collateral(e)))?;
+                let v = dcap.verify_with_collateral(&quote, &c, time)?;
+                acceptance.check(&v)?;
+                Some(v)
+            }
+            None => {
+                dcap.verify(&quote, None, time)?;
+                None
+            }
+        };
+        if let Some(data) = &runtime
+            && !td.report_data.starts_with(&aver_attestation::sha256(data))
+        {
+            return Err(AttestError::rejected(
+                "RuntimeDataMismatch",
+                "SHA-256 of the runtime data does not match report_data[0..32] of the quote",
+            ));
+        }
+        Ok(json!({
+            "quote_version": quote.header.version,
+            "tdx_mrtd": hex::encode(td.mr_td),
+            "tdx_rtmr0": hex::encode(td.rtmr[0]),
+            "tdx_rtmr1": hex::encode(td.rtmr[1]),
+            "tdx_rtmr2": hex::encode(td.rtmr[2]),
+            "tdx_rtmr3": hex::encode(td.rtmr[3]),
+            "tdx_mrconfigid": hex::encode(td.mr_config_id),
+            "tdx_mrowner": hex::encode(td.mr_owner),
+            "tdx_mrownerconfig": hex::encode(td.mr_owner_config),
+            "tdx_mrseam": hex::encode(td.mr_seam),
+            "tdx_mrsignerseam": hex::encode(td.mr_signer_seam),
+            "tdx_seam_attributes": hex::encode(td.seam_attributes),
+            "tdx_td_attributes": hex::encode(td.td_attributes),
+            "tdx_td_attributes_debug": td.is_debug(),
+            "tdx_xfam": hex::encode(td.xfam),
+            "tdx_tee_tcb_svn": hex::encode(td.tee_tcb_svn),
+            "tdx_report_data": hex::encode(td.report_data),
+            "runtime_data_bound": runtime.is_some(),
+            "tcb": verdict,
+        }))
+    })();
+    match outcome {
+        Ok(facts) => {
+            files::print_json(&json!({
+                "verdict": "verified",
+                "verified_at": time.unix_seconds(),
+                "evidence": facts,
+            }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            files::print_json(&json!({
+                "verdict": "rejected",
+                "verified_at": time.unix_seconds(),
+                "error": { "code": e.code, "message": e.message },
+            }));
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn acceptance(statuses: &[String]) -> Result<TcbAcceptance> {
+    let mut acceptance = TcbAcceptance::default();
+    if !statuses.is_empty() {
+        acceptance.accepted = statuses
+            .iter()
+            .map(|s| {
+                TcbStatus::parse(s).ok_or_else(|| {
+                    anyhow!("--accept-tcb-status {s:?} is not one of Intel's TCB statuses")
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    Ok(acceptance)
+}
+
 pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     let cmd = match cmd {
         EvidenceCommand::Eventlog(args) => return crate::tpm::eventlog(args),
         EvidenceCommand::Verify(VerifyCommand::Tpm(args)) => return crate::tpm::verify(args),
+        EvidenceCommand::Verify(VerifyCommand::Tdx(args)) => return verify_tdx(args),
         other => other,
     };
     let EvidenceCommand::Verify(VerifyCommand::Sgx {
@@ -136,17 +260,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     } else {
         SgxEvidenceKind::Quote
     };
-    let mut acceptance = TcbAcceptance::default();
-    if !accept_tcb_status.is_empty() {
-        acceptance.accepted = accept_tcb_status
-            .iter()
-            .map(|s| {
-                TcbStatus::parse(s).ok_or_else(|| {
-                    anyhow!("--accept-tcb-status {s:?} is not one of Intel's TCB statuses")
-                })
-            })
-            .collect::<Result<_>>()?;
-    }
+    let acceptance = acceptance(&accept_tcb_status)?;
     let verified = match &collateral {
         None => aver_attestation::verify(ty, &verifiers, &request, time),
         Some(path) => {

@@ -151,8 +151,11 @@ pub fn evaluate(
             && l.pce_svn <= pck.pce_svn
             && tdx_ok
     }) else {
+        let tdx = td
+            .map(|td| format!(", TEE_TCB_SVN {}", hex::encode(td.tee_tcb_svn)))
+            .unwrap_or_default();
         return Err(DcapError::TcbLevelNotSupported(format!(
-            "the platform's TCB (CPUSVN components {}, PCESVN {}) is below every level of the TCB info for FMSPC {}",
+            "the platform's TCB (CPUSVN components {}, PCESVN {}{tdx}) is below every level of the TCB info for FMSPC {}",
             hex::encode(pck.cpu_svn_components),
             pck.pce_svn,
             hex::encode_upper(pck.fmspc)

@@ -13,6 +13,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::request::{base64_field, check_api_version, field, json_object, typed_data};
@@ -57,7 +58,16 @@ pub async fn attest(
         .split('&')
         .any(|kv| kv.eq_ignore_ascii_case("verbose=true"));
     let now = state.clock.now();
-    let verifiers = state.verifiers.clone();
+    // A provider that sets its own accepted TCB statuses verifies with
+    // them (the roots and the collateral cache stay the service's).
+    let verifiers = match &provider.settings.accepted_tcb_statuses {
+        Some(accepted) => {
+            let mut v = (*state.verifiers).clone();
+            v.tcb_acceptance.accepted = accepted.clone();
+            Arc::new(v)
+        }
+        None => state.verifiers.clone(),
+    };
     // Everything after reading the body — JSON and base64 decoding,
     // verification, policy evaluation under its budget, signing, encoding —
     // runs on the CPU pool, never on the async workers.

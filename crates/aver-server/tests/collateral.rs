@@ -337,3 +337,50 @@ async fn collateral_near_its_next_update_is_refreshed_ahead_of_time() {
         "still the old collateral: expiry {expiry}"
     );
 }
+
+#[tokio::test]
+async fn a_provider_may_accept_more_statuses_than_the_service() {
+    let platform = SimPlatform::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SimCollateralSpec {
+        levels: vec![SimTcbLevel::platform("OutOfDate", &["INTEL-SA-00999"])],
+        ..spec_now()
+    };
+    import(dir.path(), &platform.collateral(&spec).unwrap());
+    let config = common::config(dir.path(), true);
+    let svc = TestService::start_in(dir, config, aver_server::state::Clock::System).await;
+    let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
+    assert_eq!(code(attest(&svc, &quote).await), "TcbStatusOutOfDate");
+    // What `aver provider configure default --accept-tcb-status ...` does.
+    let store = svc.service.state.store.clone();
+    let settings = aver_server::state::ProviderSettings {
+        accepted_tcb_statuses: Some(vec![
+            aver_attestation::dcap::TcbStatus::UpToDate,
+            aver_attestation::dcap::TcbStatus::OutOfDate,
+        ]),
+        ..Default::default()
+    };
+    let audit = aver_server::store::AuditRecord {
+        at: now() as i64,
+        provider: "default".into(),
+        actor: "test".into(),
+        action: "provider.configure".into(),
+        target: "default".into(),
+        policy_hash: None,
+        detail: "accepted_tcb_statuses".into(),
+    };
+    store
+        .set_provider_settings(
+            "default",
+            &serde_json::to_string(&settings).unwrap(),
+            &audit,
+        )
+        .unwrap();
+    svc.service.state.reload().await.unwrap();
+    let claims = attest(&svc, &quote).await.unwrap();
+    assert_eq!(claims["x-ms-sgx-tcb-status"], "OutOfDate");
+    assert_eq!(
+        claims["x-ms-sgx-tcb-advisory-ids"],
+        serde_json::json!(["INTEL-SA-00999"])
+    );
+}

@@ -133,6 +133,10 @@ enum ProviderCommand {
         /// trusting keys within reach of a well-funded attacker.
         #[arg(long)]
         min_signer_rsa_bits: Option<usize>,
+        /// Intel TCB statuses this provider accepts for SGX quotes
+        /// (repeatable or comma-separated; `default` for the service's).
+        #[arg(long, value_delimiter = ',')]
+        accept_tcb_status: Vec<String>,
         #[command(flatten)]
         store: provider::StoreArgs,
     },
@@ -186,8 +190,9 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
         ProviderCommand::Configure {
             name,
             min_signer_rsa_bits,
+            accept_tcb_status,
             store,
-        } => provider::provider_configure(&store, &name, min_signer_rsa_bits),
+        } => provider::provider_configure(&store, &name, min_signer_rsa_bits, &accept_tcb_status),
         ProviderCommand::Delete { name, store } => provider::provider_delete(&store, &name),
     }
 }

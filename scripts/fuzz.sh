@@ -44,6 +44,7 @@ declare -A crate maxlen seeds
 add() { crate[$1]=$2; maxlen[$1]=$3; seeds[$1]=$4; }
 add parse_quote              crates/aver-attestation 16384  "azure-sdk/sgx_quote.bin sgx/*/quote.bin sgx/*/*.dat tdx/*/quote.bin tdx/*/*.dat tpm/azure-cvm-vtpm-tdx/td-quote.bin"
 add parse_openenclave_report crates/aver-attestation 16384  "azure-sdk/oe_report.bin"
+add parse_collateral         crates/aver-attestation 65536  "sgx/*/collateral.json sgx/*/tcbInfo.json sgx/*/qeIdentity.json sgx/*/*.der tdx/*/collateral*.json tdx/*/sample_*_response tdx/*/pckcrl tdx/*/*.der tdx/trustee/*.json"
 add verify_sgx               crates/aver-attestation 16384  "azure-sdk/sgx_quote.bin sgx/*/quote.bin sgx/*/*.dat"
 add parse_policy             crates/aver-policy      65536  "maa/policies/*.txt"
 add eval_policy              crates/aver-policy      65536  "maa/policies/*.txt"

@@ -46,19 +46,38 @@ pub use tail::{Issued, Signer};
 pub use time::{VerificationTime, parse_rfc3339};
 
 /// Service-wide verification settings and caches, shared by every
-/// provider: the roots trusted for each kind of evidence.
+/// provider: the roots trusted for each kind of evidence, and verified
+/// DCAP collateral.
 #[derive(Debug, Clone)]
 pub struct Verifiers {
     pub dcap: dcap::DcapVerifier,
     /// AMD's ARKs (and ASKs) for SEV-SNP chains.
     pub snp: evidence::snp::SnpTrust,
+    /// Verified collateral by FMSPC; SGX quotes whose FMSPC is here get
+    /// Intel's TCB verdict.
+    pub collateral: std::sync::Arc<dcap::collateral::CollateralCache>,
+    /// Which TCB statuses are accepted.
+    pub tcb_acceptance: dcap::TcbAcceptance,
+    /// Whether an SGX quote with no valid collateral for its FMSPC is
+    /// refused (`CollateralMissing`, naming the FMSPC) rather than verified
+    /// without a TCB verdict. Off until a collateral source is configured,
+    /// so that air-gapped labs and old real quotes keep working.
+    pub require_collateral: bool,
 }
 
 impl Verifiers {
     /// What real hardware needs: Intel's root for DCAP, AMD's ARKs for SNP.
     pub fn production() -> Self {
+        Self::new(dcap::DcapVerifier::intel())
+    }
+
+    /// `dcap` with an empty collateral cache and the default settings.
+    pub fn new(dcap: dcap::DcapVerifier) -> Self {
         Verifiers {
-            dcap: dcap::DcapVerifier::intel(),
+            dcap,
+            collateral: Default::default(),
+            tcb_acceptance: dcap::TcbAcceptance::default(),
+            require_collateral: false,
             snp: evidence::snp::SnpTrust::amd(),
         }
     }

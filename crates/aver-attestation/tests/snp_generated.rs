@@ -415,10 +415,8 @@ fn attest(
         ),
         ..AttestRequest::default()
     };
-    let verifiers = Verifiers {
-        dcap: aver_attestation::dcap::DcapVerifier::intel(),
-        snp: trust(pki),
-    };
+    let mut verifiers = Verifiers::production();
+    verifiers.snp = trust(pki);
     let verified = aver_attestation::verify(&SEV_SNP_VM, &verifiers, &request, at())
         .map_err(|e| e.code.to_string())?;
     let active = ActivePolicy::from_text(policy, None).unwrap();

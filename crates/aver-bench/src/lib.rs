@@ -140,10 +140,7 @@ impl SgxFixture {
         SgxFixture {
             quote,
             runtime_data,
-            verifiers: Verifiers {
-                dcap: DcapVerifier::new(anchors),
-                snp: aver_attestation::evidence::snp::SnpTrust::amd(),
-            },
+            verifiers: Verifiers::new(DcapVerifier::new(anchors)),
             time,
             source: "simulated-quote",
         }

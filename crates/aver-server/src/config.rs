@@ -42,6 +42,20 @@ pub struct Config {
     pub admin_oidc: Option<OidcConfig>,
     /// How often replicas look for changes made by others (seconds).
     pub refresh_secs: u64,
+    /// Base URL of an Intel PCS v4-compatible collateral source (Intel's
+    /// PCS or a PCCS). With it, SGX collateral is fetched in the
+    /// background for the FMSPCs quotes ask for, refreshed ahead of its
+    /// nextUpdate, and shared through the store.
+    pub collateral_url: Option<String>,
+    /// Time-out of each request to the collateral source.
+    pub collateral_timeout: std::time::Duration,
+    /// Pause before fetching an FMSPC again after a failed attempt.
+    pub collateral_retry: std::time::Duration,
+    /// Refuse SGX quotes with no valid collateral for their FMSPC
+    /// (`CollateralMissing`). Default: only when `collateral_url` is set.
+    pub require_collateral: Option<bool>,
+    /// TCB statuses accepted (empty: UpToDate and SWHardeningNeeded).
+    pub accepted_tcb_statuses: Vec<aver_attestation::dcap::TcbStatus>,
     /// Connection cap and client time-outs (see [`crate::listener`]).
     pub limits: crate::listener::ConnectionLimits,
     /// Concurrency and deadline of CPU-heavy work (see [`crate::cpu`]).
@@ -79,6 +93,11 @@ impl Config {
             tpm_ek_roots: None,
             admin_oidc: None,
             refresh_secs: 2,
+            collateral_url: None,
+            collateral_timeout: std::time::Duration::from_secs(10),
+            collateral_retry: std::time::Duration::from_secs(60),
+            require_collateral: None,
+            accepted_tcb_statuses: Vec::new(),
             limits: crate::listener::ConnectionLimits::default(),
             cpu: crate::cpu::CpuLimits::default(),
             metrics_listen: None,

@@ -9,6 +9,7 @@
 //! encode the answer.
 
 pub mod admin;
+pub mod collateral;
 pub mod config;
 pub mod cpu;
 pub mod error;
@@ -266,22 +267,45 @@ impl Service {
             ek_intermediates,
         });
         let loader_for_load = loader.clone();
-        let (store, new_admin_key, providers) = tokio::task::spawn_blocking(move || {
-            let store = open_store(&config_for_store)?;
-            let key = ensure_default_provider(store.as_ref(), &data_dir, now)?;
-            let providers = loader_for_load.load_all(store.as_ref(), now)?;
-            Ok::<_, StartError>((store, key, providers))
-        })
-        .await
-        .map_err(|e| StartError::Setup(e.to_string()))??;
+        let mut verifiers = Verifiers::new(DcapVerifier::new(roots));
+        verifiers.snp = snp_roots;
+        verifiers.require_collateral = config
+            .require_collateral
+            .unwrap_or(config.collateral_url.is_some());
+        if !config.accepted_tcb_statuses.is_empty() {
+            verifiers.tcb_acceptance.accepted = config.accepted_tcb_statuses.clone();
+        }
+        let verifiers = Arc::new(verifiers);
+        let verifiers_for_load = verifiers.clone();
+        let (store, new_admin_key, providers, collateral_seen) =
+            tokio::task::spawn_blocking(move || {
+                let store = open_store(&config_for_store)?;
+                let key = ensure_default_provider(store.as_ref(), &data_dir, now)?;
+                let providers = loader_for_load.load_all(store.as_ref(), now)?;
+                let mut seen = collateral::Seen::new();
+                collateral::load_from_store(
+                    store.as_ref(),
+                    &verifiers_for_load,
+                    aver_attestation::VerificationTime::from_unix_seconds(now),
+                    &mut seen,
+                )
+                .map_err(|e| StartError::Setup(format!("loading collateral: {e}")))?;
+                Ok::<_, StartError>((store, key, providers, seen))
+            })
+            .await
+            .map_err(|e| StartError::Setup(e.to_string()))??;
+        let collateral_source = match &config.collateral_url {
+            Some(url) => Some(
+                collateral::PccsSource::new(url, config.collateral_timeout)
+                    .map_err(StartError::Setup)?,
+            ),
+            None => None,
+        };
 
         let state = AppState {
             providers: Arc::new(RwLock::new(providers)),
             store,
-            verifiers: Arc::new(Verifiers {
-                dcap: DcapVerifier::new(roots),
-                snp: snp_roots,
-            }),
+            verifiers,
             kds,
             clock,
             max_body_bytes: config.max_body_bytes,
@@ -318,7 +342,13 @@ impl Service {
             handle.clone(),
             std::time::Duration::from_secs(10),
         ));
-        let refresher = tokio::spawn(refresh_loop(state.clone(), config.refresh_secs.max(1)));
+        let refresher = tokio::spawn(refresh_loop(
+            state.clone(),
+            config.refresh_secs.max(1),
+            collateral_seen,
+            collateral_source,
+            config.collateral_retry,
+        ));
         let (metrics_addr, metrics_task) = match config.metrics_listen {
             None => (None, None),
             Some(at) => {
@@ -408,12 +438,60 @@ async fn stop_signal() {
     }
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Reloads providers when another process (a replica, `aver provider`)
-/// changed the store.
-async fn refresh_loop(state: AppState, every_secs: u64) {
+/// changed the store; loads collateral another process stored (`aver
+/// collateral import`, a replica's fetch); fetches and refreshes collateral
+/// from the configured source.
+async fn refresh_loop(
+    state: AppState,
+    every_secs: u64,
+    mut collateral_seen: collateral::Seen,
+    source: Option<collateral::PccsSource>,
+    retry: std::time::Duration,
+) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+    // Fetching runs in its own task, so that a slow source never delays
+    // provider reloads; it ends with this loop (the guard aborts it).
+    let _fetcher = source.map(|source| {
+        let state = state.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut refresher = collateral::Refresher::new(retry);
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+            loop {
+                ticker.tick().await;
+                let now = state.clock.now();
+                refresher
+                    .round(&source, state.store.clone(), &state.verifiers, now)
+                    .await;
+            }
+        }))
+    });
     loop {
         ticker.tick().await;
+        let now = state.clock.now();
+        let verifiers = state.verifiers.clone();
+        let seen = std::mem::take(&mut collateral_seen);
+        match state
+            .blocking(move |store| {
+                let mut seen = seen;
+                let time = aver_attestation::VerificationTime::from_unix_seconds(now);
+                collateral::load_from_store(store, &verifiers, time, &mut seen).map(|_| seen)
+            })
+            .await
+        {
+            Ok(seen) => collateral_seen = seen,
+            Err(e) => tracing::warn!(code = e.code, "cannot read the collateral cache"),
+        }
+
         let known = state.providers.read().map(|p| p.generation).unwrap_or(-1);
         let current = match state.blocking(|store| store.generation()).await {
             Ok(g) => g,

@@ -13,6 +13,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::request::{base64_field, check_api_version, field, json_object, typed_data};
@@ -77,13 +78,23 @@ async fn attest_single(
         .split('&')
         .any(|kv| kv.eq_ignore_ascii_case("verbose=true"));
     let now = state.clock.now();
+    // A provider that sets its own accepted TCB statuses verifies with
+    // them (the roots and the collateral cache stay the service's).
+    let verifiers = match &provider.settings.accepted_tcb_statuses {
+        Some(accepted) => {
+            let mut v = (*state.verifiers).clone();
+            v.tcb_acceptance.accepted = accepted.clone();
+            Arc::new(v)
+        }
+        None => state.verifiers.clone(),
+    };
     // A SevSnpVm request without a chain may need a VCEK from AMD's KDS:
     // the first run on the pool says which (no I/O there); the VCEK is
     // fetched (or read from the shared cache) here, then the job runs again
     // with it.
     let mut vcek: Option<Vec<u8>> = None;
     let (reply, log) = loop {
-        let verifiers = state.verifiers.clone();
+        let verifiers = verifiers.clone();
         let provider = provider.clone();
         let bytes = bytes.clone();
         let vcek_for_job = vcek.clone();

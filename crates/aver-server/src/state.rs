@@ -46,12 +46,18 @@ pub struct ProviderSettings {
     /// with older keys — Microsoft's own JS SDK test suite does — accepting
     /// that a 1024-bit key is within reach of a well-funded attacker.
     pub min_signer_rsa_bits: usize,
+    /// Intel TCB statuses this provider accepts for SGX quotes verified
+    /// with collateral; `None`: the service's (`--accept-tcb-status`,
+    /// default UpToDate and SWHardeningNeeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_tcb_statuses: Option<Vec<aver_attestation::dcap::TcbStatus>>,
 }
 
 impl Default for ProviderSettings {
     fn default() -> Self {
         ProviderSettings {
             min_signer_rsa_bits: aver_token::jws::MIN_RSA_BITS,
+            accepted_tcb_statuses: None,
         }
     }
 }
@@ -66,6 +72,16 @@ impl ProviderSettings {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self
+            .accepted_tcb_statuses
+            .as_ref()
+            .is_some_and(|s| s.is_empty())
+        {
+            return Err(
+                "accepted_tcb_statuses must name at least one status (omit it for the service's default)"
+                    .into(),
+            );
+        }
         if self.min_signer_rsa_bits < aver_token::jws::LEGACY_MIN_RSA_BITS {
             return Err(format!(
                 "min_signer_rsa_bits must be at least {}",
@@ -220,7 +236,13 @@ impl AppState {
             .providers
             .write()
             .map_err(|_| ApiError::internal("providers unavailable", "lock poisoned"))?;
-        *guard = fresh;
+        // Two reloads may race (a management change's and the refresh
+        // loop's): a snapshot taken at an older generation never replaces
+        // a newer one (the generation is read before the content, so a
+        // snapshot is at least as new as its label).
+        if fresh.generation >= guard.generation {
+            *guard = fresh;
+        }
         Ok(())
     }
 

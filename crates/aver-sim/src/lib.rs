@@ -16,6 +16,10 @@
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+pub mod collateral;
+
+pub use collateral::{SimCollateral, SimCollateralSpec, SimTcbLevel};
+
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer,
     KeyPair, KeyUsagePurpose,
@@ -108,7 +112,7 @@ fn root_params() -> CertificateParams {
     p
 }
 
-fn name(cn: &str) -> DistinguishedName {
+pub(crate) fn name(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     dn.push(DnType::OrganizationName, "Aver test PKI");
@@ -119,6 +123,12 @@ fn name(cn: &str) -> DistinguishedName {
 pub struct SimPlatform {
     chain_pem: String,
     root_pem: String,
+    /// The PCK CA's certificate (PEM), its issuer (to sign PCK CRLs) and
+    /// the root's issuer (to sign root CRLs and the TCB signing
+    /// certificate), for [`SimPlatform::collateral`].
+    ca_pem: String,
+    ca_issuer: Issuer<'static, KeyPair>,
+    root_issuer: Issuer<'static, KeyPair>,
     pck_key: EcdsaKeyPair,
     attestation_key: EcdsaKeyPair,
     rng: SystemRandom,
@@ -152,6 +162,7 @@ impl SimPlatform {
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         ca_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         ca_params.not_after = rcgen::date_time_ymd(2099, 12, 31);
+        ca_params.serial_number = Some(rcgen::SerialNumber::from(collateral::CA_SERIAL.to_vec()));
         let ca_cert = ca_params.signed_by(&ca_key, &root_issuer)?;
         let ca_issuer = Issuer::new(ca_params, ca_key);
 
@@ -170,6 +181,7 @@ impl SimPlatform {
         leaf.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
         leaf.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
         leaf.custom_extensions = vec![sgx_extension(&fmspc)];
+        leaf.serial_number = Some(rcgen::SerialNumber::from(collateral::PCK_SERIAL.to_vec()));
         let leaf_cert = leaf.signed_by(&pck_rcgen, &ca_issuer)?;
 
         let chain_pem = format!("{}{}{}", leaf_cert.pem(), ca_cert.pem(), root_cert.pem());
@@ -179,6 +191,9 @@ impl SimPlatform {
         Ok(SimPlatform {
             chain_pem,
             root_pem: root_cert.pem(),
+            ca_pem: ca_cert.pem(),
+            ca_issuer,
+            root_issuer,
             pck_key,
             attestation_key,
             rng,

@@ -4,13 +4,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use aver_attestation::dcap::{DcapVerifier, TrustAnchors};
-use aver_attestation::evidence::sgx::{OPEN_ENCLAVE, SGX_ENCLAVE};
+use aver_attestation::dcap::collateral::{
+    CollateralBundle, TcbStatus, bundle_from_named_files, verify_collateral,
+};
+use aver_attestation::dcap::{DcapError, DcapVerifier, TcbAcceptance, TrustAnchors};
+use aver_attestation::evidence::sgx::{
+    OPEN_ENCLAVE, SGX_ENCLAVE, SgxEvidenceKind, verify_request_with_collateral,
+};
 use aver_attestation::evidence::snp::certs::{pem_chain, split_chain};
 use aver_attestation::evidence::snp::{SEV_SNP_VM, SnpTrust, encode_evidence};
 use aver_attestation::{
-    ActivePolicy, AttestRequest, AttestationType, PolicyChoice, TypedData, VerificationTime,
-    Verifiers, parse_rfc3339, tail,
+    ActivePolicy, AttestError, AttestRequest, AttestationType, PolicyChoice, TypedData,
+    VerificationTime, Verified, Verifiers, parse_rfc3339, tail,
 };
 use clap::Subcommand;
 use rustls_pki_types::pem::PemObject;
@@ -31,6 +36,9 @@ pub enum EvidenceCommand {
 pub enum VerifyCommand {
     /// A TPM quote, its signature, the AK and (optionally) the event log.
     Tpm(crate::tpm::VerifyTpmArgs),
+    /// A TDX DCAP quote (v4 or v5): signatures, PCK chain and, with
+    /// --collateral, Intel's TCB verdict. Prints the TD's measurements.
+    Tdx(VerifyTdxArgs),
     /// An SGX DCAP quote (or, with --openenclave, an OpenEnclave report).
     Sgx {
         /// The evidence: raw bytes, or base64/hex text.
@@ -53,6 +61,16 @@ pub enum VerifyCommand {
         /// Policy to evaluate [default: Azure's shared-provider SGX default].
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// DCAP collateral: a dcap-qvl bundle (collateral.json), or a
+        /// directory of PCS/PCCS answers (tcbInfo.json, qeIdentity.json,
+        /// issuer chains, CRLs). With it the verdict includes Intel's TCB
+        /// status; without it only the quote's signatures are checked.
+        #[arg(long)]
+        collateral: Option<PathBuf>,
+        /// TCB statuses to accept (repeatable) [default: UpToDate,
+        /// SWHardeningNeeded].
+        #[arg(long)]
+        accept_tcb_status: Vec<String>,
     },
     /// An AMD SEV-SNP attestation report with its VCEK/VLEK chain.
     Snp(VerifySnpArgs),
@@ -93,11 +111,132 @@ pub struct VerifySnpArgs {
     policy: Option<PathBuf>,
 }
 
+/// `aver evidence verify tdx`.
+#[derive(clap::Args)]
+pub struct VerifyTdxArgs {
+    /// The quote: raw bytes, or base64/hex text.
+    file: PathBuf,
+    /// DCAP collateral (as for `verify sgx`).
+    #[arg(long)]
+    collateral: Option<PathBuf>,
+    /// Runtime data that must hash (SHA-256) to report_data[0..32].
+    #[arg(long)]
+    runtime_data: Option<PathBuf>,
+    /// Verification time (RFC 3339, UTC) [default: now].
+    #[arg(long)]
+    at: Option<String>,
+    /// TCB statuses to accept (repeatable) [default: UpToDate,
+    /// SWHardeningNeeded].
+    #[arg(long)]
+    accept_tcb_status: Vec<String>,
+}
+
+fn verify_tdx(args: VerifyTdxArgs) -> Result<ExitCode> {
+    use aver_attestation::dcap::parse_quote;
+    let time = match &args.at {
+        Some(text) => {
+            parse_rfc3339(text).ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?
+        }
+        None => VerificationTime::from_unix_seconds(aver_client::unix_now()),
+    };
+    let acceptance = acceptance(&args.accept_tcb_status)?;
+    let bytes = files::read_evidence(&args.file)?;
+    let runtime = args.runtime_data.as_deref().map(files::read).transpose()?;
+    let dcap = DcapVerifier::intel();
+    let outcome = (|| -> std::result::Result<serde_json::Value, AttestError> {
+        let quote = parse_quote(&bytes).map_err(|e| AttestError::from(DcapError::from(e)))?;
+        let Some(td) = quote.td_report() else {
+            return Err(AttestError::rejected(
+                "InvalidQuote",
+                "not a TDX quote (TEE type 0x81); use `aver evidence verify sgx`",
+            ));
+        };
+        let verdict = match &args.collateral {
+            Some(path) => {
+                let bundle = read_collateral(path)
+                    .map_err(|e| AttestError::rejected("CollateralMalformed", format!("{e:#}")))?;
+                let c = verify_collateral(&bundle, dcap.roots(), time)
+                    .map_err(|e| AttestError::from(DcapError::Collateral(e)))?;
+                let v = dcap.verify_with_collateral(&quote, &c, time)?;
+                acceptance.check(&v)?;
+                Some(v)
+            }
+            None => {
+                dcap.verify(&quote, None, time)?;
+                None
+            }
+        };
+        if let Some(data) = &runtime
+            && !td.report_data.starts_with(&aver_attestation::sha256(data))
+        {
+            return Err(AttestError::rejected(
+                "RuntimeDataMismatch",
+                "SHA-256 of the runtime data does not match report_data[0..32] of the quote",
+            ));
+        }
+        Ok(json!({
+            "quote_version": quote.header.version,
+            "tdx_mrtd": hex::encode(td.mr_td),
+            "tdx_rtmr0": hex::encode(td.rtmr[0]),
+            "tdx_rtmr1": hex::encode(td.rtmr[1]),
+            "tdx_rtmr2": hex::encode(td.rtmr[2]),
+            "tdx_rtmr3": hex::encode(td.rtmr[3]),
+            "tdx_mrconfigid": hex::encode(td.mr_config_id),
+            "tdx_mrowner": hex::encode(td.mr_owner),
+            "tdx_mrownerconfig": hex::encode(td.mr_owner_config),
+            "tdx_mrseam": hex::encode(td.mr_seam),
+            "tdx_mrsignerseam": hex::encode(td.mr_signer_seam),
+            "tdx_seam_attributes": hex::encode(td.seam_attributes),
+            "tdx_td_attributes": hex::encode(td.td_attributes),
+            "tdx_td_attributes_debug": td.is_debug(),
+            "tdx_xfam": hex::encode(td.xfam),
+            "tdx_tee_tcb_svn": hex::encode(td.tee_tcb_svn),
+            "tdx_report_data": hex::encode(td.report_data),
+            "runtime_data_bound": runtime.is_some(),
+            "tcb": verdict,
+        }))
+    })();
+    match outcome {
+        Ok(facts) => {
+            files::print_json(&json!({
+                "verdict": "verified",
+                "verified_at": time.unix_seconds(),
+                "evidence": facts,
+            }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            files::print_json(&json!({
+                "verdict": "rejected",
+                "verified_at": time.unix_seconds(),
+                "error": { "code": e.code, "message": e.message },
+            }));
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn acceptance(statuses: &[String]) -> Result<TcbAcceptance> {
+    let mut acceptance = TcbAcceptance::default();
+    if !statuses.is_empty() {
+        acceptance.accepted = statuses
+            .iter()
+            .map(|s| {
+                TcbStatus::parse(s).ok_or_else(|| {
+                    anyhow!("--accept-tcb-status {s:?} is not one of Intel's TCB statuses")
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    Ok(acceptance)
+}
+
 pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
     let cmd = match cmd {
         EvidenceCommand::Eventlog(args) => return crate::tpm::eventlog(args),
         EvidenceCommand::Verify(VerifyCommand::Tpm(args)) => return crate::tpm::verify(args),
         EvidenceCommand::Verify(VerifyCommand::Snp(args)) => return verify_snp(args),
+        EvidenceCommand::Verify(VerifyCommand::Tdx(args)) => return verify_tdx(args),
         other => other,
     };
     let EvidenceCommand::Verify(VerifyCommand::Sgx {
@@ -108,6 +247,8 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         at,
         trust_root,
         policy,
+        collateral,
+        accept_tcb_status,
     }) = cmd
     else {
         unreachable!("TPM commands returned above") // ok: matched exhaustively above
@@ -131,11 +272,36 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         init_time_data: None,
         nonce: None,
     };
-    let verifiers = Verifiers {
-        dcap: DcapVerifier::new(roots),
-        snp: SnpTrust::amd(),
+    let mut verifiers = Verifiers::new(DcapVerifier::new(roots));
+    verifiers.tcb_acceptance = acceptance(&accept_tcb_status)?;
+    let Some(collateral) = collateral else {
+        return verify_and_print(ty, &verifiers, &request, time, policy);
     };
-    verify_and_print(ty, &verifiers, &request, time, policy)
+    // With collateral: the same verification plus Intel's TCB verdict.
+    let kind = if openenclave {
+        SgxEvidenceKind::OpenEnclaveReport
+    } else {
+        SgxEvidenceKind::Quote
+    };
+    let bundle = read_collateral(&collateral)?;
+    let verified = verify_collateral(&bundle, verifiers.dcap.roots(), time)
+        .map_err(|e| AttestError::from(DcapError::Collateral(e)))
+        .and_then(|c| {
+            verify_request_with_collateral(
+                kind,
+                &verifiers.dcap,
+                &request,
+                &c,
+                &verifiers.tcb_acceptance,
+                time,
+            )
+        });
+    let text = match policy {
+        Some(path) => files::read_text(&path)?,
+        None => ty.default_policy.unwrap_or_default().to_string(),
+    };
+    let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
+    print_verdict(ty, &active, verified, time)
 }
 
 fn verification_time(at: Option<String>) -> Result<VerificationTime> {
@@ -204,10 +370,8 @@ fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
         init_time_data: typed_data(args.init_time_data, false)?,
         nonce: None,
     };
-    let verifiers = Verifiers {
-        dcap: DcapVerifier::intel(),
-        snp: trust,
-    };
+    let mut verifiers = Verifiers::production();
+    verifiers.snp = trust;
     verify_and_print(&SEV_SNP_VM, &verifiers, &request, time, args.policy)
 }
 
@@ -226,10 +390,26 @@ fn verify_and_print(
     let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
     // The service's path, without the service: verify, then evaluate and
     // build the token's claims (not stamped or signed offline).
-    let outcome = aver_attestation::verify(ty, verifiers, request, time).and_then(|verified| {
+    print_verdict(
+        ty,
+        &active,
+        aver_attestation::verify(ty, verifiers, request, time),
+        time,
+    )
+}
+
+/// Evaluates the policy over verified evidence and prints the verdict with
+/// the claims (or the refusal with its code).
+fn print_verdict(
+    ty: &AttestationType,
+    active: &ActivePolicy,
+    verified: std::result::Result<Verified, AttestError>,
+    time: VerificationTime,
+) -> Result<ExitCode> {
+    let outcome = verified.and_then(|verified| {
         let (claims, _) = tail::claims(
             ty,
-            PolicyChoice::Active(&active),
+            PolicyChoice::Active(active),
             verified.claims,
             None,
             &aver_policy::Budget::default(),
@@ -255,4 +435,30 @@ fn verify_and_print(
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Reads DCAP collateral from a dcap-qvl bundle file or a directory of
+/// PCS/PCCS answers (the core assembles and checks it; this only reads).
+pub fn read_collateral(path: &std::path::Path) -> Result<CollateralBundle> {
+    /// Files larger than this are not collateral.
+    const MAX_FILE: u64 = 4 * 1024 * 1024;
+    let mut files = Vec::new();
+    if path.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
+        {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_file() && meta.len() <= MAX_FILE {
+                files.push((
+                    entry.file_name().to_string_lossy().into_owned(),
+                    files::read(&entry.path())?,
+                ));
+            }
+        }
+    } else {
+        // A single file is a bundle, whatever its name.
+        files.push(("collateral.json".to_string(), files::read(path)?));
+    }
+    bundle_from_named_files(&files).map_err(|e| anyhow!("{}: {e}", path.display()))
 }

@@ -6,6 +6,8 @@
 mod admin;
 mod attest;
 #[cfg(feature = "server")]
+mod collateral;
+#[cfg(feature = "server")]
 mod demo;
 #[cfg(all(feature = "server", feature = "tpm-client"))]
 mod demo_tpm;
@@ -84,6 +86,10 @@ enum Command {
     /// The simulated SGX enclave used by tests and the demo.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// DCAP collateral in the service's shared cache (import, status).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Collateral(collateral::CollateralCommand),
 }
 
 #[derive(Subcommand)]
@@ -145,6 +151,10 @@ enum ProviderCommand {
         /// trusting keys within reach of a well-funded attacker.
         #[arg(long)]
         min_signer_rsa_bits: Option<usize>,
+        /// Intel TCB statuses this provider accepts for SGX quotes
+        /// (repeatable or comma-separated; `default` for the service's).
+        #[arg(long, value_delimiter = ',')]
+        accept_tcb_status: Vec<String>,
         #[command(flatten)]
         store: provider::StoreArgs,
     },
@@ -198,8 +208,9 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
         ProviderCommand::Configure {
             name,
             min_signer_rsa_bits,
+            accept_tcb_status,
             store,
-        } => provider::provider_configure(&store, &name, min_signer_rsa_bits),
+        } => provider::provider_configure(&store, &name, min_signer_rsa_bits, &accept_tcb_status),
         ProviderCommand::Delete { name, store } => provider::provider_delete(&store, &name),
     }
 }
@@ -253,6 +264,8 @@ fn main() -> std::process::ExitCode {
             #[cfg(feature = "server")]
             Command::Provider(cmd) => provider(cmd),
             Command::Sim(cmd) => sim::run(cmd),
+            #[cfg(feature = "server")]
+            Command::Collateral(cmd) => collateral::run(cmd),
         }
     });
     match result {

@@ -94,6 +94,7 @@ pub fn provider_configure(
     store: &StoreArgs,
     name: &str,
     min_signer_rsa_bits: Option<usize>,
+    accept_tcb_status: &[String],
 ) -> Result<ExitCode> {
     let store = store.open()?;
     if !store.providers()?.iter().any(|p| p.name == name) {
@@ -106,6 +107,25 @@ pub fn provider_configure(
     if let Some(bits) = min_signer_rsa_bits {
         settings.min_signer_rsa_bits = bits;
         changes.push(format!("min_signer_rsa_bits={bits}"));
+    }
+    if !accept_tcb_status.is_empty() {
+        if accept_tcb_status.iter().any(|s| s == "default") {
+            settings.accepted_tcb_statuses = None;
+            changes.push("accepted_tcb_statuses=default".into());
+        } else {
+            let statuses = accept_tcb_status
+                .iter()
+                .map(|s| {
+                    aver_attestation::dcap::TcbStatus::parse(s)
+                        .ok_or_else(|| anyhow!("{s:?} is not one of Intel's TCB statuses"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            changes.push(format!(
+                "accepted_tcb_statuses={}",
+                accept_tcb_status.join(",")
+            ));
+            settings.accepted_tcb_statuses = Some(statuses);
+        }
     }
     settings.validate().map_err(|e| anyhow!(e))?;
     if !changes.is_empty() {

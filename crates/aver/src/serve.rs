@@ -108,6 +108,23 @@ pub struct ServeArgs {
     /// authentication.
     #[arg(long, env = "AVER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Base URL of an Intel PCS v4-compatible SGX collateral source (a
+    /// PCCS, or https://api.trustedservices.intel.com): fetched in the
+    /// background for the FMSPCs quotes need, refreshed before nextUpdate,
+    /// shared through the store.
+    #[arg(long, env = "AVER_COLLATERAL_URL")]
+    collateral_url: Option<String>,
+    /// Seconds each request to the collateral source may take [default: 10].
+    #[arg(long, env = "AVER_COLLATERAL_TIMEOUT")]
+    collateral_timeout: Option<u64>,
+    /// Refuse SGX quotes without valid collateral for their FMSPC (true,
+    /// false) [default: true with --collateral-url, else false].
+    #[arg(long, env = "AVER_REQUIRE_COLLATERAL")]
+    require_collateral: Option<bool>,
+    /// TCB statuses accepted (repeatable or comma-separated) [default:
+    /// UpToDate,SWHardeningNeeded].
+    #[arg(long, env = "AVER_ACCEPT_TCB_STATUS", value_delimiter = ',')]
+    accept_tcb_status: Vec<String>,
 }
 
 /// The TOML file's shape.
@@ -139,6 +156,10 @@ struct FileConfig {
     queue_timeout: Option<u64>,
     attestation_deadline: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    collateral_url: Option<String>,
+    collateral_timeout: Option<u64>,
+    require_collateral: Option<bool>,
+    accept_tcb_status: Option<Vec<String>>,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -210,6 +231,24 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
     }
     config.tpm_ek_roots = args.tpm_ek_roots.or(file.tpm_ek_roots);
     config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
+    config.collateral_url = args.collateral_url.or(file.collateral_url);
+    if let Some(v) = args.collateral_timeout.or(file.collateral_timeout) {
+        config.collateral_timeout = secs(v.max(1));
+    }
+    config.require_collateral = args.require_collateral.or(file.require_collateral);
+    let statuses = if args.accept_tcb_status.is_empty() {
+        file.accept_tcb_status.unwrap_or_default()
+    } else {
+        args.accept_tcb_status
+    };
+    config.accepted_tcb_statuses = statuses
+        .iter()
+        .map(|s| {
+            aver_attestation::dcap::TcbStatus::parse(s).ok_or_else(|| {
+                anyhow::anyhow!("accept_tcb_status {s:?} is not one of Intel's TCB statuses")
+            })
+        })
+        .collect::<Result<_>>()?;
     let issuer = args.admin_oidc_issuer.or(file.admin_oidc_issuer);
     if let Some(issuer) = issuer {
         let missing = |what: &str| anyhow::anyhow!("admin OIDC issuer set without {what}");

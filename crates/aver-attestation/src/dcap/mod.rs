@@ -5,6 +5,12 @@
 //! * [`report`]: the SGX report body (the enclave's, and the QE's);
 //! * [`pck`]: the PCK chain, checked byte for byte and validated to a
 //!   trusted root at the verification time, with CRLs;
+//! * [`collateral`]: TCB info, QE identity and CRLs — parsed from the
+//!   exact bytes received and verified once per item;
+//! * [`pck_ext`]: the SGX extensions of the PCK certificate (FMSPC,
+//!   PCE-ID, the platform's TCB);
+//! * [`tcb`]: the TCB verdict as Intel's QVL reaches it, and which
+//!   statuses a provider accepts;
 //! * [`trust`]: the trusted roots (Intel's, built in; others by
 //!   configuration);
 //! * [`DcapVerifier::verify`]: the checks every DCAP quote gets, in Intel's
@@ -15,17 +21,25 @@
 //! add what their body means: runtime-data binding, claims. Verification
 //! never reads the clock: the time is an argument.
 
+pub mod collateral;
 pub mod pck;
+pub mod pck_ext;
 pub mod quote;
 pub mod report;
+pub mod tcb;
+pub mod td_report;
 pub mod trust;
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 
+pub use collateral::{
+    CollateralBundle, CollateralError, TcbStatus, VerifiedCollateral, verify_collateral,
+};
 pub use quote::{
     AttestationKeyType, QeCertification, Quote, QuoteBody, QuoteHeader, TeeType, parse_quote,
 };
 pub use report::{ATTRIBUTE_DEBUG, REPORT_BODY_LEN, ReportBody, parse_report_body};
+pub use tcb::{TcbAcceptance, TcbVerdict};
 pub use trust::{INTEL_SGX_ROOT_CA_DER, TrustAnchors, TrustError};
 
 use crate::{VerificationTime, sha256};
@@ -69,6 +83,33 @@ pub enum DcapError {
     AttestationKeyBindingInvalid,
     #[error("the quote signature does not verify with the attestation key")]
     QuoteSignatureInvalid,
+    #[error(transparent)]
+    Collateral(#[from] CollateralError),
+    #[error("the PCK certificate's SGX extension is invalid: {0}")]
+    PckExtensionInvalid(String),
+    #[error("the PCK CRL is not the PCK certificate's issuer's: {0}")]
+    CrlIssuerMismatch(String),
+    #[error(
+        "the collateral is for FMSPC {collateral}, the quote's PCK certificate is for FMSPC {quote}"
+    )]
+    FmspcMismatch { quote: String, collateral: String },
+    #[error("the TCB info does not apply to this quote: {0}")]
+    TcbInfoMismatch(String),
+    #[error("no TCB level of the TCB info matches the platform: {0}")]
+    TcbLevelNotSupported(String),
+    #[error("the quoting enclave does not match Intel's QE identity: {0}")]
+    QeIdentityMismatch(String),
+    #[error("the quoting enclave's TCB is not supported: {0}")]
+    QeTcbNotSupported(String),
+    #[error("the TDX module is not the one Intel's TCB info describes: {0}")]
+    TdxModuleMismatch(String),
+    #[error(
+        "the platform's TCB status {status} is not accepted by this provider (advisories: [{advisories}]); the provider's accepted TCB statuses decide"
+    )]
+    TcbStatusNotAccepted {
+        status: TcbStatus,
+        advisories: String,
+    },
 }
 
 impl DcapError {
@@ -88,6 +129,26 @@ impl DcapError {
             DcapError::QeReportSignatureInvalid => "QeReportSignatureInvalid",
             DcapError::AttestationKeyBindingInvalid => "AttestationKeyBindingInvalid",
             DcapError::QuoteSignatureInvalid => "QuoteSignatureInvalid",
+            DcapError::Collateral(e) => e.code(),
+            DcapError::PckExtensionInvalid(_) => "PckExtensionInvalid",
+            DcapError::CrlIssuerMismatch(_) => "CrlIssuerMismatch",
+            DcapError::FmspcMismatch { .. } => "FmspcMismatch",
+            DcapError::TcbInfoMismatch(_) => "TcbInfoMismatch",
+            DcapError::TcbLevelNotSupported(_) => "TcbLevelNotSupported",
+            DcapError::QeIdentityMismatch(_) => "QeIdentityMismatch",
+            DcapError::QeTcbNotSupported(_) => "QeTcbNotSupported",
+            DcapError::TdxModuleMismatch(_) => "TdxModuleMismatch",
+            DcapError::TcbStatusNotAccepted { status, .. } => match status {
+                TcbStatus::UpToDate => "TcbStatusUpToDateNotAccepted",
+                TcbStatus::SWHardeningNeeded => "TcbStatusSWHardeningNeeded",
+                TcbStatus::ConfigurationNeeded => "TcbStatusConfigurationNeeded",
+                TcbStatus::ConfigurationAndSWHardeningNeeded => {
+                    "TcbStatusConfigurationAndSWHardeningNeeded"
+                }
+                TcbStatus::OutOfDate => "TcbStatusOutOfDate",
+                TcbStatus::OutOfDateConfigurationNeeded => "TcbStatusOutOfDateConfigurationNeeded",
+                TcbStatus::Revoked => "TcbStatusRevoked",
+            },
         }
     }
 }
@@ -121,10 +182,45 @@ impl DcapVerifier {
         quote: &Quote<'_>,
         collateral: Option<&Collateral>,
         time: VerificationTime,
-    ) -> Result<(), DcapError> {
-        let pck_key = pck::verify_pck_chain(&self.roots, quote.qe.pck_chain_pem, collateral, time)?;
-        verify_qe_report(quote, &pck_key)?;
-        verify_quote_signature(quote)
+    ) -> Result<pck::VerifiedPck, DcapError> {
+        let pck = pck::verify_pck_chain(&self.roots, quote.qe.pck_chain_pem, collateral, time)?;
+        verify_qe_report(quote, &pck.key)?;
+        verify_quote_signature(quote)?;
+        Ok(pck)
+    }
+
+    /// [`DcapVerifier::verify`] with full collateral, then the TCB verdict:
+    /// the collateral is inside its window at `time`, the PCK chain is
+    /// checked with its CRLs (every certificate's status known, the PCK
+    /// CRL issued by the PCK certificate's issuer), the quote's signatures,
+    /// then [`tcb::evaluate_sgx`]. Whether the verdict's status is accepted
+    /// is the caller's ([`TcbAcceptance`]).
+    pub fn verify_with_collateral(
+        &self,
+        quote: &Quote<'_>,
+        collateral: &VerifiedCollateral,
+        time: VerificationTime,
+    ) -> Result<TcbVerdict, DcapError> {
+        collateral.check_time(time)?;
+        let pck = self.verify(quote, Some(&collateral.crls()), time)?;
+        let (_, leaf) = x509_parser::parse_x509_certificate(&pck.leaf_der)
+            .map_err(|e| DcapError::CertificateChainMalformed(format!("PCK leaf: {e}")))?;
+        if leaf.issuer().as_raw() != collateral.pck_crl.issuer.as_slice() {
+            return Err(DcapError::CrlIssuerMismatch(format!(
+                "the PCK certificate is issued by {:?} but the PCK CRL by {:?} (a processor-CA CRL for a platform-CA certificate, or the reverse?)",
+                leaf.issuer().to_string(),
+                collateral.pck_crl.issuer_text
+            )));
+        }
+        let ext =
+            pck_ext::parse_pck_extensions(&pck.leaf_der).map_err(DcapError::PckExtensionInvalid)?;
+        tcb::evaluate(
+            quote.header.qe_vendor_id,
+            &quote.qe.qe_report,
+            quote.td_report(),
+            &ext,
+            collateral,
+        )
     }
 }
 

@@ -15,14 +15,23 @@ use crate::VerificationTime;
 /// some slack); real chains have three.
 const MAX_CHAIN_LEN: usize = 5;
 
+/// A PCK chain that verified: the leaf's key and certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPck {
+    /// Uncompressed P-256 public key of the PCK certificate.
+    pub key: Vec<u8>,
+    /// DER of the PCK certificate (for its SGX extensions and issuer).
+    pub leaf_der: Vec<u8>,
+}
+
 /// Validates the PCK chain `pem` and returns the leaf's uncompressed P-256
-/// public key.
+/// public key and DER.
 pub fn verify_pck_chain(
     roots: &TrustAnchors,
     pem: &[u8],
     collateral: Option<&Collateral>,
     time: VerificationTime,
-) -> Result<Vec<u8>, DcapError> {
+) -> Result<VerifiedPck, DcapError> {
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| DcapError::CertificateChainMalformed(e.to_string()))?;
@@ -96,7 +105,10 @@ pub fn verify_pck_chain(
 
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf_der.as_ref())
         .map_err(|e| DcapError::CertificateChainMalformed(format!("PCK leaf: {e}")))?;
-    Ok(parsed.public_key().subject_public_key.data.to_vec())
+    Ok(VerifiedPck {
+        key: parsed.public_key().subject_public_key.data.to_vec(),
+        leaf_der: leaf_der.as_ref().to_vec(),
+    })
 }
 
 /// The certification data must be exactly the canonical PEM of the

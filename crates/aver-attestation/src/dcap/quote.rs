@@ -20,9 +20,13 @@
 //!
 //! All integers are little-endian. Version 3 with attestation key type 2
 //! (ECDSA-256-with-P-256) and certification data type 5 (PEM PCK chain) is
-//! what every SGX DCAP quoting enclave produces, and what is implemented.
+//! what every SGX DCAP quoting enclave produces. Versions 4 and 5 (SGX, or
+//! TDX with TEE type 0x81 and a TD 1.0 / TD 1.5 body, [`super::td_report`])
+//! carry the same QE certification wrapped in certification data type 6;
+//! version 5 puts a body descriptor (type u16, size u32) after the header,
+//! and the signed region is header, descriptor and body.
 //!
-//! ## Where versions 4 and 5 and TDX slot in
+//! ## How versions 4 and 5 and TDX slot in
 //! The parsed [`Quote`] separates what every version has: the [`QuoteHeader`]
 //! (with [`TeeType`]), the [`QuoteBody`] (an enum: today the SGX report;
 //! TD 1.0 and TD 1.5 reports join it), the signed region, the quote
@@ -37,6 +41,7 @@
 use aver_codec::{ParseError, Reader};
 
 use super::report::{REPORT_BODY_LEN, ReportBody, parse_report_body};
+use super::td_report::{TD10_BODY_LEN, TD15_BODY_LEN, TdReportBody, parse_td_report};
 
 /// Size of the quote header.
 pub const HEADER_LEN: usize = 48;
@@ -47,6 +52,10 @@ pub const SGX_SIGNED_LEN: usize = HEADER_LEN + REPORT_BODY_LEN;
 pub const MAX_CERTIFICATION_DATA_LEN: usize = 64 * 1024;
 /// Certification data type 5: the PEM PCK leaf, intermediate and root.
 pub const CERT_TYPE_PCK_CHAIN: u16 = 5;
+/// Certification data type 6 (quote versions 4 and 5): the QE report
+/// certification data, wrapping the QE report, its signature, the QE
+/// authentication data and a type-5 PCK chain.
+pub const CERT_TYPE_QE_REPORT: u16 = 6;
 
 /// The attestation key algorithm named in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,8 @@ pub struct QuoteHeader<'a> {
 pub enum QuoteBody<'a> {
     /// An SGX enclave's report.
     Sgx(ReportBody<'a>),
+    /// A TDX trust domain's report (TD 1.0 or, with its extra fields, 1.5).
+    Td(TdReportBody<'a>),
 }
 
 /// How the attestation key is certified: the quoting enclave's report,
@@ -128,16 +139,25 @@ impl<'a> Quote<'a> {
     pub fn sgx_report(&self) -> Option<&ReportBody<'a>> {
         match &self.body {
             QuoteBody::Sgx(r) => Some(r),
+            QuoteBody::Td(_) => None,
+        }
+    }
+
+    /// The TD report, if this is a TDX quote.
+    pub fn td_report(&self) -> Option<&TdReportBody<'a>> {
+        match &self.body {
+            QuoteBody::Td(r) => Some(r),
+            QuoteBody::Sgx(_) => None,
         }
     }
 }
 
 fn read_header<'a>(r: &mut Reader<'a>) -> Result<QuoteHeader<'a>, ParseError> {
     let version = r.u16_le("header.version")?;
-    if version != 3 {
+    if !(3..=5).contains(&version) {
         return Err(ParseError::invalid(
             "header.version",
-            format!("unsupported quote version {version} (supported: 3)"),
+            format!("unsupported quote version {version} (supported: 3, 4, 5)"),
         ));
     }
     let key_type = r.u16_le("header.attestation_key_type")?;
@@ -154,12 +174,13 @@ fn read_header<'a>(r: &mut Reader<'a>) -> Result<QuoteHeader<'a>, ParseError> {
     };
     let tee = r.u32_le("header.tee_type")?;
     let tee_type = match (version, tee) {
-        (3, 0) => TeeType::Sgx,
+        (_, 0) => TeeType::Sgx,
+        (4 | 5, 0x81) => TeeType::Tdx,
         (_, other) => {
             return Err(ParseError::invalid(
                 "header.tee_type",
                 format!(
-                    "TEE type 0x{other:08x} in a version {version} quote (version 3 quotes are SGX, 0)"
+                    "TEE type 0x{other:08x} in a version {version} quote (version 3 quotes are SGX, 0; versions 4 and 5 SGX or TDX, 0x81)"
                 ),
             ));
         }
@@ -177,6 +198,33 @@ fn read_header<'a>(r: &mut Reader<'a>) -> Result<QuoteHeader<'a>, ParseError> {
         qe_vendor_id,
         user_data,
     })
+}
+
+/// The QE certification of a version-4/5 quote: certification data of
+/// type 6 whose content is the version-3 layout, read as a sub-region that
+/// must be consumed exactly.
+fn read_qe_certification_v4<'a>(s: &mut Reader<'a>) -> Result<QeCertification<'a>, ParseError> {
+    let data_type = s.u16_le("signature_data.certification_data_type")?;
+    if data_type != CERT_TYPE_QE_REPORT {
+        return Err(ParseError::invalid(
+            "signature_data.certification_data_type",
+            format!(
+                "certification data type {data_type} in a version 4/5 quote (supported: 6 = QE report certification data)"
+            ),
+        ));
+    }
+    let len = s.u32_le("signature_data.certification_data_size")? as usize;
+    if len > MAX_CERTIFICATION_DATA_LEN + REPORT_BODY_LEN + 1024 {
+        return Err(ParseError::TooLarge {
+            field: "signature_data.certification_data_size",
+            value: len as u64,
+            cap: (MAX_CERTIFICATION_DATA_LEN + REPORT_BODY_LEN + 1024) as u64,
+        });
+    }
+    let mut inner = s.sub(len, "signature_data.qe_report_certification_data")?;
+    let qe = read_qe_certification(&mut inner)?;
+    inner.finish("signature_data.qe_report_certification_data")?;
+    Ok(qe)
 }
 
 /// The QE certification as a version-3 quote carries it, inline.
@@ -214,7 +262,54 @@ fn read_qe_certification<'a>(s: &mut Reader<'a>) -> Result<QeCertification<'a>, 
     })
 }
 
-/// Parses a DCAP quote (version 3, SGX, ECDSA-P256, PCK chain).
+/// The body: in versions 3 and 4 its kind follows from the TEE type; in
+/// version 5 a descriptor (type u16: 1 SGX, 2 TD 1.0, 3 TD 1.5; size u32)
+/// precedes it and must agree with the TEE type and the size.
+fn read_body<'a>(
+    r: &mut Reader<'a>,
+    header: &QuoteHeader<'a>,
+) -> Result<QuoteBody<'a>, ParseError> {
+    let (kind, len) = if header.version == 5 {
+        let kind = r.u16_le("body_descriptor.type")?;
+        let len = r.u32_le("body_descriptor.size")? as usize;
+        (kind, len)
+    } else {
+        match header.tee_type {
+            TeeType::Sgx => (1, REPORT_BODY_LEN),
+            TeeType::Tdx => (2, TD10_BODY_LEN),
+        }
+    };
+    let expected = match (header.tee_type, kind) {
+        (TeeType::Sgx, 1) => REPORT_BODY_LEN,
+        (TeeType::Tdx, 2) => TD10_BODY_LEN,
+        (TeeType::Tdx, 3) => TD15_BODY_LEN,
+        (tee, other) => {
+            return Err(ParseError::invalid(
+                "body_descriptor.type",
+                format!("body type {other} in a {tee:?} quote"),
+            ));
+        }
+    };
+    if len != expected {
+        return Err(ParseError::invalid(
+            "body_descriptor.size",
+            format!("body type {kind} is {expected} bytes, the descriptor says {len}"),
+        ));
+    }
+    let body = r.bytes(len, "body")?;
+    Ok(match kind {
+        1 => {
+            let arr: &[u8; REPORT_BODY_LEN] = body
+                .try_into()
+                .map_err(|_| ParseError::invalid("body", "wrong size"))?;
+            QuoteBody::Sgx(parse_report_body(arr)?)
+        }
+        _ => QuoteBody::Td(parse_td_report(body, kind == 3)?),
+    })
+}
+
+/// Parses a DCAP quote (versions 3, 4 and 5; SGX or TDX; ECDSA-P256; PCK
+/// chain).
 ///
 /// Bytes after the signature data are accepted only when they are all
 /// zero: some quote providers hand out fixed-size, zero-padded buffers (the
@@ -224,7 +319,7 @@ fn read_qe_certification<'a>(s: &mut Reader<'a>) -> Result<QeCertification<'a>, 
 pub fn parse_quote(bytes: &[u8]) -> Result<Quote<'_>, ParseError> {
     let mut r = Reader::new(bytes);
     let header = read_header(&mut r)?;
-    let body = QuoteBody::Sgx(parse_report_body(r.array::<REPORT_BODY_LEN>("body")?)?);
+    let body = read_body(&mut r, &header)?;
     let signed_region = bytes.get(..r.offset()).ok_or(ParseError::Truncated {
         field: "header and body",
         offset: 0,
@@ -244,7 +339,11 @@ pub fn parse_quote(bytes: &[u8]) -> Result<Quote<'_>, ParseError> {
     }
     let signature = s.array("signature_data.quote_signature")?;
     let attestation_key = s.array("signature_data.attestation_key")?;
-    let qe = read_qe_certification(&mut s)?;
+    let qe = if header.version == 3 {
+        read_qe_certification(&mut s)?
+    } else {
+        read_qe_certification_v4(&mut s)?
+    };
     s.finish("signature_data")?;
     Ok(Quote {
         header,

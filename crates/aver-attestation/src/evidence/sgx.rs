@@ -11,7 +11,10 @@ use aver_codec::{ParseError, Reader};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::dcap::{Collateral, DcapError, DcapVerifier, Quote, parse_quote};
+use crate::dcap::{
+    Collateral, DcapError, DcapVerifier, Quote, TcbAcceptance, TcbVerdict, VerifiedCollateral,
+    parse_quote,
+};
 use crate::error::AttestError;
 use crate::registry::{AttestationType, Flow};
 use crate::request::AttestRequest;
@@ -117,6 +120,9 @@ pub struct VerifiedSgx {
     pub evidence_hash: [u8; 32],
     /// Whether runtime data was given and matched report_data.
     pub runtime_data_bound: bool,
+    /// The TCB verdict, when the quote was verified with collateral.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcb: Option<TcbVerdict>,
 }
 
 /// Size of the OpenEnclave report header.
@@ -148,15 +154,39 @@ pub fn parse_openenclave_report(bytes: &[u8]) -> Result<Quote<'_>, ParseError> {
     parse_quote(quote)
 }
 
-/// Verifies SGX evidence from a request at `time` (no collateral beyond
-/// what the quote carries).
+/// Verifies SGX evidence from a request at `time`: with the cached
+/// collateral of the quote's FMSPC when there is some (the TCB verdict,
+/// held to the accepted statuses); without, as configured
+/// ([`Verifiers::require_collateral`]).
 pub fn verify(
     kind: SgxEvidenceKind,
     verifiers: &Verifiers,
     request: &AttestRequest,
     time: VerificationTime,
 ) -> Result<VerifiedSgx, SgxError> {
-    verify_evidence(
+    // The FMSPC only picks the cache entry: every byte it came from is
+    // verified below.
+    let fmspc = parse_sgx(kind, &request.evidence)
+        .ok()
+        .and_then(|q| quote_fmspc(&q));
+    if let Some((fmspc, _)) = fmspc
+        && let Some(c) = verifiers.collateral.get(&fmspc, time)
+    {
+        let v = verify_evidence_with_collateral(
+            kind,
+            &verifiers.dcap,
+            &request.evidence,
+            request.runtime_data.as_ref().map(|d| d.bytes.as_slice()),
+            request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
+            &c,
+            time,
+        )?;
+        if let Some(t) = &v.tcb {
+            verifiers.tcb_acceptance.check(t)?;
+        }
+        return Ok(v);
+    }
+    let v = verify_evidence(
         kind,
         &verifiers.dcap,
         &request.evidence,
@@ -164,12 +194,28 @@ pub fn verify(
         request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
         None,
         time,
-    )
+    )?;
+    if let Some((fmspc, ca)) = fmspc {
+        // Only a quote whose PCK chain leads to a trusted root asks for
+        // collateral: a forged certificate cannot make the service fetch
+        // collateral for FMSPCs of its choosing.
+        verifiers.collateral.note_miss(fmspc, ca);
+        if verifiers.require_collateral {
+            return Err(SgxError::Dcap(DcapError::Collateral(
+                crate::dcap::CollateralError::Missing(format!(
+                    "no valid collateral (TCB info, QE identity, CRLs) is cached for FMSPC {}; import it (aver collateral import) or let the service fetch it",
+                    hex::encode_upper(fmspc)
+                )),
+            )));
+        }
+    }
+    Ok(v)
 }
 
 /// Verifies SGX evidence at `time`: parse, the DCAP checks (with
-/// `collateral`), runtime data against `report_data[0..32]` and init-time
-/// data against `CONFIGID[0..32]` (when given).
+/// `collateral`'s CRLs only, no TCB verdict), runtime data against
+/// `report_data[0..32]` and init-time data against `CONFIGID[0..32]` (when
+/// given).
 pub fn verify_evidence(
     kind: SgxEvidenceKind,
     dcap: &DcapVerifier,
@@ -179,16 +225,82 @@ pub fn verify_evidence(
     collateral: Option<&Collateral>,
     time: VerificationTime,
 ) -> Result<VerifiedSgx, SgxError> {
+    let quote = parse_sgx(kind, evidence)?;
+    dcap.verify(&quote, collateral, time)?;
+    finish(kind, &quote, evidence, runtime_data, init_time_data, None)
+}
+
+/// Verifies SGX evidence at `time` with full, verified collateral: the
+/// DCAP checks with its CRLs, the bindings, and the TCB verdict
+/// ([`DcapVerifier::verify_with_collateral`]). Whether the verdict's status
+/// is accepted is the caller's (`TcbAcceptance::check`), so that a
+/// refused verdict can still be shown.
+pub fn verify_evidence_with_collateral(
+    kind: SgxEvidenceKind,
+    dcap: &DcapVerifier,
+    evidence: &[u8],
+    runtime_data: Option<&[u8]>,
+    init_time_data: Option<&[u8]>,
+    collateral: &VerifiedCollateral,
+    time: VerificationTime,
+) -> Result<VerifiedSgx, SgxError> {
+    let quote = parse_sgx(kind, evidence)?;
+    let verdict = dcap.verify_with_collateral(&quote, collateral, time)?;
+    finish(
+        kind,
+        &quote,
+        evidence,
+        runtime_data,
+        init_time_data,
+        Some(verdict),
+    )
+}
+
+/// The FMSPC the quote's PCK certificate states and its CA's kind
+/// (`processor` or `platform`), unverified: a cache key.
+fn quote_fmspc(quote: &Quote<'_>) -> Option<([u8; 6], &'static str)> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let leaf = CertificateDer::pem_slice_iter(quote.qe.pck_chain_pem)
+        .next()?
+        .ok()?;
+    let fmspc = crate::dcap::pck_ext::parse_pck_extensions(leaf.as_ref())
+        .ok()?
+        .fmspc;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let ca = if cert.issuer().to_string().contains("Platform") {
+        "platform"
+    } else {
+        "processor"
+    };
+    Some((fmspc, ca))
+}
+
+fn parse_sgx(kind: SgxEvidenceKind, evidence: &[u8]) -> Result<Quote<'_>, SgxError> {
     let quote = match kind {
         SgxEvidenceKind::Quote => parse_quote(evidence)?,
         SgxEvidenceKind::OpenEnclaveReport => parse_openenclave_report(evidence)?,
     };
+    if quote.sgx_report().is_none() {
+        return Err(SgxError::Dcap(DcapError::InvalidQuote(
+            ParseError::invalid("header.tee_type", "not an SGX quote"),
+        )));
+    }
+    Ok(quote)
+}
+
+fn finish(
+    kind: SgxEvidenceKind,
+    quote: &Quote<'_>,
+    evidence: &[u8],
+    runtime_data: Option<&[u8]>,
+    init_time_data: Option<&[u8]>,
+    tcb: Option<TcbVerdict>,
+) -> Result<VerifiedSgx, SgxError> {
     let Some(b) = quote.sgx_report() else {
         return Err(SgxError::Dcap(DcapError::InvalidQuote(
             ParseError::invalid("header.tee_type", "not an SGX quote"),
         )));
     };
-    dcap.verify(&quote, collateral, time)?;
     let runtime_data_bound = match runtime_data {
         Some(data) => {
             if !b.report_data.starts_with(&sha256(data)) {
@@ -224,7 +336,35 @@ pub fn verify_evidence(
         pce_svn: quote.header.pce_svn,
         evidence_hash: sha256(evidence),
         runtime_data_bound,
+        tcb,
     })
+}
+
+/// A request verified with full collateral, its TCB status held to
+/// `acceptance` (a refusal names the status and its advisories): what the
+/// CLI's `--collateral` runs, and the service once its collateral cache
+/// answers.
+pub fn verify_request_with_collateral(
+    kind: SgxEvidenceKind,
+    dcap: &DcapVerifier,
+    request: &AttestRequest,
+    collateral: &VerifiedCollateral,
+    acceptance: &TcbAcceptance,
+    time: VerificationTime,
+) -> Result<Verified, AttestError> {
+    let v = verify_evidence_with_collateral(
+        kind,
+        dcap,
+        &request.evidence,
+        request.runtime_data.as_ref().map(|d| d.bytes.as_slice()),
+        request.init_time_data.as_ref().map(|d| d.bytes.as_slice()),
+        collateral,
+        time,
+    )?;
+    if let Some(t) = &v.tcb {
+        acceptance.check(t)?;
+    }
+    Ok(verified(&v, request))
 }
 
 fn verify_sgx_enclave(
@@ -288,9 +428,27 @@ pub fn claims(v: &VerifiedSgx, request: &AttestRequest) -> Map<String, Value> {
             hex::encode(v.isv_family_id).into(),
         );
     }
-    let collateral = json!({ "quotehash": hex::encode(v.evidence_hash) });
+    let collateral = match &v.tcb {
+        // Azure's seven hashes: the quote's and the collateral items'.
+        Some(t) => {
+            let h = &t.collateral_hashes;
+            json!({
+                "qeidcertshash": h.qeidcertshash,
+                "qeidcrlhash": h.qeidcrlhash,
+                "qeidhash": h.qeidhash,
+                "quotehash": hex::encode(v.evidence_hash),
+                "tcbinfocertshash": h.tcbinfocertshash,
+                "tcbinfocrlhash": h.tcbinfocrlhash,
+                "tcbinfohash": h.tcbinfohash,
+            })
+        }
+        None => json!({ "quotehash": hex::encode(v.evidence_hash) }),
+    };
     c.insert("x-ms-sgx-collateral".into(), collateral.clone());
     c.insert("maa-attestationcollateral".into(), collateral);
+    if let Some(t) = &v.tcb {
+        tcb_claims(&mut c, t);
+    }
     if let Some(runtime) = &request.runtime_data {
         match &runtime.json {
             Some(json) => {
@@ -308,4 +466,25 @@ pub fn claims(v: &VerifiedSgx, request: &AttestRequest) -> Map<String, Value> {
         c.insert("x-ms-inittime".into(), json);
     }
     c
+}
+
+/// The TCB verdict as claims policies can read (Aver's; Azure states the
+/// verdict only by accepting or refusing).
+fn tcb_claims(c: &mut Map<String, Value>, t: &TcbVerdict) {
+    c.insert("x-ms-sgx-tcb-status".into(), t.status.as_str().into());
+    c.insert(
+        "x-ms-sgx-tcb-advisory-ids".into(),
+        Value::Array(t.advisory_ids.iter().map(|a| a.as_str().into()).collect()),
+    );
+    c.insert(
+        "x-ms-sgx-tcb-evaluation-data-number".into(),
+        t.tcb_evaluation_data_number.into(),
+    );
+    c.insert("x-ms-sgx-tcb-date".into(), t.tcb_date.as_str().into());
+    c.insert("x-ms-sgx-qe-tcb-status".into(), t.qe_status.as_str().into());
+    c.insert("x-ms-sgx-fmspc".into(), t.fmspc.as_str().into());
+    c.insert(
+        "x-ms-sgx-collateral-expiry".into(),
+        t.collateral_expiry.as_str().into(),
+    );
 }

@@ -1,0 +1,309 @@
+//! The service's DCAP collateral: the store's shared collateral cache
+//! (one content-addressed record per FMSPC, written by `aver collateral
+//! import` or by the PCCS source, read by every replica) loaded into the
+//! verifiers' in-memory [`CollateralCache`], and an optional PCCS / Intel
+//! PCS source that fetches what quotes asked for and refreshes entries
+//! ahead of their nextUpdate — in the background, never on a request's
+//! path: a request only ever reads the in-memory cache.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aver_attestation::dcap::collateral::{
+    CollateralBundle, CollateralParts, VerifiedCollateral, verify_collateral,
+};
+use aver_attestation::dcap::{CollateralError, TrustAnchors};
+use aver_attestation::{VerificationTime, Verifiers};
+
+use crate::store::{CollateralRecord, Store, StoreError};
+
+/// Store keys of SGX collateral bundles: this prefix and the FMSPC (hex,
+/// uppercase).
+pub const KEY_PREFIX: &str = "intel/sgx/collateral/";
+
+/// The store key of `fmspc`'s bundle.
+pub fn key_for(fmspc: &[u8; 6]) -> String {
+    format!("{KEY_PREFIX}{}", hex::encode_upper(fmspc))
+}
+
+/// Verifies `bundle` at `time` and stores it under its FMSPC as dcap-qvl
+/// bundle JSON (the exact signed bytes kept), replacing what was there.
+pub fn import(
+    store: &dyn Store,
+    roots: &TrustAnchors,
+    bundle: &CollateralBundle,
+    source: &str,
+    time: VerificationTime,
+    now: i64,
+) -> Result<VerifiedCollateral, String> {
+    let verified =
+        verify_collateral(bundle, roots, time).map_err(|e| format!("{}: {e}", e.code()))?;
+    let body = bundle.to_dcap_qvl_json().map_err(|e| e.to_string())?;
+    let record = CollateralRecord::new(
+        key_for(&verified.tcb_info.fmspc),
+        body,
+        source,
+        now,
+        i64::try_from(verified.valid_until).ok(),
+    );
+    store.put_collateral(&record).map_err(|e| e.to_string())?;
+    Ok(verified)
+}
+
+/// What [`load_from_store`] already loaded: key → content address.
+pub type Seen = HashMap<String, String>;
+
+/// Loads every stored bundle that is new or changed since `seen` into the
+/// verifiers' cache, verified at `time` (a bundle that does not verify
+/// is skipped and logged, and tried again when it changes). Returns how
+/// many were loaded.
+pub fn load_from_store(
+    store: &dyn Store,
+    verifiers: &Verifiers,
+    time: VerificationTime,
+    seen: &mut Seen,
+) -> Result<usize, StoreError> {
+    let mut loaded = 0;
+    for item in store.collateral_index()? {
+        if !item.key.starts_with(KEY_PREFIX) || seen.get(&item.key) == Some(&item.sha256) {
+            continue;
+        }
+        let Some(record) = store.collateral(&item.key)? else {
+            continue;
+        };
+        seen.insert(record.key.clone(), record.sha256.clone());
+        let verified = CollateralBundle::from_dcap_qvl_json(&record.body)
+            .and_then(|b| verify_collateral(&b, verifiers.dcap.roots(), time));
+        match verified {
+            Ok(c) => {
+                if verifiers.collateral.insert(c) {
+                    loaded += 1;
+                }
+            }
+            Err(e) => tracing::warn!(
+                key = %record.key,
+                code = e.code(),
+                "stored collateral does not verify: {e}"
+            ),
+        }
+    }
+    Ok(loaded)
+}
+
+/// An Intel PCS v4-compatible collateral source (Intel's PCS, or a
+/// PCCS): `/sgx/certification/v4/{tcb?fmspc=, qe/identity,
+/// pckcrl?ca=, rootcacrl}` under a base URL, with bounded time-outs.
+#[derive(Debug, Clone)]
+pub struct PccsSource {
+    base: String,
+    client: reqwest::Client,
+}
+
+/// Why fetching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error(transparent)]
+    Collateral(#[from] CollateralError),
+}
+
+/// Largest answer read from a collateral source.
+const MAX_ANSWER: usize = 1024 * 1024;
+
+impl PccsSource {
+    /// `base`, e.g. `https://api.trustedservices.intel.com` or a PCCS's
+    /// `https://pccs.example:8081`; each request gives up after `timeout`.
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(PccsSource {
+            base: base.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        chain_headers: &[&str],
+    ) -> Result<(Vec<u8>, Vec<u8>), FetchError> {
+        let url = format!("{}{path}", self.base);
+        let http = |reason: String| FetchError::Http {
+            url: url.clone(),
+            reason,
+        };
+        let mut answer = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| http(e.to_string()))?;
+        if !answer.status().is_success() {
+            return Err(http(format!("HTTP {}", answer.status())));
+        }
+        let mut chain = Vec::new();
+        for name in chain_headers {
+            if let Some(v) = answer.headers().get(*name) {
+                chain = percent_decode(v.as_bytes());
+                break;
+            }
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = answer.chunk().await.map_err(|e| http(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(http(format!("the answer is over {MAX_ANSWER} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, chain))
+    }
+
+    /// Fetches the bundle for `fmspc` whose PCK CRL is the `ca`
+    /// (`processor` or `platform`) CA's.
+    pub async fn fetch(&self, fmspc: &[u8; 6], ca: &str) -> Result<CollateralBundle, FetchError> {
+        let fmspc = hex::encode_upper(fmspc);
+        let (tcb, tcb_chain) = self
+            .get(
+                &format!("/sgx/certification/v4/tcb?fmspc={fmspc}"),
+                &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
+            )
+            .await?;
+        let (qe, qe_chain) = self
+            .get(
+                "/sgx/certification/v4/qe/identity",
+                &["SGX-Enclave-Identity-Issuer-Chain"],
+            )
+            .await?;
+        let (pck_crl, pck_chain) = self
+            .get(
+                &format!("/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"),
+                &["SGX-PCK-CRL-Issuer-Chain"],
+            )
+            .await?;
+        let (root_crl, _) = self.get("/sgx/certification/v4/rootcacrl", &[]).await?;
+        Ok(CollateralBundle::from_parts(&CollateralParts {
+            tcb_info_body: &tcb,
+            tcb_info_issuer_chain: &tcb_chain,
+            qe_identity_body: &qe,
+            qe_identity_issuer_chain: &qe_chain,
+            pck_crl: &pck_crl,
+            pck_crl_issuer_chain: &pck_chain,
+            root_ca_crl: &root_crl,
+        })?)
+    }
+}
+
+/// Decodes the URL-encoded PEM of an issuer-chain header.
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = bytes.iter().copied();
+    while let Some(b) = i.next() {
+        if b == b'%' {
+            let pair = (i.next(), i.next());
+            let hexval = |c: Option<u8>| c.and_then(|c| (c as char).to_digit(16));
+            match (hexval(pair.0), hexval(pair.1)) {
+                (Some(h), Some(l)) => out.push(u8::try_from(h * 16 + l).unwrap_or(b'?')),
+                _ => out.push(b'?'),
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The background source's state: when each FMSPC was last tried, so
+/// that a source that is down is retried with a pause, not hammered.
+#[derive(Debug)]
+pub struct Refresher {
+    retry_secs: i64,
+    last_try: HashMap<[u8; 6], i64>,
+    /// FMSPC → CA kind, for refreshing what was fetched once.
+    known: HashMap<[u8; 6], &'static str>,
+}
+
+/// Refresh an entry this long before its nextUpdate.
+const REFRESH_AHEAD_SECS: u64 = 24 * 3600;
+
+impl Refresher {
+    /// A refresher that waits `retry` before trying an FMSPC again.
+    pub fn new(retry: Duration) -> Self {
+        Refresher {
+            retry_secs: i64::try_from(retry.as_secs()).unwrap_or(60),
+            last_try: HashMap::new(),
+            known: HashMap::new(),
+        }
+    }
+
+    /// One round: fetch what quotes missed and what expires within a day,
+    /// verify it, store it (shared with every replica) and cache it.
+    pub async fn round(
+        &mut self,
+        source: &PccsSource,
+        store: std::sync::Arc<dyn Store>,
+        verifiers: &Verifiers,
+        now: u64,
+    ) {
+        for (fmspc, ca) in verifiers.collateral.take_misses() {
+            if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
+                self.known.entry(fmspc).or_insert(ca);
+            }
+        }
+        let mut held: HashMap<[u8; 6], u64> = HashMap::new();
+        // What is cached (imported, or loaded from the store after a
+        // restart) is refreshed too, not only what quotes missed.
+        for (fmspc, until, ca) in verifiers.collateral.list() {
+            held.insert(fmspc, until);
+            if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
+                self.known.entry(fmspc).or_insert(ca);
+            }
+        }
+        let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+        let due: Vec<([u8; 6], &'static str)> = self
+            .known
+            .iter()
+            .filter(|(f, _)| match held.get(*f) {
+                Some(until) => until.saturating_sub(now) < REFRESH_AHEAD_SECS,
+                None => true,
+            })
+            .filter(|(f, _)| {
+                self.last_try
+                    .get(*f)
+                    .is_none_or(|t| now_i.saturating_sub(*t) >= self.retry_secs)
+            })
+            .map(|(f, c)| (*f, *c))
+            .collect();
+        for (fmspc, ca) in due {
+            self.last_try.insert(fmspc, now_i);
+            let bundle = match source.fetch(&fmspc, ca).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(fmspc = %hex::encode_upper(fmspc), "collateral fetch failed: {e}");
+                    continue;
+                }
+            };
+            let roots = verifiers.dcap.roots().clone();
+            let store = store.clone();
+            let url = source.base.clone();
+            let time = VerificationTime::from_unix_seconds(now);
+            let stored = tokio::task::spawn_blocking(move || {
+                import(store.as_ref(), &roots, &bundle, &url, time, now_i)
+            })
+            .await;
+            match stored {
+                Ok(Ok(c)) => {
+                    verifiers.collateral.insert(c);
+                    tracing::info!(fmspc = %hex::encode_upper(fmspc), "collateral fetched");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(fmspc = %hex::encode_upper(fmspc), "fetched collateral refused: {e}")
+                }
+                Err(e) => tracing::warn!("collateral task failed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `aver collateral import|status`: the store's shared collateral cache,
+//! for air-gapped services and labs. Imported collateral is verified
+//! first (at `--at`, default now) and stored per FMSPC; every replica
+//! loads it within its refresh interval. Built with the `server` feature.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use aver_attestation::dcap::TrustAnchors;
+use aver_attestation::dcap::collateral::rfc3339;
+use aver_attestation::{VerificationTime, parse_rfc3339};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::files;
+use crate::provider::StoreArgs;
+
+#[derive(Subcommand)]
+pub enum CollateralCommand {
+    /// Verify DCAP collateral and store it in the shared cache. Each PATH
+    /// is a dcap-qvl bundle (collateral.json) or a directory of PCS/PCCS
+    /// answers (see docs/dcap-collateral.md).
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Verify at this time (RFC 3339, UTC) [default: now]; for labs
+        /// that pin old collateral.
+        #[arg(long)]
+        at: Option<String>,
+        /// Extra trusted root (PEM) besides Intel's. Repeatable.
+        #[arg(long)]
+        trust_root: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the cached collateral: key (FMSPC), source, when fetched, when
+    /// it expires.
+    Status {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub fn run(cmd: CollateralCommand) -> Result<ExitCode> {
+    match cmd {
+        CollateralCommand::Import {
+            paths,
+            at,
+            trust_root,
+            store,
+        } => {
+            let now = aver_client::unix_now();
+            let time = match at {
+                Some(text) => parse_rfc3339(&text)
+                    .ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?,
+                None => VerificationTime::from_unix_seconds(now),
+            };
+            let mut roots = TrustAnchors::intel();
+            for path in &trust_root {
+                roots
+                    .add_pem(&files::read(path)?, &path.display().to_string())
+                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            }
+            let store = store.open()?;
+            let mut failed = false;
+            for path in &paths {
+                let outcome = crate::evidence::read_collateral(path).and_then(|bundle| {
+                    aver_server::collateral::import(
+                        store.as_ref(),
+                        &roots,
+                        &bundle,
+                        &format!("import:{}", path.display()),
+                        time,
+                        i64::try_from(now).unwrap_or(i64::MAX),
+                    )
+                    .map_err(|e| anyhow!(e))
+                });
+                match outcome {
+                    Ok(c) => files::print_json(&json!({
+                        "imported": path.display().to_string(),
+                        "fmspc": hex::encode_upper(c.tcb_info.fmspc),
+                        "tcb_evaluation_data_number": c.tcb_info.tcb_evaluation_data_number,
+                        "valid_from": rfc3339(c.valid_from),
+                        "expires": rfc3339(c.valid_until),
+                    })),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{}: refused: {e:#}", path.display());
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        CollateralCommand::Status { store } => {
+            let store = store.open()?;
+            let index = store.collateral_index()?;
+            let items: Vec<_> = index
+                .iter()
+                .map(|r| {
+                    json!({
+                        "key": r.key,
+                        "sha256": r.sha256,
+                        "source": r.source,
+                        "fetched_at": u64::try_from(r.fetched_at).map(rfc3339).ok(),
+                        "expires": r.expires_at.and_then(|t| u64::try_from(t).ok()).map(rfc3339),
+                    })
+                })
+                .collect();
+            files::print_json(&json!({ "collateral": items }));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

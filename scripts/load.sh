@@ -7,7 +7,13 @@
 #   certs   GET  /certs                                   (the baseline)
 #   attest  POST /attest/SgxEnclave?api-version=2022-08-01 with the real
 #           Azure SDK SGX quote and binary runtime data (default policy)
-# and prints requests/s, latency p50/p90/p99 and attest/certs ratios.
+# and prints requests/s, latency p50/p90/p99 and attest/certs ratios. For the
+# attest scenario it also reports the server's CPU time per attestation
+# (from /proc/<pid>/stat) and divides it by the cryptographic floor measured
+# in the same run (`crypto-floor`: 2 ECDSA-P256 verifications + 1 RSA-2048
+# signature, aws-lc-rs, one thread), runs attest again at half the measured
+# throughput for unqueued latency, and reports the server's RSS before and
+# after (and after an optional soak at 80% of saturation).
 # Traffic goes to 127.0.0.1 only. The server is stopped on exit.
 #
 # Environment (all optional):
@@ -19,6 +25,8 @@
 #   LOAD_CONNECTIONS    concurrent connections [8]
 #   LOAD_THREADS        wrk threads [2]
 #   LOAD_MAX_REQUESTS   cap on requests per measured scenario [1000000]
+#   LOAD_SOAK           seconds of attestations at 80% of saturation, then RSS again [0]
+#   LOAD_SERVER_CPUS    pin the server to these CPUs with taskset (e.g. 0), for scaling runs []
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,10 +38,12 @@ WARMUP=${LOAD_WARMUP:-2}
 CONNECTIONS=${LOAD_CONNECTIONS:-8}
 THREADS=${LOAD_THREADS:-2}
 MAX_REQUESTS=${LOAD_MAX_REQUESTS:-1000000}
+SOAK=${LOAD_SOAK:-0}
+SERVER_CPUS=${LOAD_SERVER_CPUS:-}
 
 die() { echo "load.sh: $*" >&2; exit 1; }
 
-for v in DURATION WARMUP CONNECTIONS THREADS MAX_REQUESTS; do
+for v in DURATION WARMUP CONNECTIONS THREADS MAX_REQUESTS SOAK; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
 done
 ((DURATION >= 1 && DURATION <= 600)) || die "LOAD_DURATION must be 1..600 seconds"
@@ -61,6 +71,13 @@ else
   BIN="$TARGET_DIR/release/aver"
 fi
 [[ -x $BIN ]] || die "no aver binary at $BIN"
+if [[ -n ${FLOOR_BIN:-} ]]; then
+  FLOOR=$FLOOR_BIN
+else
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q -p aver-bench --bin crypto-floor)
+  FLOOR="$TARGET_DIR/release/crypto-floor"
+fi
+[[ -x $FLOOR ]] || die "no crypto-floor binary at $FLOOR"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/aver-load.XXXXXX")
 SERVER_PID=
@@ -82,8 +99,13 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 BASE="https://127.0.0.1:$PORT"
 ATTEST_URL="$BASE/attest/SgxEnclave?api-version=2022-08-01"
 
-"$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
+PIN=()
+[[ -n $SERVER_CPUS ]] && PIN=(taskset -c "$SERVER_CPUS")
+AVER_LOG=warn "${PIN[@]}" "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
 for _ in $(seq 600); do
   if curl -ksf --max-time 2 "$BASE/health" >/dev/null 2>&1; then break; fi
@@ -116,15 +138,36 @@ field() { # field KEY LINE
   sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"
 }
 
+RSS_START=$(rss_kib)
 declare -A RESULT
+declare -A CPU_TICKS
 for scenario in certs attest; do
   if [[ $scenario == certs ]]; then url="$BASE/certs" body=""; else url=$ATTEST_URL body="$WORK/attest.json"; fi
   if ((WARMUP > 0)); then run "$scenario-warmup" "$WARMUP" "$url" "$body" >/dev/null; fi
+  t0=$(cpu_ticks)
   RESULT[$scenario]=$(run "$scenario" "$DURATION" "$url" "$body")
-  echo "load.sh: $scenario: ${RESULT[$scenario]#RESULT }" >&2
+  t1=$(cpu_ticks)
+  CPU_TICKS[$scenario]=$((t1 - t0))
+  echo "load.sh: $scenario: ${RESULT[$scenario]#RESULT } server_cpu_s=$(python3 -c "print(${CPU_TICKS[$scenario]}/$HZ)")" >&2
 done
 
-for scenario in certs attest; do
+# Unqueued latency: attest at half the measured throughput.
+SAT_RPS=$(field rps "${RESULT[attest]}")
+DELAY_MS=$(python3 -c "print(max(1, int($CONNECTIONS * 1000 / (float('$SAT_RPS') / 2))))")
+RESULT[half]=$(LOAD_DELAY_MS=$DELAY_MS run attest-half "$DURATION" "$ATTEST_URL" "$WORK/attest.json")
+echo "load.sh: attest at half saturation (delay ${DELAY_MS} ms/connection): ${RESULT[half]#RESULT }" >&2
+RSS_AFTER=$(rss_kib)
+RSS_SOAK=
+if ((SOAK > 0)); then
+  DELAY_MS=$(python3 -c "print(max(1, int($CONNECTIONS * 1000 / (float('$SAT_RPS') * 0.8))))")
+  LOAD_MAX_PER_THREAD=1000000000 LOAD_DELAY_MS=$DELAY_MS run soak "$SOAK" "$ATTEST_URL" "$WORK/attest.json" >/dev/null
+  RSS_SOAK=$(rss_kib)
+fi
+
+# The floor, measured now on the same machine (server idle).
+FLOOR_LINE=$("$FLOOR" --seconds "$DURATION" | grep '^FLOOR ')
+
+for scenario in certs attest half; do
   bad=0
   for k in non2xx connect read write timeout; do
     bad=$((bad + $(field "$k" "${RESULT[$scenario]}")))
@@ -133,13 +176,33 @@ for scenario in certs attest; do
 done
 
 C=${RESULT[certs]} A=${RESULT[attest]}
-python3 - "$C" "$A" <<'PY'
+python3 - "$C" "$A" "${RESULT[half]}" "$FLOOR_LINE" "${CPU_TICKS[attest]}" "$HZ" "$RSS_START" "$RSS_AFTER" "$RSS_SOAK" "$SOAK" <<'PY'
 import sys
 
 def parse(line):
-    return {k: float(v) for k, v in (p.split("=") for p in line.split()[1:])}
+    out = {}
+    for p in line.split()[1:]:
+        k, v = p.split("=")
+        try:
+            out[k] = float(v)
+        except ValueError:
+            out[k] = v
+    return out
 
-c, a = parse(sys.argv[1]), parse(sys.argv[2])
+c, a, half, floor = parse(sys.argv[1]), parse(sys.argv[2]), parse(sys.argv[3]), parse(sys.argv[4])
+ticks, hz = float(sys.argv[5]), float(sys.argv[6])
+rss_start, rss_after, rss_soak, soak = sys.argv[7], sys.argv[8], sys.argv[9], sys.argv[10]
+cpu_us = ticks / hz * 1e6 / a["requests"]
+print()
+print(f"Server CPU per attestation: {cpu_us:.0f} µs; crypto floor ({floor['alg']}: 2 × ECDSA-P256 verify "
+      f"+ 1 × sign, one thread): {floor['us_per_op']:.0f} µs; ratio {cpu_us / floor['us_per_op']:.2f}× "
+      f"({floor['us_per_op'] / cpu_us * 100:.0f}% of the floor's throughput per core)")
+print(f"Attest at half saturation ({half['rps']:.0f} req/s offered): p50 {half['p50_ms']:.2f} ms, "
+      f"p99 {half['p99_ms']:.2f} ms, max {half['max_ms']:.2f} ms")
+line = f"Server RSS: {int(rss_start) / 1024:.1f} MiB before, {int(rss_after) / 1024:.1f} MiB after the scenarios"
+if rss_soak:
+    line += f", {int(rss_soak) / 1024:.1f} MiB after {soak} s at 80% of saturation"
+print(line)
 print()
 print("| scenario | requests | req/s | p50 | p90 | p99 | failed | req/s ÷ certs req/s | p50 ÷ certs p50 |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -7,6 +7,13 @@
 
 local body_file = os.getenv("LOAD_BODY_FILE")
 local max_per_thread = tonumber(os.getenv("LOAD_MAX_PER_THREAD") or "100000")
+-- LOAD_DELAY_MS: pause before each request on a connection, to offer a
+-- chosen rate below saturation (latency is then measured unqueued).
+local delay_ms = tonumber(os.getenv("LOAD_DELAY_MS") or "0")
+
+function delay()
+  return delay_ms
+end
 
 if body_file and body_file ~= "" then
   local f = assert(io.open(body_file, "rb"))

@@ -109,29 +109,40 @@ async fn expensive_requests_do_not_starve_others_and_stop_when_abandoned() {
         let (http, url, body) = (http.clone(), heavy_url.clone(), heavy.clone());
         tokio::spawn(async move { http.post(&url).json(&*body).send().await.unwrap().status() })
     };
-    let hostile = [send_heavy(), send_heavy()];
-    // Let both reach the CPU pool.
-    for _ in 0..200 {
-        if svc.service.state.cpu.running() >= 2 {
+    // Health and the ordinary attestation must be answered while both
+    // hostile jobs still run. That is a race against the hostile jobs'
+    // length, which a loaded machine stretches for everyone alike; the
+    // property needs to be seen once, so up to three attempts.
+    let mut overlapped = false;
+    for _attempt in 0..3 {
+        let hostile = [send_heavy(), send_heavy()];
+        // Let both reach the CPU pool.
+        for _ in 0..200 {
+            if svc.service.state.cpu.running() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            svc.service.state.cpu.running() >= 2,
+            "the heavy jobs never started"
+        );
+        let health = http.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let r = http.post(&attest_url).json(&ordinary).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        overlapped = hostile.iter().any(|h| !h.is_finished());
+        for h in hostile {
+            assert_eq!(h.await.unwrap(), 400);
+        }
+        if overlapped {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(
-        svc.service.state.cpu.running() >= 2,
-        "the heavy jobs never started"
+        overlapped,
+        "health and an ordinary attestation waited for the hostile requests (3 attempts)"
     );
-    let health = http.get(format!("{base}/health")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-    let r = http.post(&attest_url).json(&ordinary).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert!(
-        hostile.iter().any(|h| !h.is_finished()),
-        "health and an ordinary attestation waited for the hostile requests"
-    );
-    for h in hostile {
-        assert_eq!(h.await.unwrap(), 400);
-    }
 
     // A client that sends the heavy request and leaves: the evaluation sees
     // the flag and stops, so the request costs a fraction of a full run.

@@ -157,11 +157,21 @@ impl DcapError {
 #[derive(Debug, Clone)]
 pub struct DcapVerifier {
     roots: TrustAnchors,
+    /// Chains verified before (shared by clones of this verifier).
+    chains: std::sync::Arc<pck::PckChainCache>,
 }
 
 impl DcapVerifier {
     pub fn new(roots: TrustAnchors) -> Self {
-        DcapVerifier { roots }
+        DcapVerifier {
+            roots,
+            chains: Default::default(),
+        }
+    }
+
+    /// The verified-chain cache (see [`pck::PckChainCache`]).
+    pub fn chain_cache(&self) -> &pck::PckChainCache {
+        &self.chains
     }
 
     /// Only Intel's root: what real hardware needs.
@@ -183,7 +193,13 @@ impl DcapVerifier {
         collateral: Option<&Collateral>,
         time: VerificationTime,
     ) -> Result<pck::VerifiedPck, DcapError> {
-        let pck = pck::verify_pck_chain(&self.roots, quote.qe.pck_chain_pem, collateral, time)?;
+        let pck = pck::verify_pck_chain_cached(
+            &self.chains,
+            &self.roots,
+            quote.qe.pck_chain_pem,
+            collateral,
+            time,
+        )?;
         verify_qe_report(quote, &pck.key)?;
         verify_quote_signature(quote)?;
         Ok(pck)

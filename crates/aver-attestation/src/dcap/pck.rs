@@ -24,6 +24,127 @@ pub struct VerifiedPck {
     pub leaf_der: Vec<u8>,
 }
 
+/// Most chains kept by a [`PckChainCache`]; a platform has one PCK chain
+/// (per TCB level), so this covers a large fleet. Only chains that verified
+/// are kept, so an attacker cannot fill it with garbage.
+const MAX_CACHED_CHAINS: usize = 1024;
+
+/// PCK chains that verified, keyed by SHA-256 of the exact chain bytes and
+/// the exact CRLs they were checked against, with the window of time in
+/// which that result holds: the latest `notBefore` and `thisUpdate`, the
+/// earliest `notAfter` and `nextUpdate`. A hit inside the window is the
+/// same verdict webpki would give (its only time-dependent checks are those
+/// dates, and revocation is fixed by the CRLs in the key); a hit outside
+/// it, new CRLs, or any other byte sends the chain through the full check.
+/// It saves the two ECDSA verifications of chain building per quote.
+#[derive(Debug, Default)]
+pub struct PckChainCache {
+    entries: std::sync::RwLock<std::collections::HashMap<[u8; 32], CachedChain>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedChain {
+    pck: VerifiedPck,
+    valid_from: i64,
+    valid_until: i64,
+}
+
+impl PckChainCache {
+    fn key(pem: &[u8], collateral: Option<&Collateral>) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(&(pem.len() as u64).to_be_bytes());
+        ctx.update(pem);
+        for crl in collateral.map(|c| c.crls.as_slice()).unwrap_or_default() {
+            ctx.update(&(crl.len() as u64).to_be_bytes());
+            ctx.update(crl);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
+    }
+
+    fn get(&self, key: &[u8; 32], time: VerificationTime) -> Option<VerifiedPck> {
+        let t = i64::try_from(time.unix_seconds()).ok()?;
+        let entries = self.entries.read().ok()?;
+        let hit = entries.get(key)?;
+        (hit.valid_from <= t && t <= hit.valid_until).then(|| hit.pck.clone())
+    }
+
+    fn put(&self, key: [u8; 32], entry: CachedChain) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= MAX_CACHED_CHAINS {
+                entries.clear();
+            }
+            entries.insert(key, entry);
+        }
+    }
+
+    /// Chains held now (tests, metrics).
+    pub fn len(&self) -> usize {
+        self.entries.read().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The window in which a verified chain's result holds (see
+/// [`PckChainCache`]), or `None` when a date cannot be read (then the
+/// chain is simply not cached).
+fn validity_window(
+    certs: &[CertificateDer<'_>],
+    collateral: Option<&Collateral>,
+) -> Option<(i64, i64)> {
+    let mut from = i64::MIN;
+    let mut until = i64::MAX;
+    for cert in certs {
+        let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+        from = from.max(c.validity().not_before.timestamp());
+        until = until.min(c.validity().not_after.timestamp());
+    }
+    for crl in collateral.map(|c| c.crls.as_slice()).unwrap_or_default() {
+        let (_, crl) = x509_parser::parse_x509_crl(crl).ok()?;
+        from = from.max(crl.last_update().timestamp());
+        if let Some(next) = crl.next_update() {
+            // One second short: whether the instant of nextUpdate itself
+            // passes is left to the full check.
+            until = until.min(next.timestamp().saturating_sub(1));
+        }
+    }
+    Some((from, until))
+}
+
+/// [`verify_pck_chain`] through `cache`: a chain already verified with the
+/// same CRLs, at a time inside its window, is not verified again.
+pub fn verify_pck_chain_cached(
+    cache: &PckChainCache,
+    roots: &TrustAnchors,
+    pem: &[u8],
+    collateral: Option<&Collateral>,
+    time: VerificationTime,
+) -> Result<VerifiedPck, DcapError> {
+    let key = PckChainCache::key(pem, collateral);
+    if let Some(pck) = cache.get(&key, time) {
+        return Ok(pck);
+    }
+    let pck = verify_pck_chain(roots, pem, collateral, time)?;
+    let certs: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect();
+    if let Some((valid_from, valid_until)) = validity_window(&certs, collateral) {
+        cache.put(
+            key,
+            CachedChain {
+                pck: pck.clone(),
+                valid_from,
+                valid_until,
+            },
+        );
+    }
+    Ok(pck)
+}
+
 /// Validates the PCK chain `pem` and returns the leaf's uncompressed P-256
 /// public key and DER.
 pub fn verify_pck_chain(

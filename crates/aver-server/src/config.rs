@@ -26,9 +26,17 @@ pub struct Config {
     /// `postgres://...` to keep state in PostgreSQL (several replicas);
     /// otherwise SQLite in the data directory.
     pub database_url: Option<String>,
+    /// PostgreSQL schema to keep the tables in (created if needed); the
+    /// role's default `search_path` otherwise. Lets several deployments (or
+    /// test runs) share one database.
+    pub database_schema: Option<String>,
     /// Directory of PEM files: TPM manufacturer roots trusted for EK
     /// certificates (TPM enrollment).
     pub tpm_ek_roots: Option<PathBuf>,
+    /// The key-encryption key sealing keys at rest (see [`crate::kek`]);
+    /// `None`: generated in the data directory with SQLite, refused with
+    /// PostgreSQL.
+    pub kek: Option<crate::kek::KekSource>,
     /// An OIDC issuer whose tokens may administer providers.
     pub admin_oidc: Option<OidcConfig>,
     /// How often replicas look for changes made by others (seconds).
@@ -61,7 +69,9 @@ impl Config {
             max_body_bytes: 1024 * 1024,
             extra_sgx_roots: Vec::new(),
             database_url: None,
+            database_schema: None,
             tpm_ek_roots: None,
+            kek: None,
             admin_oidc: None,
             refresh_secs: 2,
             limits: crate::listener::ConnectionLimits::default(),

@@ -11,8 +11,10 @@
 pub mod admin;
 pub mod config;
 pub mod cpu;
+pub mod datadir;
 pub mod error;
 pub mod json;
+pub mod kek;
 pub mod listener;
 pub mod load;
 pub mod manage;
@@ -90,16 +92,19 @@ pub enum StartError {
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &config.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(store::postgres::PostgresStore::connect(url)?))
+            Ok(Arc::new(match &config.database_schema {
+                Some(schema) => store::postgres::PostgresStore::connect_with_schema(url, schema)?,
+                None => store::postgres::PostgresStore::connect(url)?,
+            }))
         }
         Some(other) => Err(StartError::Setup(format!(
             "unsupported database URL {other:?} (use postgres://..., or omit it for SQLite)"
         ))),
         None => {
-            std::fs::create_dir_all(&config.data_dir)?;
-            Ok(Arc::new(store::SqliteStore::open(
-                &config.data_dir.join("aver.db"),
-            )?))
+            datadir::prepare(&config.data_dir)?;
+            let path = config.data_dir.join("aver.db");
+            datadir::touch_private(&path)?;
+            Ok(Arc::new(store::SqliteStore::open(&path)?))
         }
     }
 }
@@ -137,7 +142,7 @@ pub fn ensure_default_provider(
         }
         Err(e) => return Err(StartError::Setup(e.to_string())),
     };
-    std::fs::create_dir_all(data_dir)?;
+    datadir::prepare(data_dir)?;
     tls::write_private(&data_dir.join("admin-key"), format!("{key}\n").as_bytes())
         .map_err(StartError::Setup)?;
     Ok(Some(key))
@@ -209,7 +214,7 @@ impl Service {
     /// real vectors).
     pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Service, StartError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        std::fs::create_dir_all(&config.data_dir)?;
+        datadir::prepare(&config.data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let issuer = config.issuer_url(addr);
@@ -234,17 +239,26 @@ impl Service {
         let now = clock.now();
         let config_for_store = config.clone();
         let data_dir = config.data_dir.clone();
-        let loader = Arc::new(load::Loader {
-            base_issuer: issuer.clone(),
-            ek_roots,
-            ek_intermediates,
-        });
-        let loader_for_load = loader.clone();
-        let (store, new_admin_key, providers) = tokio::task::spawn_blocking(move || {
+        let base_issuer = issuer.clone();
+        let (store, new_admin_key, providers, loader) = tokio::task::spawn_blocking(move || {
             let store = open_store(&config_for_store)?;
+            let kek = kek::resolve(
+                config_for_store.kek.as_ref(),
+                &data_dir,
+                config_for_store.database_url.is_some(),
+                store.as_ref(),
+            )
+            .map_err(StartError::Setup)?;
+            tracing::info!(kek = %kek.id(), "keys at rest are encrypted under this KEK");
+            let loader = Arc::new(load::Loader {
+                base_issuer,
+                ek_roots,
+                ek_intermediates,
+                kek: Arc::new(kek),
+            });
             let key = ensure_default_provider(store.as_ref(), &data_dir, now)?;
-            let providers = loader_for_load.load_all(store.as_ref(), now)?;
-            Ok::<_, StartError>((store, key, providers))
+            let providers = loader.load_all(store.as_ref(), now)?;
+            Ok::<_, StartError>((store, key, providers, loader))
         })
         .await
         .map_err(|e| StartError::Setup(e.to_string()))??;

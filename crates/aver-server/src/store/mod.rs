@@ -23,6 +23,8 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
     pub kid: String,
+    /// The PKCS#8 private key, sealed under the KEK (see [`crate::kek`]);
+    /// plaintext only in stores written by earlier versions, sealed at start.
     pub pkcs8: Vec<u8>,
     pub certificate: Vec<u8>,
     pub created_at: i64,
@@ -151,6 +153,28 @@ pub trait Store: Send + Sync + 'static {
 
     fn signing_keys(&self, provider: &str) -> Result<Vec<StoredKey>, StoreError>;
     fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError>;
+    /// Replaces a key's private-key bytes if they still equal `old` (used to
+    /// seal plaintext keys in place; a concurrent replica doing the same
+    /// wins harmlessly). True when replaced.
+    fn replace_key_material(
+        &self,
+        provider: &str,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+
+    /// The provider's secrets by name (values as stored, possibly sealed).
+    fn secrets(&self, provider: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Replaces a secret's value if it still equals `old`. True when
+    /// replaced.
+    fn replace_secret(
+        &self,
+        provider: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
 
     /// A provider secret (TPM context key, AK CA), created with `value` if
     /// absent; returns the stored value (another replica may have won).

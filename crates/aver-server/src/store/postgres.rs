@@ -92,7 +92,30 @@ pub struct PostgresStore {
     config: Config,
     /// Schema put first on the `search_path` of every connection.
     schema: Option<String>,
-    client: Mutex<Client>,
+    /// `None` only while being dropped (see the `Drop` impl).
+    client: Mutex<Option<Client>>,
+}
+
+impl Drop for PostgresStore {
+    /// The blocking `postgres::Client` closes its connection on a runtime
+    /// of its own, which panics when that happens inside an async context
+    /// (the last reference to a store dropped by a tokio task, e.g. when a
+    /// `Service` shuts down). There, it is closed on a plain thread.
+    fn drop(&mut self) {
+        let client = match self.client.get_mut() {
+            Ok(c) => c.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(client) = client {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("postgres-close".into())
+                    .spawn(move || drop(client));
+            } else {
+                drop(client);
+            }
+        }
+    }
 }
 
 const SCHEMA: &str = "
@@ -287,7 +310,7 @@ impl PostgresStore {
         let store = PostgresStore {
             config,
             schema,
-            client: Mutex::new(client),
+            client: Mutex::new(Some(client)),
         };
         store.create_schema()?;
         Ok(store)
@@ -315,20 +338,23 @@ impl PostgresStore {
     /// Runs `op` on the connection, reconnecting and retrying once when the
     /// connection is broken (see the module documentation).
     fn run<T>(&self, mut op: impl FnMut(&mut Client) -> Result<T, Fail>) -> Result<T, StoreError> {
-        let mut client = self.client.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut guard = self.client.lock().map_err(|_| StoreError::Poisoned)?;
+        let client = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
         if client.is_closed() {
             tracing::warn!("PostgreSQL connection closed; reconnecting");
             *client = open(&self.config, self.schema.as_deref())?;
         }
-        let lost = match op(&mut client) {
+        let lost = match op(client) {
             Ok(out) => return Ok(out),
-            Err(Fail::Db(e)) if is_broken(&client, &e) => e,
-            Err(fail) => return Err(self.failure(&mut client, fail)),
+            Err(Fail::Db(e)) if is_broken(client, &e) => e,
+            Err(fail) => return Err(self.failure(client, fail)),
         };
         tracing::warn!(error = %lost, "PostgreSQL connection lost; reconnecting and retrying once");
         *client = open(&self.config, self.schema.as_deref())
             .map_err(|e| StoreError::Backend(format!("{lost}; reconnecting failed: {e}")))?;
-        op(&mut client).map_err(|fail| self.failure(&mut client, fail))
+        op(client).map_err(|fail| self.failure(client, fail))
     }
 
     /// The error to return for a failed attempt that is not retried.
@@ -544,6 +570,48 @@ impl Store for PostgresStore {
                 }
             })?;
             Ok(())
+        })
+    }
+
+    fn replace_key_material(
+        &self,
+        provider: &str,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE signing_keys SET pkcs8 = $4 WHERE provider = $1 AND kid = $2 AND pkcs8 = $3",
+                &[&provider, &kid, &old, &new],
+            )? == 1)
+        })
+    }
+
+    fn secrets(&self, provider: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|c| {
+            c.query(
+                "SELECT name, value FROM secrets WHERE provider = $1 ORDER BY name COLLATE \"C\"",
+                &[&provider],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn replace_secret(
+        &self,
+        provider: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE secrets SET value = $4 WHERE provider = $1 AND name = $2 AND value = $3",
+                &[&provider, &name, &old, &new],
+            )? == 1)
         })
     }
 

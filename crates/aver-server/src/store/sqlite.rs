@@ -270,6 +270,45 @@ impl Store for SqliteStore {
         })
     }
 
+    fn replace_key_material(
+        &self,
+        provider: &str,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE signing_keys SET pkcs8 = ?4 WHERE provider = ?1 AND kid = ?2 AND pkcs8 = ?3",
+                params![provider, kid, old, new],
+            )? == 1)
+        })
+    }
+
+    fn secrets(&self, provider: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT name, value FROM secrets WHERE provider = ?1 ORDER BY name")?;
+            let rows = stmt.query_map(params![provider], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn replace_secret(
+        &self,
+        provider: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE secrets SET value = ?4 WHERE provider = ?1 AND name = ?2 AND value = ?3",
+                params![provider, name, old, new],
+            )? == 1)
+        })
+    }
+
     fn secret_or_insert(
         &self,
         provider: &str,

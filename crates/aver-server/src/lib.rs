@@ -15,6 +15,7 @@ pub mod datadir;
 pub mod error;
 pub mod json;
 pub mod kek;
+pub mod keys;
 pub mod listener;
 pub mod load;
 pub mod manage;
@@ -60,6 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/certificates:add", post(manage::add_certificate))
         .route("/certificates:remove", post(manage::remove_certificate))
         .route("/audit", get(manage::get_audit))
+        .route("/keys", get(manage::get_keys))
+        .route("/keys:rotate", post(manage::rotate_key))
+        .route("/keys:retire", post(manage::retire_key))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone());

@@ -141,9 +141,12 @@ impl Loader {
             detail,
         };
         let issuer = self.issuer_of(record);
+        let settings =
+            ProviderSettings::from_json(&store.provider_settings(&record.name)?).map_err(fail)?;
         let mut stored = store.signing_keys(&record.name)?;
         if stored.is_empty() {
-            let key = SigningKey::generate(&issuer).map_err(|e| fail(e.to_string()))?;
+            let key = SigningKey::generate_alg(&issuer, settings.token_alg())
+                .map_err(|e| fail(e.to_string()))?;
             let row = StoredKey {
                 kid: key.kid().to_string(),
                 pkcs8: self
@@ -152,21 +155,31 @@ impl Loader {
                     .map_err(|e| fail(e.to_string()))?,
                 certificate: key.certificate_der().to_vec(),
                 created_at: now as i64,
+                // The first key signs at once: nobody has tokens to verify yet.
+                not_before_signing: now as i64,
+                retired_at: None,
             };
             store.insert_signing_key(&record.name, &row)?;
-            tracing::info!(provider = %record.name, kid = key.kid(), "generated a token-signing key");
+            tracing::info!(provider = %record.name, kid = key.kid(), alg = key.alg().name(), "generated a token-signing key");
             // Another replica may have raced us: use what the store holds.
             stored = store.signing_keys(&record.name)?;
         }
-        let keys = stored
-            .into_iter()
-            .map(|k| {
-                let pkcs8 = self.unseal(store, &record.name, &Record::Key(&k.kid), &k.pkcs8)?;
-                SigningKey::from_parts(pkcs8, k.certificate)
-                    .map(Arc::new)
-                    .map_err(|e| fail(format!("stored key {}: {e}", k.kid)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+        let mut entries = Vec::new();
+        for k in stored {
+            // A key no longer published is not loaded (nor decrypted).
+            let times = crate::keys::KeyTimes::from(&k);
+            if k.retired_at
+                .is_some_and(|r| now_i >= r.saturating_add(crate::keys::RETIRED_PUBLISH_SECS))
+            {
+                continue;
+            }
+            let pkcs8 = self.unseal(store, &record.name, &Record::Key(&k.kid), &k.pkcs8)?;
+            let key = SigningKey::from_parts(pkcs8, k.certificate)
+                .map_err(|e| fail(format!("stored key {}: {e}", k.kid)))?;
+            entries.push((times, Arc::new(key)));
+        }
+        let keys = crate::keys::KeyRing::new(entries);
 
         let mut policies = HashMap::new();
         for ty in registry::TYPES {
@@ -216,8 +229,6 @@ impl Loader {
         let tpm =
             TpmAttestService::new(tpm_config).map_err(|e| fail(format!("TPM service: {e}")))?;
 
-        let settings =
-            ProviderSettings::from_json(&store.provider_settings(&record.name)?).map_err(fail)?;
         Ok(Provider {
             name: record.name.clone(),
             issuer,

@@ -116,6 +116,8 @@ fn legacy_store(store: &dyn Store, data_dir: &Path) -> String {
                 pkcs8: key.pkcs8_der().to_vec(),
                 certificate: key.certificate_der().to_vec(),
                 created_at: now as i64,
+                not_before_signing: now as i64,
+                retired_at: None,
             },
         )
         .unwrap();

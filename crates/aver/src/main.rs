@@ -9,6 +9,8 @@ mod attest;
 mod demo;
 mod evidence;
 mod files;
+#[cfg(feature = "server")]
+mod keys;
 mod policy;
 #[cfg(feature = "server")]
 mod provider;
@@ -63,6 +65,10 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// List, rotate and retire a provider's token-signing keys.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// The simulated SGX enclave used by tests and the demo.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -127,6 +133,11 @@ enum ProviderCommand {
         /// trusting keys within reach of a well-funded attacker.
         #[arg(long)]
         min_signer_rsa_bits: Option<usize>,
+        /// Algorithm of the next token-signing key: RS256 (default; Azure's
+        /// SDKs accept only it) or ES256 (P-256). Takes effect at the next
+        /// `aver keys rotate`.
+        #[arg(long)]
+        token_signing_alg: Option<String>,
         #[command(flatten)]
         store: provider::StoreArgs,
     },
@@ -180,8 +191,9 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
         ProviderCommand::Configure {
             name,
             min_signer_rsa_bits,
+            token_signing_alg,
             store,
-        } => provider::provider_configure(&store, &name, min_signer_rsa_bits),
+        } => provider::provider_configure(&store, &name, min_signer_rsa_bits, token_signing_alg),
         ProviderCommand::Delete { name, store } => provider::provider_delete(&store, &name),
     }
 }
@@ -216,6 +228,8 @@ fn main() -> std::process::ExitCode {
             Command::Signer(cmd) => signer(cmd).await,
             #[cfg(feature = "server")]
             Command::Provider(cmd) => provider(cmd),
+            #[cfg(feature = "server")]
+            Command::Keys(cmd) => keys::run(cmd).await,
             Command::Sim(cmd) => sim::run(cmd),
         }
     });

@@ -94,6 +94,7 @@ pub fn provider_configure(
     store: &StoreArgs,
     name: &str,
     min_signer_rsa_bits: Option<usize>,
+    token_signing_alg: Option<String>,
 ) -> Result<ExitCode> {
     let store = store.open()?;
     if !store.providers()?.iter().any(|p| p.name == name) {
@@ -106,6 +107,11 @@ pub fn provider_configure(
     if let Some(bits) = min_signer_rsa_bits {
         settings.min_signer_rsa_bits = bits;
         changes.push(format!("min_signer_rsa_bits={bits}"));
+    }
+    if let Some(alg) = token_signing_alg {
+        let alg = alg.to_ascii_uppercase();
+        changes.push(format!("token_signing_alg={alg}"));
+        settings.token_signing_alg = alg;
     }
     settings.validate().map_err(|e| anyhow!(e))?;
     if !changes.is_empty() {
@@ -123,6 +129,11 @@ pub fn provider_configure(
         };
         store.set_provider_settings(name, &serde_json::to_string(&settings)?, &audit)?;
         eprintln!("updated provider {name}: {}", changes.join(", "));
+        if changes.iter().any(|c| c.starts_with("token_signing_alg")) {
+            eprintln!(
+                "the algorithm applies to the next key: run `aver keys rotate --provider {name}` to make one"
+            );
+        }
     }
     println!("{}", serde_json::to_string_pretty(&settings)?);
     Ok(ExitCode::SUCCESS)

@@ -28,6 +28,12 @@ pub struct StoredKey {
     pub pkcs8: Vec<u8>,
     pub certificate: Vec<u8>,
     pub created_at: i64,
+    /// When it may start signing (`created_at` + publish delay): until then
+    /// it is only published (see [`crate::keys`]).
+    pub not_before_signing: i64,
+    /// When it was retired: it signs no more, and stays published until
+    /// every token it signed has expired.
+    pub retired_at: Option<i64>,
 }
 
 /// An attestation provider (tenant).
@@ -152,7 +158,25 @@ pub trait Store: Send + Sync + 'static {
     fn delete_provider(&self, name: &str, audit: &AuditRecord) -> Result<bool, StoreError>;
 
     fn signing_keys(&self, provider: &str) -> Result<Vec<StoredKey>, StoreError>;
+    /// Stores a provider's first key (made at first load; not audited).
     fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError>;
+    /// Adds a key by rotation, audited. `NotFound` when the provider does
+    /// not exist.
+    fn add_signing_key(
+        &self,
+        provider: &str,
+        key: &StoredKey,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Marks `kid` retired at `at`, audited; false when it is absent or
+    /// already retired.
+    fn retire_signing_key(
+        &self,
+        provider: &str,
+        kid: &str,
+        at: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
     /// Replaces a key's private-key bytes if they still equal `old` (used to
     /// seal plaintext keys in place; a concurrent replica doing the same
     /// wins harmlessly). True when replaced.

@@ -249,10 +249,7 @@ pub fn resolve(
     match source {
         Some(KekSource::Value(text)) => Kek::parse(text).map_err(|e| format!("{KEK_ENV}: {e}")),
         Some(KekSource::File(path)) => read_kek_file(path),
-        None if shared_database => Err(format!(
-            "a PostgreSQL store needs a key-encryption key shared by every replica: give --kek-file FILE \
-             (or AVER_KEK_FILE) or set {KEK_ENV} to base64 of 32 random bytes (`openssl rand -base64 32`)"
-        )),
+        None if shared_database => Err(shared_database_needs_kek()),
         None => {
             let path = data_dir.join(DATA_DIR_KEK);
             if path.exists() {
@@ -278,6 +275,14 @@ pub fn resolve(
             Ok(kek)
         }
     }
+}
+
+/// The refusal to start over PostgreSQL without a KEK.
+pub fn shared_database_needs_kek() -> String {
+    format!(
+        "a PostgreSQL store needs a key-encryption key shared by every replica: give --kek-file FILE \
+         (or AVER_KEK_FILE) or set {KEK_ENV} to base64 of 32 random bytes (`openssl rand -base64 32`)"
+    )
 }
 
 fn read_kek_file(path: &Path) -> Result<Kek, String> {

@@ -85,7 +85,7 @@ pub enum StartError {
     Setup(String),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Load(#[from] load::LoadError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -240,6 +240,11 @@ impl Service {
             None => (Vec::new(), Vec::new()),
         };
 
+        // Refused before connecting: nothing is created in a database the
+        // service will not use.
+        if config.database_url.is_some() && config.kek.is_none() {
+            return Err(StartError::Setup(kek::shared_database_needs_kek()));
+        }
         let now = clock.now();
         let config_for_store = config.clone();
         let data_dir = config.data_dir.clone();

@@ -466,6 +466,48 @@ impl AdminClient {
             .collect())
     }
 
+    /// `GET /keys`: the provider's token-signing keys with their state
+    /// (`x-aver-keys`), newest first.
+    pub async fn keys(&self) -> Result<Vec<Value>, ClientError> {
+        let claims = self.call(reqwest::Method::GET, "keys", "", None).await?;
+        Ok(claims
+            .get("x-aver-keys")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// `POST /keys:rotate`: a new key, published now and signing after
+    /// `publish_delay_secs` (the service's default when `None`).
+    pub async fn rotate_key(
+        &self,
+        publish_delay_secs: Option<u64>,
+    ) -> Result<ResultClaims, ClientError> {
+        let body = match publish_delay_secs {
+            Some(d) => serde_json::json!({ "publish_delay_secs": d }),
+            None => serde_json::json!({}),
+        };
+        self.call(
+            reqwest::Method::POST,
+            "keys:rotate",
+            "application/json",
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// `POST /keys:retire`: `kid` stops signing now and stays published
+    /// until every token it signed has expired.
+    pub async fn retire_key(&self, kid: &str) -> Result<ResultClaims, ClientError> {
+        self.call(
+            reqwest::Method::POST,
+            "keys:retire",
+            "application/json",
+            Some(serde_json::json!({ "kid": kid }).to_string()),
+        )
+        .await
+    }
+
     /// `POST /certificates:add` or `:remove` with a signed management JWS.
     pub async fn modify_signers(&self, add: bool, jws: &str) -> Result<ResultClaims, ClientError> {
         let path = if add {

@@ -38,6 +38,10 @@ pub struct Config {
     /// Directory of PEM files: TPM manufacturer roots trusted for EK
     /// certificates (TPM enrollment).
     pub tpm_ek_roots: Option<PathBuf>,
+    /// The key-encryption key sealing keys at rest (see [`crate::kek`]);
+    /// `None`: generated in the data directory with SQLite, refused with
+    /// PostgreSQL.
+    pub kek: Option<crate::kek::KekSource>,
     /// An OIDC issuer whose tokens may administer providers.
     pub admin_oidc: Option<OidcConfig>,
     /// How often replicas look for changes made by others (seconds).
@@ -91,6 +95,7 @@ impl Config {
             database_url: None,
             database_schema: None,
             tpm_ek_roots: None,
+            kek: None,
             admin_oidc: None,
             refresh_secs: 2,
             collateral_url: None,

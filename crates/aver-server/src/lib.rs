@@ -12,9 +12,12 @@ pub mod admin;
 pub mod collateral;
 pub mod config;
 pub mod cpu;
+pub mod datadir;
 pub mod error;
 pub mod json;
 pub mod kds;
+pub mod kek;
+pub mod keys;
 pub mod listener;
 pub mod load;
 pub mod manage;
@@ -63,6 +66,9 @@ pub fn router(state: AppState) -> Router {
         .route("/certificates:add", post(manage::add_certificate))
         .route("/certificates:remove", post(manage::remove_certificate))
         .route("/audit", get(manage::get_audit))
+        .route("/keys", get(manage::get_keys))
+        .route("/keys:rotate", post(manage::rotate_key))
+        .route("/keys:retire", post(manage::retire_key))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone());
@@ -84,7 +90,7 @@ pub enum StartError {
     Setup(String),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Load(#[from] load::LoadError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -104,10 +110,10 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             "unsupported database URL {other:?} (use postgres://..., or omit it for SQLite)"
         ))),
         None => {
-            std::fs::create_dir_all(&config.data_dir)?;
-            Ok(Arc::new(store::SqliteStore::open(
-                &config.data_dir.join("aver.db"),
-            )?))
+            datadir::prepare(&config.data_dir)?;
+            let path = config.data_dir.join("aver.db");
+            datadir::touch_private(&path)?;
+            Ok(Arc::new(store::SqliteStore::open(&path)?))
         }
     }
 }
@@ -145,7 +151,7 @@ pub fn ensure_default_provider(
         }
         Err(e) => return Err(StartError::Setup(e.to_string())),
     };
-    std::fs::create_dir_all(data_dir)?;
+    datadir::prepare(data_dir)?;
     tls::write_private(&data_dir.join("admin-key"), format!("{key}\n").as_bytes())
         .map_err(StartError::Setup)?;
     Ok(Some(key))
@@ -220,7 +226,7 @@ impl Service {
     /// real vectors).
     pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Service, StartError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        std::fs::create_dir_all(&config.data_dir)?;
+        datadir::prepare(&config.data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let issuer = config.issuer_url(addr);
@@ -258,15 +264,15 @@ impl Service {
             None => (Vec::new(), Vec::new()),
         };
 
+        // Refused before connecting: nothing is created in a database the
+        // service will not use.
+        if config.database_url.is_some() && config.kek.is_none() {
+            return Err(StartError::Setup(kek::shared_database_needs_kek()));
+        }
         let now = clock.now();
         let config_for_store = config.clone();
         let data_dir = config.data_dir.clone();
-        let loader = Arc::new(load::Loader {
-            base_issuer: issuer.clone(),
-            ek_roots,
-            ek_intermediates,
-        });
-        let loader_for_load = loader.clone();
+        let base_issuer = issuer.clone();
         let mut verifiers = Verifiers::new(DcapVerifier::new(roots));
         verifiers.snp = snp_roots;
         verifiers.require_collateral = config
@@ -277,11 +283,25 @@ impl Service {
         }
         let verifiers = Arc::new(verifiers);
         let verifiers_for_load = verifiers.clone();
-        let (store, new_admin_key, providers, collateral_seen) =
+        let (store, new_admin_key, providers, loader, collateral_seen) =
             tokio::task::spawn_blocking(move || {
                 let store = open_store(&config_for_store)?;
+                let kek = kek::resolve(
+                    config_for_store.kek.as_ref(),
+                    &data_dir,
+                    config_for_store.database_url.is_some(),
+                    store.as_ref(),
+                )
+                .map_err(StartError::Setup)?;
+                tracing::info!(kek = %kek.id(), "keys at rest are encrypted under this KEK");
+                let loader = Arc::new(load::Loader {
+                    base_issuer,
+                    ek_roots,
+                    ek_intermediates,
+                    kek: Arc::new(kek),
+                });
                 let key = ensure_default_provider(store.as_ref(), &data_dir, now)?;
-                let providers = loader_for_load.load_all(store.as_ref(), now)?;
+                let providers = loader.load_all(store.as_ref(), now)?;
                 let mut seen = collateral::Seen::new();
                 collateral::load_from_store(
                     store.as_ref(),
@@ -290,7 +310,7 @@ impl Service {
                     &mut seen,
                 )
                 .map_err(|e| StartError::Setup(format!("loading collateral: {e}")))?;
-                Ok::<_, StartError>((store, key, providers, seen))
+                Ok::<_, StartError>((store, key, providers, loader, seen))
             })
             .await
             .map_err(|e| StartError::Setup(e.to_string()))??;

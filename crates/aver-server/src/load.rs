@@ -11,6 +11,7 @@ use rcgen::{
 
 use aver_attestation::{ActivePolicy, registry};
 
+use crate::kek::{self, Kek};
 use crate::state::{Provider, ProviderSettings, Providers};
 use crate::store::{AuditRecord, ProviderRecord, Store, StoreError, StoredKey};
 
@@ -26,6 +27,8 @@ pub struct Loader {
     pub ek_roots: Vec<Vec<u8>>,
     /// Manufacturer intermediate CAs (DER) usable in EK chains.
     pub ek_intermediates: Vec<Vec<u8>>,
+    /// Seals keys and secrets before they reach the store.
+    pub kek: Arc<Kek>,
 }
 
 /// Why providers could not be loaded.
@@ -138,28 +141,45 @@ impl Loader {
             detail,
         };
         let issuer = self.issuer_of(record);
+        let settings =
+            ProviderSettings::from_json(&store.provider_settings(&record.name)?).map_err(fail)?;
         let mut stored = store.signing_keys(&record.name)?;
         if stored.is_empty() {
-            let key = SigningKey::generate(&issuer).map_err(|e| fail(e.to_string()))?;
+            let key = SigningKey::generate_alg(&issuer, settings.token_alg())
+                .map_err(|e| fail(e.to_string()))?;
             let row = StoredKey {
                 kid: key.kid().to_string(),
-                pkcs8: key.pkcs8_der().to_vec(),
+                pkcs8: self
+                    .kek
+                    .seal(&kek::key_aad(&record.name, key.kid()), key.pkcs8_der())
+                    .map_err(|e| fail(e.to_string()))?,
                 certificate: key.certificate_der().to_vec(),
                 created_at: now as i64,
+                // The first key signs at once: nobody has tokens to verify yet.
+                not_before_signing: now as i64,
+                retired_at: None,
             };
             store.insert_signing_key(&record.name, &row)?;
-            tracing::info!(provider = %record.name, kid = key.kid(), "generated a token-signing key");
+            tracing::info!(provider = %record.name, kid = key.kid(), alg = key.alg().name(), "generated a token-signing key");
             // Another replica may have raced us: use what the store holds.
             stored = store.signing_keys(&record.name)?;
         }
-        let keys = stored
-            .into_iter()
-            .map(|k| {
-                SigningKey::from_parts(k.pkcs8, k.certificate)
-                    .map(Arc::new)
-                    .map_err(|e| fail(format!("stored key {}: {e}", k.kid)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+        let mut entries = Vec::new();
+        for k in stored {
+            // A key no longer published is not loaded (nor decrypted).
+            let times = crate::keys::KeyTimes::from(&k);
+            if k.retired_at
+                .is_some_and(|r| now_i >= r.saturating_add(crate::keys::RETIRED_PUBLISH_SECS))
+            {
+                continue;
+            }
+            let pkcs8 = self.unseal(store, &record.name, &Record::Key(&k.kid), &k.pkcs8)?;
+            let key = SigningKey::from_parts(pkcs8, k.certificate)
+                .map_err(|e| fail(format!("stored key {}: {e}", k.kid)))?;
+            entries.push((times, Arc::new(key)));
+        }
+        let keys = crate::keys::KeyRing::new(entries);
 
         let mut policies = HashMap::new();
         for ty in registry::TYPES {
@@ -209,8 +229,6 @@ impl Loader {
         let tpm =
             TpmAttestService::new(tpm_config).map_err(|e| fail(format!("TPM service: {e}")))?;
 
-        let settings =
-            ProviderSettings::from_json(&store.provider_settings(&record.name)?).map_err(fail)?;
         Ok(Provider {
             name: record.name.clone(),
             issuer,
@@ -232,14 +250,77 @@ impl Loader {
         name: &str,
         make: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<Vec<u8>, LoadError> {
-        // secret_or_insert keeps the first writer's value, so replicas that
-        // start together agree.
-        let candidate = make().map_err(|detail| LoadError::Provider {
+        let fail = |detail: String| LoadError::Provider {
             provider: provider.to_string(),
             detail,
-        })?;
-        Ok(store.secret_or_insert(provider, name, &candidate)?)
+        };
+        // Only generate (and seal) a candidate when the secret is absent.
+        let existing = store
+            .secrets(provider)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v);
+        let stored = match existing {
+            Some(v) => v,
+            None => {
+                let candidate = make().map_err(fail)?;
+                let sealed = self
+                    .kek
+                    .seal(&kek::secret_aad(provider, name), &candidate)
+                    .map_err(|e| fail(e.to_string()))?;
+                // secret_or_insert keeps the first writer's value, so
+                // replicas that start together agree.
+                store.secret_or_insert(provider, name, &sealed)?
+            }
+        };
+        self.unseal(store, provider, &Record::Secret(name), &stored)
     }
+
+    /// Opens a stored key or secret; one still in plaintext (written before
+    /// keys were encrypted) is sealed in place, with a warning.
+    fn unseal(
+        &self,
+        store: &dyn Store,
+        provider: &str,
+        record: &Record<'_>,
+        stored: &[u8],
+    ) -> Result<Vec<u8>, LoadError> {
+        let fail = |detail: String| LoadError::Provider {
+            provider: provider.to_string(),
+            detail,
+        };
+        let (aad, what) = match record {
+            Record::Key(kid) => (kek::key_aad(provider, kid), format!("signing key {kid}")),
+            Record::Secret(name) => (kek::secret_aad(provider, name), format!("secret {name}")),
+        };
+        let (plain, sealed) = self
+            .kek
+            .open_or_legacy(&aad, stored, &what)
+            .map_err(|e| fail(e.to_string()))?;
+        if !sealed {
+            let new = self
+                .kek
+                .seal(&aad, &plain)
+                .map_err(|e| fail(e.to_string()))?;
+            match record {
+                Record::Key(kid) => store.replace_key_material(provider, kid, stored, &new)?,
+                Record::Secret(name) => store.replace_secret(provider, name, stored, &new)?,
+            };
+            tracing::warn!(
+                provider,
+                record = %what,
+                kek = %self.kek.id(),
+                "found a plaintext key in the store; encrypted it under the KEK"
+            );
+        }
+        Ok(plain)
+    }
+}
+
+/// A stored record holding key material.
+enum Record<'a> {
+    Key(&'a str),
+    Secret(&'a str),
 }
 
 /// The issuer of a provider reached by host name: the service's scheme and

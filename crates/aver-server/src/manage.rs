@@ -364,3 +364,147 @@ pub async fn get_audit(
         .await?;
     Ok(json_response(json!({ "entries": entries })))
 }
+
+// ------------------------------------------------------------ signing keys
+
+fn key_op_error(e: crate::keys::KeyOpError) -> ApiError {
+    use crate::keys::KeyOpError;
+    match e {
+        KeyOpError::UnknownKey { .. } => ApiError::bad_request("KeyNotFound", e.to_string()),
+        KeyOpError::AlreadyRetired(_) | KeyOpError::LastSigningKey(_) => {
+            ApiError::bad_request("KeyRetirementRefused", e.to_string())
+        }
+        KeyOpError::NoKeys(_) | KeyOpError::Key(_) | KeyOpError::Store(_) => {
+            ApiError::internal("key operation failed", e)
+        }
+    }
+}
+
+/// Runs a key operation on the store off the async threads.
+async fn key_op<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn crate::store::Store) -> Result<T, crate::keys::KeyOpError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| ApiError::internal("store task failed", e))?
+        .map_err(key_op_error)
+}
+
+/// The JSON object of a key request's body (`{}` when empty).
+async fn body_object(state: &AppState, body: Body) -> Result<Map<String, Value>, ApiError> {
+    let text = body_text(state, body).await?;
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match crate::json::parse(text.as_bytes()) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::invalid_parameter(
+            "the body must be a JSON object, e.g. {\"kid\": \"...\"}",
+        )),
+    }
+}
+
+/// `GET /keys`: the provider's token-signing keys and their state, as the
+/// `x-aver-keys` claim of a signed result.
+pub async fn get_keys(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    state.admin.authenticate(&headers, &provider, now)?;
+    let name = provider.name.clone();
+    let keys = state
+        .blocking(move |store| store.signing_keys(&name))
+        .await?;
+    let mut claims = Map::new();
+    claims.insert(
+        "x-aver-keys".into(),
+        Value::Array(crate::keys::describe(&keys, now)),
+    );
+    token_response(&provider, claims, now)
+}
+
+/// `POST /keys:rotate` with `{"publish_delay_secs": N}` (optional): a new
+/// key of the provider's `token_signing_alg`, published now, signing after
+/// the delay.
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    let actor = state.admin.authenticate(&headers, &provider, now)?;
+    let body = body_object(&state, body).await?;
+    let max = crate::keys::MAX_PUBLISH_DELAY_SECS;
+    let delay = match body.get("publish_delay_secs") {
+        None => crate::keys::DEFAULT_PUBLISH_DELAY_SECS,
+        Some(v) => v.as_u64().filter(|d| *d <= max).ok_or_else(|| {
+            ApiError::invalid_parameter(format!(
+                "publish_delay_secs must be a whole number of seconds from 0 to {max}"
+            ))
+        })?,
+    };
+    let kek = state.loader.kek.clone();
+    let name = provider.name.clone();
+    let alg = provider.settings.token_alg();
+    let row = key_op(&state, move |store| {
+        crate::keys::rotate(store, &kek, &name, alg, now, delay, &actor.0)
+    })
+    .await?;
+    state.reload().await?;
+    tracing::info!(provider = %provider.name, kid = %row.kid, signing_from = row.not_before_signing, "token-signing key rotated");
+    let mut claims = Map::new();
+    claims.insert("x-aver-key-result".into(), "Rotated".into());
+    claims.insert("x-aver-kid".into(), row.kid.clone().into());
+    claims.insert("x-aver-alg".into(), alg.name().into());
+    claims.insert(
+        "x-aver-not-before-signing".into(),
+        row.not_before_signing.into(),
+    );
+    token_response(&provider, claims, now)
+}
+
+/// `POST /keys:retire` with `{"kid": "..."}`: the key stops signing now and
+/// stays published until every token it signed has expired.
+pub async fn retire_key(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let now = state.clock.now();
+    let actor = state.admin.authenticate(&headers, &provider, now)?;
+    let body = body_object(&state, body).await?;
+    let kid = body
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid_parameter("kid (a string) is required"))?
+        .to_string();
+    let name = provider.name.clone();
+    let row = key_op(&state, move |store| {
+        crate::keys::retire(store, &name, &kid, now, &actor.0)
+    })
+    .await?;
+    state.reload().await?;
+    tracing::info!(provider = %provider.name, kid = %row.kid, "token-signing key retired");
+    let mut claims = Map::new();
+    claims.insert("x-aver-key-result".into(), "Retired".into());
+    claims.insert("x-aver-kid".into(), row.kid.clone().into());
+    claims.insert(
+        "x-aver-published-until".into(),
+        row.retired_at
+            .map(|r| r.saturating_add(crate::keys::RETIRED_PUBLISH_SECS))
+            .into(),
+    );
+    token_response(&provider, claims, now)
+}

@@ -232,23 +232,23 @@ pub async fn healthz() -> Response {
 }
 
 /// `GET /readyz`: this replica can serve attestations. Ready when every
-/// provider in memory has a signing key and providers were loaded; the
+/// provider in memory has a key that signs now and providers were loaded; the
 /// store's reachability is reported but an outage alone does not make the
 /// replica unready, because attestations are served from memory (the
 /// management API answers 503 meanwhile).
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let now = state.clock.now();
     let (providers, without_key) = match state.providers.read() {
         Ok(p) => (
             p.by_name.len(),
             p.by_name
                 .values()
-                .filter(|p| p.keys.is_empty())
+                .filter(|p| p.keys.signing(now).is_none())
                 .map(|p| p.name.clone())
                 .collect::<Vec<_>>(),
         ),
         Err(_) => (0, vec!["(providers unavailable)".to_string()]),
     };
-    let now = state.clock.now();
     let store = match state.store_health.failing_since() {
         None => json!({ "reachable": true, "lastSuccess": state.store_health.last_ok() }),
         Some(since) => json!({
@@ -287,14 +287,7 @@ fn refresh_gauges(state: &AppState) {
     }
     if let Ok(providers) = state.providers.read() {
         for p in providers.by_name.values() {
-            // A key's age is its certificate's: Aver issues the
-            // certificate when it generates the key.
-            let created = p.keys.first().and_then(|key| {
-                x509_parser::parse_x509_certificate(key.certificate_der())
-                    .ok()
-                    .map(|(_, c)| c.validity().not_before.timestamp())
-            });
-            if let Some(created) = created {
+            if let Some(created) = p.keys.signing_times(now).map(|t| t.created_at) {
                 metrics::gauge!(
                     "aver_signing_key_age_seconds",
                     "provider" => p.name.clone(),

@@ -131,7 +131,7 @@ async fn attest_single(
                         PolicyChoice::Active(&active)
                     }
                 };
-                let signer = provider.signer()?;
+                let signer = provider.signer(now)?;
                 let time = VerificationTime::from_unix_seconds(now);
                 let started = std::time::Instant::now();
                 let verified = aver_attestation::verify(ty, &verifiers, &request, time)?;
@@ -286,7 +286,7 @@ async fn attest_tpm(
                     json!({ "data": aver_tpm_attest::encode_payload(&payload) }),
                 ),
                 aver_tpm_attest::TpmStep::Verified(verified) => {
-                    let signer = provider.signer()?;
+                    let signer = provider.signer(now)?;
                     let issued = tail::finish(
                         ty,
                         PolicyChoice::Active(&policy),
@@ -306,21 +306,34 @@ async fn attest_tpm(
 }
 
 /// `GET /certs`
-pub async fn certs(prov: Prov) -> Response {
+pub async fn certs(State(state): State<AppState>, prov: Prov) -> Response {
     let Prov(provider) = prov;
     json_response(aver_token::metadata::jwks(
-        provider.keys.iter().map(|k| k.as_ref()),
+        provider.published_keys(state.clock.now()),
     ))
 }
 
 /// `GET /.well-known/openid-configuration`
-pub async fn openid_configuration(Prov(provider): Prov) -> Response {
-    json_response(aver_token::metadata::openid_configuration(&provider.issuer))
+pub async fn openid_configuration(State(state): State<AppState>, Prov(provider): Prov) -> Response {
+    // The algorithms of the keys published now, and of the next key.
+    let mut algs = vec![provider.settings.token_alg()];
+    for key in provider.published_keys(state.clock.now()) {
+        if !algs.contains(&key.alg()) {
+            algs.push(key.alg());
+        }
+    }
+    json_response(aver_token::metadata::openid_configuration_with_algs(
+        &provider.issuer,
+        &algs,
+    ))
 }
 
 /// `GET /health`: liveness and readiness (the provider has a signing key).
-pub async fn health(Prov(provider): Prov) -> Result<Response, ApiError> {
-    provider.signing_key()?;
+pub async fn health(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+) -> Result<Response, ApiError> {
+    provider.signing_key(state.clock.now())?;
     Ok(json_response(json!({ "status": "ok" })))
 }
 

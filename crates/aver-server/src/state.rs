@@ -51,6 +51,12 @@ pub struct ProviderSettings {
     /// default UpToDate and SWHardeningNeeded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accepted_tcb_statuses: Option<Vec<aver_attestation::dcap::TcbStatus>>,
+    /// Algorithm of the provider's token-signing keys: `RS256` (the
+    /// default: Azure signs with it and its Python SDK accepts nothing
+    /// else) or `ES256` (P-256: a quarter of the signing cost, for relying
+    /// parties that accept it). A change applies to the next key made
+    /// (`aver keys rotate`); published keys keep their algorithm.
+    pub token_signing_alg: String,
 }
 
 impl Default for ProviderSettings {
@@ -58,6 +64,7 @@ impl Default for ProviderSettings {
         ProviderSettings {
             min_signer_rsa_bits: aver_token::jws::MIN_RSA_BITS,
             accepted_tcb_statuses: None,
+            token_signing_alg: "RS256".into(),
         }
     }
 }
@@ -71,6 +78,11 @@ impl ProviderSettings {
         Ok(settings)
     }
 
+    /// The algorithm of the next token-signing key.
+    pub fn token_alg(&self) -> aver_token::KeyAlg {
+        aver_token::KeyAlg::from_name(&self.token_signing_alg).unwrap_or(aver_token::KeyAlg::Rs256)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self
             .accepted_tcb_statuses
@@ -81,6 +93,12 @@ impl ProviderSettings {
                 "accepted_tcb_statuses must name at least one status (omit it for the service's default)"
                     .into(),
             );
+        }
+        if aver_token::KeyAlg::from_name(&self.token_signing_alg).is_none() {
+            return Err(format!(
+                "token_signing_alg must be RS256 or ES256, not {:?}",
+                self.token_signing_alg
+            ));
         }
         if self.min_signer_rsa_bits < aver_token::jws::LEGACY_MIN_RSA_BITS {
             return Err(format!(
@@ -99,8 +117,10 @@ pub struct Provider {
     pub isolated: bool,
     pub host: Option<String>,
     pub settings: ProviderSettings,
-    /// Published keys, the signing one first.
-    pub keys: Vec<Arc<SigningKey>>,
+    /// Every loaded key with its schedule: which signs and which are
+    /// published is decided at each use, from the clock (see
+    /// [`crate::keys`]).
+    pub keys: crate::keys::KeyRing,
     /// Policies in force, by attestation type name.
     pub policies: HashMap<&'static str, Arc<ActivePolicy>>,
     /// Policy-signer certificates (DER).
@@ -121,12 +141,17 @@ impl std::fmt::Debug for Provider {
 }
 
 impl Provider {
-    /// The key that signs new tokens.
-    pub fn signing_key(&self) -> Result<&SigningKey, ApiError> {
+    /// The key that signs new tokens at `now`.
+    pub fn signing_key(&self, now: u64) -> Result<&SigningKey, ApiError> {
         self.keys
-            .first()
+            .signing(now)
             .map(|k| k.as_ref())
             .ok_or_else(|| ApiError::internal("no signing key", "provider has no keys"))
+    }
+
+    /// The keys `/certs` publishes at `now`, the signing one first.
+    pub fn published_keys(&self, now: u64) -> Vec<&SigningKey> {
+        self.keys.published(now)
     }
 
     /// The policy in force for `ty`: the one set, or the default.
@@ -134,11 +159,11 @@ impl Provider {
         self.policies.get(ty.name).cloned()
     }
 
-    /// The signer of this provider's tokens.
-    pub fn signer(&self) -> Result<aver_attestation::Signer<'_>, ApiError> {
+    /// The signer of this provider's tokens at `now`.
+    pub fn signer(&self, now: u64) -> Result<aver_attestation::Signer<'_>, ApiError> {
         Ok(aver_attestation::Signer {
             issuer: &self.issuer,
-            key: self.signing_key()?,
+            key: self.signing_key(now)?,
         })
     }
 
@@ -153,7 +178,7 @@ impl Provider {
         claims.insert("iat".into(), now.into());
         claims.insert("nbf".into(), now.into());
         claims.insert("exp".into(), (now + 3600).into());
-        self.signing_key()?
+        self.signing_key(now)?
             .sign_jwt(&self.jku(), &claims)
             .map_err(|e| ApiError::internal("token signing failed", e))
     }

@@ -46,7 +46,7 @@ pub fn ensure_tls_files(
             generated: true,
         });
     }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    crate::datadir::prepare(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -76,8 +76,8 @@ pub fn ensure_tls_files(
     params.not_after = rcgen::date_time_ymd(2049, 12, 31);
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     write_private(&key_path, key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, cert.pem())
-        .map_err(|e| format!("write {}: {e}", cert_path.display()))?;
+    // Public, but owner-only like everything in the data directory.
+    write_private(&cert_path, cert.pem().as_bytes())?;
     Ok(TlsFiles {
         cert: cert_path,
         key: key_path,
@@ -95,7 +95,7 @@ fn issuer_host(issuer: &str) -> Option<&str> {
 }
 
 /// Writes a file readable only by its owner.
-pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -58,6 +58,8 @@ fn key(kid: &str, created_at: i64) -> StoredKey {
         pkcs8: format!("pkcs8 of {kid}").into_bytes(),
         certificate: format!("certificate of {kid}").into_bytes(),
         created_at,
+        not_before_signing: created_at,
+        retired_at: None,
     }
 }
 
@@ -312,6 +314,85 @@ fn signing_keys(store: &dyn Store) {
     // A kid is unique across providers; the failure changes nothing.
     refused(store, |s| s.insert_signing_key("alpha", &key("k1", 300)));
     refused(store, |s| s.insert_signing_key("gamma", &key("k2", 300)));
+
+    // Rotation: audited, its schedule kept; the provider must exist.
+    let mut next = key("k5", 300);
+    next.not_before_signing = 600;
+    mutate(store, |s| {
+        s.add_signing_key("alpha", &next, &record("alpha", "key.rotate", 300))
+    });
+    assert_eq!(store.signing_keys("alpha").unwrap()[0], next);
+    assert_eq!(
+        store.audit_log("alpha", 100).unwrap()[0].action,
+        "key.rotate"
+    );
+    let err = refused(store, |s| {
+        s.add_signing_key("nope", &key("k6", 300), &record("nope", "key.rotate", 300))
+    });
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    refused(store, |s| {
+        s.add_signing_key(
+            "alpha",
+            &key("k2", 300),
+            &record("alpha", "key.rotate", 300),
+        )
+    });
+
+    // Retirement: once per key, audited; a no-op changes nothing.
+    assert!(mutate(store, |s| s.retire_signing_key(
+        "alpha",
+        "k1",
+        400,
+        &record("alpha", "key.retire", 400)
+    )));
+    let k1 = store
+        .signing_keys("alpha")
+        .unwrap()
+        .into_iter()
+        .find(|k| k.kid == "k1")
+        .unwrap();
+    assert_eq!(k1.retired_at, Some(400));
+    let before = snapshot(store);
+    let again = record("alpha", "key.retire", 500);
+    assert!(
+        !store
+            .retire_signing_key("alpha", "k1", 500, &again)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .retire_signing_key("alpha", "zz", 500, &again)
+            .unwrap()
+    );
+    assert!(!store.retire_signing_key("beta", "k1", 500, &again).unwrap());
+    assert_eq!(snapshot(store), before);
+
+    // Sealing in place is a compare-and-swap on the stored bytes.
+    assert!(mutate(store, |s| s.replace_key_material(
+        "alpha",
+        "k2",
+        b"pkcs8 of k2",
+        b"sealed k2"
+    )));
+    assert!(!mutate(store, |s| s.replace_key_material(
+        "alpha",
+        "k2",
+        b"pkcs8 of k2",
+        b"other"
+    )));
+    assert!(!mutate(store, |s| s.replace_key_material(
+        "beta",
+        "k2",
+        b"sealed k2",
+        b"other"
+    )));
+    let k2 = store
+        .signing_keys("alpha")
+        .unwrap()
+        .into_iter()
+        .find(|k| k.kid == "k2")
+        .unwrap();
+    assert_eq!(k2.pkcs8, b"sealed k2");
 }
 
 fn secrets(store: &dyn Store) {
@@ -365,6 +446,25 @@ fn secrets(store: &dyn Store) {
     );
     // Not audited.
     assert_eq!(store.audit_log("gamma", 100).unwrap().len(), 1);
+
+    // Listed by name; replaced only if unchanged.
+    assert_eq!(
+        store.secrets("alpha").unwrap(),
+        vec![
+            ("ak-ca".to_string(), b"ca".to_vec()),
+            ("tpm-context".to_string(), b"first".to_vec())
+        ]
+    );
+    assert!(mutate(store, |s| s.replace_secret(
+        "alpha",
+        "ak-ca",
+        b"ca",
+        b"sealed ca"
+    )));
+    assert!(!mutate(store, |s| s
+        .replace_secret("alpha", "ak-ca", b"ca", b"other")));
+    assert_eq!(store.secrets("alpha").unwrap()[0].1, b"sealed ca");
+    assert!(store.secrets("nobody").unwrap().is_empty());
 }
 
 fn policies(store: &dyn Store) {

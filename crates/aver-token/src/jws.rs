@@ -311,6 +311,24 @@ pub fn sign_rs256(
     Ok(out)
 }
 
+/// Builds an ES256 compact JWS (P-256, SHA-256, the fixed-length `r || s`
+/// signature JWS requires).
+pub fn sign_es256(
+    key: &aws_lc_rs::signature::EcdsaKeyPair,
+    header: serde_json::Map<String, serde_json::Value>,
+    payload: &[u8],
+) -> Result<String, JwsError> {
+    let header = with_alg_first("ES256", header);
+    let header = serde_json::to_vec(&header).map_err(|_| JwsError::Malformed("header"))?;
+    let mut out = format!("{}.{}", b64::encode_url(&header), b64::encode_url(payload));
+    let sig = key
+        .sign(&SystemRandom::new(), out.as_bytes())
+        .map_err(|_| JwsError::KeyMismatch("ECDSA signing failed".into()))?;
+    out.push('.');
+    out.push_str(&b64::encode_url(sig.as_ref()));
+    Ok(out)
+}
+
 /// An unsecured JWS (`{"alg":"none"}` header, empty signature), as Azure
 /// Attestation returns for draft-policy attestation.
 pub fn unsecured(header: serde_json::Map<String, serde_json::Value>, payload: &[u8]) -> String {

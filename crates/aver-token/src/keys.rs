@@ -1,15 +1,22 @@
 //! Token-signing keys.
 //!
-//! Each key is RSA-2048 (Azure's Python SDK verifies every token as RS256
-//! and cannot verify EC signatures) with a self-signed certificate whose
-//! common name is the issuer URL, published in `/certs` as `x5c`. The key id
-//! is the certificate's SHA-256 thumbprint (base64url, as `x5t#S256`), so it
-//! is stable across restarts and changes whenever the key does.
+//! A key is RSA-2048 (RS256, the default: Azure's Python SDK verifies every
+//! token as RS256 and cannot verify EC signatures) or, for providers that
+//! opt in, ECDSA P-256 (ES256: about a quarter of the signing cost). Each
+//! has a self-signed certificate whose common name is the issuer URL,
+//! published in `/certs` as `x5c`. The key id is the certificate's SHA-256
+//! thumbprint (base64url, as `x5t#S256`), so it is stable across restarts
+//! and changes whenever the key does.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair};
-use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, PKCS_RSA_SHA256};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair,
+};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256,
+    PKCS_RSA_SHA256,
+};
 use sha2::{Digest, Sha256};
 
 use crate::{Claims, b64, jws};
@@ -27,9 +34,42 @@ pub enum KeyError {
     Sign(#[from] jws::JwsError),
 }
 
-/// An RSA token-signing key and its self-signed certificate.
+/// The signature algorithm of a token-signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlg {
+    /// RSA-2048, PKCS#1 v1.5 with SHA-256.
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+}
+
+impl KeyAlg {
+    /// The JWS `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlg::Rs256 => "RS256",
+            KeyAlg::Es256 => "ES256",
+        }
+    }
+
+    /// Parses `RS256` or `ES256` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "RS256" => Some(KeyAlg::Rs256),
+            "ES256" => Some(KeyAlg::Es256),
+            _ => None,
+        }
+    }
+}
+
+enum Inner {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+}
+
+/// A token-signing key (RSA or P-256) and its self-signed certificate.
 pub struct SigningKey {
-    key: RsaKeyPair,
+    key: Inner,
     pkcs8: Vec<u8>,
     certificate: Vec<u8>,
     kid: String,
@@ -46,22 +86,49 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Generates a new RSA-2048 key with a certificate for `issuer`.
     pub fn generate(issuer: &str) -> Result<Self, KeyError> {
-        let key = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
-        let pkcs8 = key
-            .as_der()
-            .map_err(|_| KeyError::Generate)?
-            .as_ref()
-            .to_vec();
-        let certificate = self_signed_certificate(&pkcs8, issuer)?;
+        Self::generate_alg(issuer, KeyAlg::Rs256)
+    }
+
+    /// Generates a new key for `alg` with a certificate for `issuer`.
+    pub fn generate_alg(issuer: &str, alg: KeyAlg) -> Result<Self, KeyError> {
+        let pkcs8 = match alg {
+            KeyAlg::Rs256 => RsaKeyPair::generate(KeySize::Rsa2048)
+                .map_err(|_| KeyError::Generate)?
+                .as_der()
+                .map_err(|_| KeyError::Generate)?
+                .as_ref()
+                .to_vec(),
+            KeyAlg::Es256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                .map_err(|_| KeyError::Generate)?
+                .to_pkcs8v1()
+                .map_err(|_| KeyError::Generate)?
+                .as_ref()
+                .to_vec(),
+        };
+        let certificate = self_signed_certificate(&pkcs8, issuer, alg)?;
         Self::from_parts(pkcs8, certificate)
     }
 
-    /// Loads a stored key: PKCS#8 private key and its certificate (DER).
+    /// Loads a stored key: PKCS#8 private key (RSA or P-256) and its
+    /// certificate (DER).
     pub fn from_parts(pkcs8: Vec<u8>, certificate: Vec<u8>) -> Result<Self, KeyError> {
-        let key = RsaKeyPair::from_pkcs8(&pkcs8).map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let key = match RsaKeyPair::from_pkcs8(&pkcs8) {
+            Ok(rsa) => Inner::Rsa(rsa),
+            Err(rsa_error) => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                .map(Inner::Ec)
+                .map_err(|_| {
+                    KeyError::Invalid(format!(
+                        "neither an RSA nor a P-256 PKCS#8 key ({rsa_error})"
+                    ))
+                })?,
+        };
+        let public = match &key {
+            Inner::Rsa(k) => k.public_key().as_ref().to_vec(),
+            Inner::Ec(k) => k.public_key().as_ref().to_vec(),
+        };
         let (_, cert) = x509_parser::parse_x509_certificate(&certificate)
             .map_err(|e| KeyError::Invalid(format!("certificate: {e}")))?;
-        if cert.public_key().subject_public_key.data.as_ref() != key.public_key().as_ref() {
+        if cert.public_key().subject_public_key.data.as_ref() != public.as_slice() {
             return Err(KeyError::Invalid(
                 "certificate does not belong to the private key".into(),
             ));
@@ -79,6 +146,14 @@ impl SigningKey {
         &self.kid
     }
 
+    /// The key's signature algorithm.
+    pub fn alg(&self) -> KeyAlg {
+        match self.key {
+            Inner::Rsa(_) => KeyAlg::Rs256,
+            Inner::Ec(_) => KeyAlg::Es256,
+        }
+    }
+
     pub fn certificate_der(&self) -> &[u8] {
         &self.certificate
     }
@@ -88,9 +163,26 @@ impl SigningKey {
     }
 
     /// The JWK published in `/certs`: `kid`, `kty` and `x5c` as Azure
-    /// Attestation publishes them, plus `n`, `e`, `alg` and `use` so stock
-    /// OIDC libraries need not parse the certificate.
+    /// Attestation publishes them, plus `n`, `e` (RSA) or `crv`, `x`, `y`
+    /// (EC), `alg` and `use` so stock OIDC libraries need not parse the
+    /// certificate.
     pub fn jwk(&self) -> serde_json::Value {
+        if let Inner::Ec(key) = &self.key {
+            // Uncompressed SEC1 point: 0x04 || x (32) || y (32).
+            let point = key.public_key().as_ref();
+            let x = point.get(1..33).unwrap_or_default();
+            let y = point.get(33..65).unwrap_or_default();
+            return serde_json::json!({
+                "kid": self.kid,
+                "kty": "EC",
+                "x5c": [b64::encode_std(&self.certificate)],
+                "alg": "ES256",
+                "use": "sig",
+                "crv": "P-256",
+                "x": b64::encode_url(x),
+                "y": b64::encode_url(y),
+            });
+        }
         let (n, e) = rsa_components(&self.certificate).unwrap_or_default();
         serde_json::json!({
             "kid": self.kid,
@@ -103,8 +195,9 @@ impl SigningKey {
         })
     }
 
-    /// Signs `claims` as an RS256 JWT with header `alg`, `jku`, `kid`, `typ`,
-    /// as Azure Attestation does. Claims are emitted in key order.
+    /// Signs `claims` as a JWT (RS256 or ES256, by the key) with header
+    /// `alg`, `jku`, `kid`, `typ`, as Azure Attestation does. Claims are
+    /// emitted in key order.
     pub fn sign_jwt(&self, jku: &str, claims: &Claims) -> Result<String, KeyError> {
         let mut header = serde_json::Map::new();
         header.insert("jku".into(), jku.into());
@@ -112,16 +205,20 @@ impl SigningKey {
         header.insert("typ".into(), "JWT".into());
         let payload =
             serde_json::to_vec(&sorted(claims)).map_err(|e| KeyError::Invalid(e.to_string()))?;
-        Ok(jws::sign_rs256(&self.key, header, &payload)?)
+        self.sign_jws(header, &payload)
     }
 
-    /// Signs arbitrary bytes with RS256 (PKCS#1 v1.5, SHA-256).
+    /// Signs arbitrary bytes: RS256 (PKCS#1 v1.5, SHA-256) with an RSA key,
+    /// ES256 with a P-256 key.
     pub fn sign_jws(
         &self,
         header: serde_json::Map<String, serde_json::Value>,
         payload: &[u8],
     ) -> Result<String, KeyError> {
-        Ok(jws::sign_rs256(&self.key, header, payload)?)
+        Ok(match &self.key {
+            Inner::Rsa(key) => jws::sign_rs256(key, header, payload)?,
+            Inner::Ec(key) => jws::sign_es256(key, header, payload)?,
+        })
     }
 }
 
@@ -139,11 +236,12 @@ fn sorted(claims: &Claims) -> std::collections::BTreeMap<&String, &serde_json::V
     claims.iter().collect()
 }
 
-fn self_signed_certificate(pkcs8: &[u8], issuer: &str) -> Result<Vec<u8>, KeyError> {
-    let key = KeyPair::try_from(pkcs8)?;
-    if !key.is_compatible(&PKCS_RSA_SHA256) {
-        return Err(KeyError::Invalid("token-signing key is not RSA".into()));
-    }
+fn self_signed_certificate(pkcs8: &[u8], issuer: &str, alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
+    let sign_alg = match alg {
+        KeyAlg::Rs256 => &PKCS_RSA_SHA256,
+        KeyAlg::Es256 => &PKCS_ECDSA_P256_SHA256,
+    };
+    let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.to_vec().into(), sign_alg)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, issuer);
@@ -202,5 +300,46 @@ mod tests {
         let jwk = key.jwk();
         assert_eq!(jwk["e"], "AQAB");
         assert_eq!(jwk["n"].as_str().unwrap().len(), 342, "2048-bit modulus");
+        assert_eq!(key.alg(), KeyAlg::Rs256);
+    }
+
+    #[test]
+    fn es256_key_signs_verifiable_tokens() {
+        let key = SigningKey::generate_alg("https://aver.example", KeyAlg::Es256).unwrap();
+        assert_eq!(key.alg(), KeyAlg::Es256);
+        let again =
+            SigningKey::from_parts(key.pkcs8_der().to_vec(), key.certificate_der().to_vec())
+                .unwrap();
+        assert_eq!(again.kid(), key.kid());
+        assert_eq!(again.alg(), KeyAlg::Es256);
+        let jwk = key.jwk();
+        assert_eq!(jwk["kty"], "EC");
+        assert_eq!(jwk["crv"], "P-256");
+        assert_eq!(jwk["alg"], "ES256");
+        assert_eq!(jwk["x"].as_str().unwrap().len(), 43);
+        let mut claims = crate::Claims::new();
+        claims.insert("iss".into(), "https://aver.example".into());
+        claims.insert("nbf".into(), 100.into());
+        claims.insert("exp".into(), 200.into());
+        let token = key.sign_jwt("https://aver.example/certs", &claims).unwrap();
+        let parsed = crate::CompactJws::parse(&token).unwrap();
+        assert_eq!(parsed.alg, crate::JwsAlg::Es256);
+        let jwks = crate::metadata::jwks([&key]);
+        let options = crate::VerifyOptions {
+            issuer: Some("https://aver.example".into()),
+            now: 150,
+            leeway: 0,
+        };
+        crate::verify_token(&token, &jwks, &options).unwrap();
+        // A stock JOSE library agrees, from x/y alone.
+        let decoding = jsonwebtoken::DecodingKey::from_ec_components(
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
     }
 }

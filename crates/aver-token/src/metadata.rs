@@ -24,11 +24,19 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
     "tee",
 ];
 
-/// `/.well-known/openid-configuration` for `issuer` (no trailing slash).
+/// `/.well-known/openid-configuration` for `issuer` (no trailing slash),
+/// signing with RS256 as Azure does.
 pub fn openid_configuration(issuer: &str) -> serde_json::Value {
+    openid_configuration_with_algs(issuer, &[crate::KeyAlg::Rs256])
+}
+
+/// `/.well-known/openid-configuration` naming the algorithms of the keys
+/// the provider signs (or will sign) with.
+pub fn openid_configuration_with_algs(issuer: &str, algs: &[crate::KeyAlg]) -> serde_json::Value {
+    let algs: Vec<&str> = algs.iter().map(|a| a.name()).collect();
     serde_json::json!({
         "response_types_supported": ["token", "none"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": algs,
         "revocation_endpoint": format!("{issuer}/revoke"),
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/certs"),

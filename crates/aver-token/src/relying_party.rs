@@ -51,7 +51,9 @@ pub fn verify_token(
     let jws = CompactJws::parse(token.trim()).map_err(|e| TokenError::Malformed(e.to_string()))?;
     match jws.alg {
         JwsAlg::None => return Err(TokenError::Unsecured),
-        JwsAlg::Rs256 => {}
+        // What Aver signs with: RS256 by default, ES256 for providers that
+        // opted in.
+        JwsAlg::Rs256 | JwsAlg::Es256 => {}
         other => return Err(TokenError::WrongAlgorithm(other.name())),
     }
     let keys = jwks
@@ -118,6 +120,12 @@ fn int_claim(claims: &Claims, name: &'static str) -> Result<u64, TokenError> {
 }
 
 fn verify_with_jwk(jws: &CompactJws<'_>, jwk: &serde_json::Value) -> bool {
+    // A key that names its algorithm is used for that algorithm only.
+    if let Some(alg) = jwk.get("alg").and_then(|a| a.as_str())
+        && alg != jws.alg.name()
+    {
+        return false;
+    }
     if let Some(cert) = jwk
         .get("x5c")
         .and_then(|c| c.as_array())

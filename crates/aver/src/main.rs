@@ -13,6 +13,8 @@ mod demo;
 mod demo_tpm;
 mod evidence;
 mod files;
+#[cfg(feature = "server")]
+mod keys;
 mod policy;
 #[cfg(feature = "server")]
 mod provider;
@@ -83,6 +85,10 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// List, rotate and retire a provider's token-signing keys.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// The simulated SGX enclave used by tests and the demo.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -155,6 +161,11 @@ enum ProviderCommand {
         /// (repeatable or comma-separated; `default` for the service's).
         #[arg(long, value_delimiter = ',')]
         accept_tcb_status: Vec<String>,
+        /// Algorithm of the next token-signing key: RS256 (default; Azure's
+        /// SDKs accept only it) or ES256 (P-256). Takes effect at the next
+        /// `aver keys rotate`.
+        #[arg(long)]
+        token_signing_alg: Option<String>,
         #[command(flatten)]
         store: provider::StoreArgs,
     },
@@ -209,8 +220,15 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
             name,
             min_signer_rsa_bits,
             accept_tcb_status,
+            token_signing_alg,
             store,
-        } => provider::provider_configure(&store, &name, min_signer_rsa_bits, &accept_tcb_status),
+        } => provider::provider_configure(
+            &store,
+            &name,
+            min_signer_rsa_bits,
+            &accept_tcb_status,
+            token_signing_alg,
+        ),
         ProviderCommand::Delete { name, store } => provider::provider_delete(&store, &name),
     }
 }
@@ -263,6 +281,8 @@ fn main() -> std::process::ExitCode {
             Command::Signer(cmd) => signer(cmd).await,
             #[cfg(feature = "server")]
             Command::Provider(cmd) => provider(cmd),
+            #[cfg(feature = "server")]
+            Command::Keys(cmd) => keys::run(cmd).await,
             Command::Sim(cmd) => sim::run(cmd),
             #[cfg(feature = "server")]
             Command::Collateral(cmd) => collateral::run(cmd),

@@ -95,6 +95,7 @@ pub fn provider_configure(
     name: &str,
     min_signer_rsa_bits: Option<usize>,
     accept_tcb_status: &[String],
+    token_signing_alg: Option<String>,
 ) -> Result<ExitCode> {
     let store = store.open()?;
     if !store.providers()?.iter().any(|p| p.name == name) {
@@ -127,6 +128,11 @@ pub fn provider_configure(
             settings.accepted_tcb_statuses = Some(statuses);
         }
     }
+    if let Some(alg) = token_signing_alg {
+        let alg = alg.to_ascii_uppercase();
+        changes.push(format!("token_signing_alg={alg}"));
+        settings.token_signing_alg = alg;
+    }
     settings.validate().map_err(|e| anyhow!(e))?;
     if !changes.is_empty() {
         let audit = aver_server::store::AuditRecord {
@@ -143,6 +149,11 @@ pub fn provider_configure(
         };
         store.set_provider_settings(name, &serde_json::to_string(&settings)?, &audit)?;
         eprintln!("updated provider {name}: {}", changes.join(", "));
+        if changes.iter().any(|c| c.starts_with("token_signing_alg")) {
+            eprintln!(
+                "the algorithm applies to the next key: run `aver keys rotate --provider {name}` to make one"
+            );
+        }
     }
     println!("{}", serde_json::to_string_pretty(&settings)?);
     Ok(ExitCode::SUCCESS)

@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// (self-signed ones are trusted roots, others intermediates).
     #[arg(long, env = "AVER_TPM_EK_ROOTS")]
     tpm_ek_roots: Option<PathBuf>,
+    /// Key-encryption key file (base64 of 32 bytes, `openssl rand -base64
+    /// 32`) sealing token-signing keys and TPM secrets in the store. Or set
+    /// AVER_KEK to the key itself. Required with PostgreSQL; with SQLite,
+    /// generated into <data-dir>/kek when absent.
+    #[arg(long, env = "AVER_KEK_FILE")]
+    kek_file: Option<PathBuf>,
     /// OIDC issuer whose JWTs may administer providers (with the three
     /// options below).
     #[arg(long, env = "AVER_ADMIN_OIDC_ISSUER", requires_all = ["admin_oidc_audience", "admin_oidc_role", "admin_oidc_jwks"])]
@@ -143,6 +149,7 @@ struct FileConfig {
     database_url: Option<String>,
     database_schema: Option<String>,
     tpm_ek_roots: Option<PathBuf>,
+    kek_file: Option<PathBuf>,
     admin_oidc_issuer: Option<String>,
     admin_oidc_audience: Option<String>,
     admin_oidc_role: Option<String>,
@@ -249,6 +256,7 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
             })
         })
         .collect::<Result<_>>()?;
+    config.kek = kek_source(args.kek_file.or(file.kek_file))?;
     let issuer = args.admin_oidc_issuer.or(file.admin_oidc_issuer);
     if let Some(issuer) = issuer {
         let missing = |what: &str| anyhow::anyhow!("admin OIDC issuer set without {what}");
@@ -269,6 +277,21 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
         });
     }
     Ok(config)
+}
+
+/// The KEK in force: a file, else `AVER_KEK` (never a flag: command lines
+/// are visible to every local user), else none.
+pub fn kek_source(file: Option<PathBuf>) -> Result<Option<aver_server::kek::KekSource>> {
+    use aver_server::kek::{KEK_ENV, KekSource};
+    let value = std::env::var(KEK_ENV).ok().filter(|v| !v.trim().is_empty());
+    Ok(match (file, value) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give the KEK either as --kek-file or as {KEK_ENV}, not both")
+        }
+        (Some(path), None) => Some(KekSource::File(path)),
+        (None, Some(v)) => Some(KekSource::Value(v)),
+        (None, None) => None,
+    })
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {

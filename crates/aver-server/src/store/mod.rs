@@ -23,9 +23,17 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
     pub kid: String,
+    /// The PKCS#8 private key, sealed under the KEK (see [`crate::kek`]);
+    /// plaintext only in stores written by earlier versions, sealed at start.
     pub pkcs8: Vec<u8>,
     pub certificate: Vec<u8>,
     pub created_at: i64,
+    /// When it may start signing (`created_at` + publish delay): until then
+    /// it is only published (see [`crate::keys`]).
+    pub not_before_signing: i64,
+    /// When it was retired: it signs no more, and stays published until
+    /// every token it signed has expired.
+    pub retired_at: Option<i64>,
 }
 
 /// An attestation provider (tenant).
@@ -154,7 +162,47 @@ pub trait Store: Send + Sync + 'static {
     fn delete_provider(&self, name: &str, audit: &AuditRecord) -> Result<bool, StoreError>;
 
     fn signing_keys(&self, provider: &str) -> Result<Vec<StoredKey>, StoreError>;
+    /// Stores a provider's first key (made at first load; not audited).
     fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError>;
+    /// Adds a key by rotation, audited. `NotFound` when the provider does
+    /// not exist.
+    fn add_signing_key(
+        &self,
+        provider: &str,
+        key: &StoredKey,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Marks `kid` retired at `at`, audited; false when it is absent or
+    /// already retired.
+    fn retire_signing_key(
+        &self,
+        provider: &str,
+        kid: &str,
+        at: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Replaces a key's private-key bytes if they still equal `old` (used to
+    /// seal plaintext keys in place; a concurrent replica doing the same
+    /// wins harmlessly). True when replaced.
+    fn replace_key_material(
+        &self,
+        provider: &str,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+
+    /// The provider's secrets by name (values as stored, possibly sealed).
+    fn secrets(&self, provider: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Replaces a secret's value if it still equals `old`. True when
+    /// replaced.
+    fn replace_secret(
+        &self,
+        provider: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
 
     /// A provider secret (TPM context key, AK CA), created with `value` if
     /// absent; returns the stored value (another replica may have won).

@@ -111,8 +111,12 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT NOT NULL PRIMARY KEY,
     pkcs8 BYTEA NOT NULL,
     certificate BYTEA NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    not_before_signing BIGINT,
+    retired_at BIGINT
 );
+ALTER TABLE signing_keys ADD COLUMN IF NOT EXISTS not_before_signing BIGINT;
+ALTER TABLE signing_keys ADD COLUMN IF NOT EXISTS retired_at BIGINT;
 CREATE TABLE IF NOT EXISTS secrets (
     provider TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -242,6 +246,31 @@ fn provider_exists(tx: &mut Transaction<'_>, name: &str) -> Result<bool, postgre
     Ok(tx
         .query_opt("SELECT 1 FROM providers WHERE name = $1", &[&name])?
         .is_some())
+}
+
+fn insert_key(tx: &mut Transaction<'_>, provider: &str, key: &StoredKey) -> Result<(), Fail> {
+    tx.execute(
+        "INSERT INTO signing_keys
+           (provider, kid, pkcs8, certificate, created_at, not_before_signing, retired_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &provider,
+            &key.kid,
+            &key.pkcs8,
+            &key.certificate,
+            &key.created_at,
+            &key.not_before_signing,
+            &key.retired_at,
+        ],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Fail::Refused(StoreError::Conflict(format!("signing key {}", key.kid)))
+        } else {
+            Fail::Db(e)
+        }
+    })?;
+    Ok(())
 }
 
 fn bytes_column(rows: Vec<Row>) -> Result<Vec<Vec<u8>>, postgres::Error> {
@@ -530,17 +559,20 @@ impl Store for PostgresStore {
     fn signing_keys(&self, provider: &str) -> Result<Vec<StoredKey>, StoreError> {
         self.read(|c| {
             c.query(
-                "SELECT kid, pkcs8, certificate, created_at FROM signing_keys
-                 WHERE provider = $1 ORDER BY created_at DESC, seq DESC",
+                "SELECT kid, pkcs8, certificate, created_at, not_before_signing, retired_at
+                 FROM signing_keys WHERE provider = $1 ORDER BY created_at DESC, seq DESC",
                 &[&provider],
             )?
             .iter()
             .map(|r| {
+                let created_at: i64 = r.try_get(3)?;
                 Ok(StoredKey {
                     kid: r.try_get(0)?,
                     pkcs8: r.try_get(1)?,
                     certificate: r.try_get(2)?,
-                    created_at: r.try_get(3)?,
+                    created_at,
+                    not_before_signing: r.try_get::<_, Option<i64>>(4)?.unwrap_or(created_at),
+                    retired_at: r.try_get(5)?,
                 })
             })
             .collect()
@@ -548,26 +580,92 @@ impl Store for PostgresStore {
     }
 
     fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError> {
-        self.write(None, |tx| {
-            tx.execute(
-                "INSERT INTO signing_keys (provider, kid, pkcs8, certificate, created_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &provider,
-                    &key.kid,
-                    &key.pkcs8,
-                    &key.certificate,
-                    &key.created_at,
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    Fail::Refused(StoreError::Conflict(format!("signing key {}", key.kid)))
-                } else {
-                    Fail::Db(e)
-                }
-            })?;
+        self.write(None, |tx| insert_key(tx, provider, key))
+    }
+
+    fn add_signing_key(
+        &self,
+        provider: &str,
+        key: &StoredKey,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.write(Some(audit), |tx| {
+            if !provider_exists(tx, provider)? {
+                return Err(Fail::Refused(StoreError::NotFound(format!(
+                    "provider {provider}"
+                ))));
+            }
+            insert_key(tx, provider, key)
+        })
+    }
+
+    fn retire_signing_key(
+        &self,
+        provider: &str,
+        kid: &str,
+        at: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let result = self.write(Some(audit), |tx| {
+            let n = tx.execute(
+                "UPDATE signing_keys SET retired_at = $3
+                 WHERE provider = $1 AND kid = $2 AND retired_at IS NULL",
+                &[&provider, &kid, &at],
+            )?;
+            if n == 0 {
+                // Nothing changed: roll back rather than audit a no-op.
+                return Err(Fail::Refused(StoreError::NotFound(format!(
+                    "unretired key {kid}"
+                ))));
+            }
             Ok(())
+        });
+        match result {
+            Ok(()) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn replace_key_material(
+        &self,
+        provider: &str,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE signing_keys SET pkcs8 = $4 WHERE provider = $1 AND kid = $2 AND pkcs8 = $3",
+                &[&provider, &kid, &old, &new],
+            )? == 1)
+        })
+    }
+
+    fn secrets(&self, provider: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|c| {
+            c.query(
+                "SELECT name, value FROM secrets WHERE provider = $1 ORDER BY name COLLATE \"C\"",
+                &[&provider],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn replace_secret(
+        &self,
+        provider: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE secrets SET value = $4 WHERE provider = $1 AND name = $2 AND value = $3",
+                &[&provider, &name, &old, &new],
+            )? == 1)
         })
     }
 

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT NOT NULL PRIMARY KEY,
     pkcs8 BLOB NOT NULL,
     certificate BLOB NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    not_before_signing INTEGER,
+    retired_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS secrets (
     provider TEXT NOT NULL,
@@ -91,6 +93,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -136,6 +139,48 @@ impl SqliteStore {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// Columns added after the first release: a database made by an earlier
+/// version gains them (SQLite has no `ADD COLUMN IF NOT EXISTS`). A NULL
+/// `not_before_signing` means "since `created_at`".
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('signing_keys')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, ty) in [("not_before_signing", "INTEGER"), ("retired_at", "INTEGER")] {
+        if !columns.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE signing_keys ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_key(tx: &Transaction<'_>, provider: &str, key: &StoredKey) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO signing_keys
+           (provider, kid, pkcs8, certificate, created_at, not_before_signing, retired_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            provider,
+            key.kid,
+            key.pkcs8,
+            key.certificate,
+            key.created_at,
+            key.not_before_signing,
+            key.retired_at
+        ],
+    )
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(format!("signing key {}", key.kid))
+        }
+        other => other.into(),
+    })?;
+    Ok(())
 }
 
 fn provider_exists(tx: &Transaction<'_>, name: &str) -> Result<bool, StoreError> {
@@ -238,15 +283,18 @@ impl Store for SqliteStore {
     fn signing_keys(&self, provider: &str) -> Result<Vec<StoredKey>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT kid, pkcs8, certificate, created_at FROM signing_keys
-                 WHERE provider = ?1 ORDER BY created_at DESC, rowid DESC",
+                "SELECT kid, pkcs8, certificate, created_at, not_before_signing, retired_at
+                 FROM signing_keys WHERE provider = ?1 ORDER BY created_at DESC, rowid DESC",
             )?;
             let rows = stmt.query_map(params![provider], |r| {
+                let created_at: i64 = r.get(3)?;
                 Ok(StoredKey {
                     kid: r.get(0)?,
                     pkcs8: r.get(1)?,
                     certificate: r.get(2)?,
-                    created_at: r.get(3)?,
+                    created_at,
+                    not_before_signing: r.get::<_, Option<i64>>(4)?.unwrap_or(created_at),
+                    retired_at: r.get(5)?,
                 })
             })?;
             rows.collect()
@@ -254,19 +302,85 @@ impl Store for SqliteStore {
     }
 
     fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError> {
-        self.write(None, |tx| {
-            tx.execute(
-                "INSERT INTO signing_keys (provider, kid, pkcs8, certificate, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    provider,
-                    key.kid,
-                    key.pkcs8,
-                    key.certificate,
-                    key.created_at
-                ],
+        self.write(None, |tx| insert_key(tx, provider, key))
+    }
+
+    fn add_signing_key(
+        &self,
+        provider: &str,
+        key: &StoredKey,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.write(Some(audit), |tx| {
+            if !provider_exists(tx, provider)? {
+                return Err(StoreError::NotFound(format!("provider {provider}")));
+            }
+            insert_key(tx, provider, key)
+        })
+    }
+
+    fn retire_signing_key(
+        &self,
+        provider: &str,
+        kid: &str,
+        at: i64,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let result = self.write(Some(audit), |tx| {
+            let n = tx.execute(
+                "UPDATE signing_keys SET retired_at = ?3
+                 WHERE provider = ?1 AND kid = ?2 AND retired_at IS NULL",
+                params![provider, kid, at],
             )?;
+            if n == 0 {
+                // Nothing changed: roll back rather than audit a no-op.
+                return Err(StoreError::NotFound(format!("unretired key {kid}")));
+            }
             Ok(())
+        });
+        match result {
+            Ok(()) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn replace_key_material(
+        &self,
+        provider: &str,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE signing_keys SET pkcs8 = ?4 WHERE provider = ?1 AND kid = ?2 AND pkcs8 = ?3",
+                params![provider, kid, old, new],
+            )? == 1)
+        })
+    }
+
+    fn secrets(&self, provider: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT name, value FROM secrets WHERE provider = ?1 ORDER BY name")?;
+            let rows = stmt.query_map(params![provider], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn replace_secret(
+        &self,
+        provider: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.write(None, |tx| {
+            Ok(tx.execute(
+                "UPDATE secrets SET value = ?4 WHERE provider = ?1 AND name = ?2 AND value = ?3",
+                params![provider, name, old, new],
+            )? == 1)
         })
     }
 

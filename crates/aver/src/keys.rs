@@ -1,0 +1,200 @@
+//! `aver keys list|rotate|retire`: a provider's token-signing keys, through
+//! the service's admin API (`--url` with an admin credential) or directly
+//! on the store (`--data-dir` / `--database-url`, like `aver provider`;
+//! replicas pick the change up within their refresh interval). See
+//! docs/management.md, "Keys".
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::admin::Connection;
+use crate::provider::StoreArgs;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// List the keys: kid, algorithm, state (next, signing, published,
+    /// retired, expired) and their times.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a new key of the provider's token_signing_alg: published in
+    /// /certs now, signing after the publish delay.
+    Rotate {
+        /// Seconds between publishing the key and signing with it; keep it
+        /// above the replicas' refresh interval and relying parties' JWKS
+        /// caching [default: 300]. 0 signs at once (a compromised key).
+        #[arg(long)]
+        publish_delay: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Retire a key: it stops signing now and stays published until every
+    /// token it signed has expired (8 h + 15 min). Refused for the only key
+    /// that can sign.
+    Retire {
+        kid: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Through the admin API (`--url`) or on the store.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// Service base URL (another provider: `https://host/providers/NAME`);
+    /// without it, the store is changed directly.
+    #[arg(long, env = "AVER_URL")]
+    url: Option<String>,
+    /// CA certificate (PEM) for the service's TLS certificate.
+    #[arg(long, env = "AVER_CA", requires = "url")]
+    ca: Option<PathBuf>,
+    /// Admin credential (an admin key, or an OIDC JWT), or `@FILE`.
+    #[arg(long, env = "AVER_ADMIN_KEY", requires = "url")]
+    admin_key: Option<String>,
+    /// The service's public URL (its token issuer), when --url reaches it
+    /// another way.
+    #[arg(long, env = "AVER_ISSUER", requires = "url")]
+    issuer: Option<String>,
+    /// The provider (store mode) [default: default].
+    #[arg(long, default_value = aver_server::DEFAULT_PROVIDER)]
+    provider: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Key-encryption key file (store mode, rotate); or AVER_KEK. See
+    /// `aver serve --help`.
+    #[arg(long, env = "AVER_KEK_FILE")]
+    kek_file: Option<PathBuf>,
+}
+
+impl Target {
+    fn connection(&self) -> Result<Option<Connection>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        Ok(Some(Connection {
+            url: url.clone(),
+            ca: self.ca.clone(),
+            admin_key: self
+                .admin_key
+                .clone()
+                .ok_or_else(|| anyhow!("--url needs --admin-key"))?,
+            issuer: self.issuer.clone(),
+        }))
+    }
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
+    match cmd {
+        KeysCommand::List { target } => {
+            let keys = match target.connection()? {
+                Some(c) => c.admin()?.keys().await?,
+                None => {
+                    let store = target.store.open()?;
+                    let stored = store.signing_keys(&target.provider)?;
+                    aver_server::keys::describe(&stored, aver_client::unix_now())
+                }
+            };
+            print_keys(&keys);
+        }
+        KeysCommand::Rotate {
+            publish_delay,
+            target,
+        } => match target.connection()? {
+            Some(c) => {
+                let claims = c.admin()?.rotate_key(publish_delay).await?;
+                crate::admin::print_claims(&claims);
+            }
+            None => {
+                let store = target.store.open()?;
+                let kek = aver_server::kek::resolve(
+                    crate::serve::kek_source(target.kek_file.clone())?.as_ref(),
+                    &target.store.data_dir,
+                    target.store.database_url.is_some(),
+                    store.as_ref(),
+                )
+                .map_err(|e| anyhow!(e))?;
+                let settings = aver_server::state::ProviderSettings::from_json(
+                    &store.provider_settings(&target.provider)?,
+                )
+                .map_err(|e| anyhow!(e))?;
+                let row = aver_server::keys::rotate(
+                    store.as_ref(),
+                    &kek,
+                    &target.provider,
+                    settings.token_alg(),
+                    aver_client::unix_now(),
+                    publish_delay.unwrap_or(aver_server::keys::DEFAULT_PUBLISH_DELAY_SECS),
+                    &actor(),
+                )?;
+                eprintln!(
+                    "new {} key {} for provider {}: published within the replicas' refresh interval, signing from {}",
+                    settings.token_alg().name(),
+                    row.kid,
+                    target.provider,
+                    row.not_before_signing
+                );
+                println!("{}", row.kid);
+            }
+        },
+        KeysCommand::Retire { kid, target } => match target.connection()? {
+            Some(c) => {
+                let claims = c.admin()?.retire_key(&kid).await?;
+                crate::admin::print_claims(&claims);
+            }
+            None => {
+                let store = target.store.open()?;
+                let row = aver_server::keys::retire(
+                    store.as_ref(),
+                    &target.provider,
+                    &kid,
+                    aver_client::unix_now(),
+                    &actor(),
+                )?;
+                eprintln!(
+                    "retired key {} of provider {}: published until {}",
+                    row.kid,
+                    target.provider,
+                    row.retired_at
+                        .map(|r| r.saturating_add(aver_server::keys::RETIRED_PUBLISH_SECS))
+                        .unwrap_or_default()
+                );
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per key: kid, alg, state, created, signing from, retired,
+/// published until (Unix seconds; `-` when not applicable).
+fn print_keys(keys: &[Value]) {
+    let field = |k: &Value, name: &str| match k.get(name) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "-".into(),
+    };
+    println!("kid\talg\tstate\tcreated_at\tnot_before_signing\tretired_at\tpublished_until");
+    for k in keys {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            field(k, "kid"),
+            field(k, "alg"),
+            field(k, "state"),
+            field(k, "created_at"),
+            field(k, "not_before_signing"),
+            field(k, "retired_at"),
+            field(k, "published_until"),
+        );
+    }
+}

@@ -113,6 +113,10 @@ async fn attestation_survives_a_database_outage_and_management_recovers() {
     let svc = TestService::start_with(true, Clock::System, |c| {
         c.database_url = Some(url.clone());
         c.database_schema = Some(schema.clone());
+        // PostgreSQL needs a key-encryption key for the keys at rest.
+        c.kek = Some(aver_server::kek::KekSource::Value(
+            "dGhlIG91dGFnZSB0ZXN0IEtFSywgMzIgYnl0ZXMhISE=".into(),
+        ));
         c.refresh_secs = 1;
     })
     .await;

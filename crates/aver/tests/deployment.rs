@@ -70,7 +70,9 @@ fn replica(
     tls: Option<&Path>,
 ) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aver"));
+    // Replicas over PostgreSQL share one key-encryption key.
     cmd.env("AVER_LOG", "warn")
+        .env("AVER_KEK", "dGhlIHJlcGxpY2FzJyBzaGFyZWQgdGVzdCBLRUsgISE=")
         .arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))

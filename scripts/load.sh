@@ -27,6 +27,8 @@
 #   LOAD_MAX_REQUESTS   cap on requests per measured scenario [1000000]
 #   LOAD_SOAK           seconds of attestations at 80% of saturation, then RSS again [0]
 #   LOAD_SERVER_CPUS    pin the server to these CPUs with taskset (e.g. 0), for scaling runs []
+#   LOAD_ALG            token signing: RS256 (default) or ES256 (the provider is switched to
+#                       a P-256 key through `aver provider configure` and `aver keys rotate`)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +42,8 @@ THREADS=${LOAD_THREADS:-2}
 MAX_REQUESTS=${LOAD_MAX_REQUESTS:-1000000}
 SOAK=${LOAD_SOAK:-0}
 SERVER_CPUS=${LOAD_SERVER_CPUS:-}
+ALG=${LOAD_ALG:-RS256}
+[[ $ALG == RS256 || $ALG == ES256 ]] || die "LOAD_ALG must be RS256 or ES256"
 
 die() { echo "load.sh: $*" >&2; exit 1; }
 
@@ -114,12 +118,20 @@ for _ in $(seq 600); do
 done
 curl -ksf --max-time 2 "$BASE/health" >/dev/null || { tail -20 "$WORK/server.log" >&2; die "no /health after 60 s"; }
 
+if [[ $ALG == ES256 ]]; then
+  "$BIN" provider configure default --token-signing-alg ES256 --data-dir "$WORK/data" >/dev/null
+  "$BIN" keys rotate --publish-delay 0 --data-dir "$WORK/data" >/dev/null
+  sleep 3 # the service reloads within its refresh interval (2 s)
+fi
+
 # The attest request must succeed before it is timed: a fast error path
 # would make a meaningless number.
 status=$(curl -ks --max-time 10 -o "$WORK/attest.out" -w '%{http_code}' \
   -H 'Content-Type: application/json' --data-binary "@$WORK/attest.json" "$ATTEST_URL")
 [[ $status == 200 ]] && grep -q '"token"' "$WORK/attest.out" \
   || { cat "$WORK/attest.out" >&2; die "attest returned HTTP $status, not a token"; }
+alg=$(python3 -c 'import sys,json,base64; t=json.load(open(sys.argv[1]))["token"].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))["alg"])' "$WORK/attest.out")
+[[ $alg == "$ALG" ]] || die "the token is signed with $alg, not $ALG"
 curl -ksf --max-time 10 "$BASE/certs" | grep -q '"keys"' || die "/certs returned no keys"
 
 PER_THREAD=$(( (MAX_REQUESTS + THREADS - 1) / THREADS ))
@@ -165,7 +177,9 @@ if ((SOAK > 0)); then
 fi
 
 # The floor, measured now on the same machine (server idle).
-FLOOR_LINE=$("$FLOOR" --seconds "$DURATION" | grep '^FLOOR ')
+FLOOR_ARGS=()
+[[ $ALG == ES256 ]] && FLOOR_ARGS=(--es256)
+FLOOR_LINE=$("$FLOOR" --seconds "$DURATION" "${FLOOR_ARGS[@]}" | grep '^FLOOR ')
 
 for scenario in certs attest half; do
   bad=0

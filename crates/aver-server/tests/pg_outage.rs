@@ -7,8 +7,10 @@
 //! unreachable. When it returns, management works again with no restart and
 //! no acknowledged change is lost.
 //!
-//! Needs `AVER_TEST_POSTGRES_URL` and the right to stop and start the
-//! cluster (`pg_ctlcluster`, as root); the cluster is taken from
+//! Needs `AVER_TEST_POSTGRES_URL`, `AVER_TEST_PG_OUTAGE=1` (stopping the
+//! machine's database is not something a test should do unasked; `.ci/run`
+//! sets it) and the right to stop and start the cluster (`pg_ctlcluster`,
+//! as root); the cluster is taken from
 //! `AVER_TEST_PG_CLUSTER` ("15 main") or found under /etc/postgresql. It is
 //! one test in its own binary: cargo runs test binaries one after another,
 //! so no other test sees the database go away. A guard starts the cluster
@@ -94,6 +96,13 @@ async fn attestation_survives_a_database_outage_and_management_recovers() {
         aver_testkit::skip(TEST, "AVER_TEST_POSTGRES_URL is not set");
         return;
     };
+    if std::env::var("AVER_TEST_PG_OUTAGE").as_deref() != Ok("1") {
+        aver_testkit::skip(
+            TEST,
+            "set AVER_TEST_PG_OUTAGE=1 to let this test stop and start the local PostgreSQL cluster",
+        );
+        return;
+    }
     let Some(cluster) = cluster() else {
         aver_testkit::skip(
             TEST,

@@ -128,7 +128,7 @@ impl AzureCvmError {
                 QuoteError::Parse(_)
                 | QuoteError::BadMagic(_)
                 | QuoteError::NotAQuote(_)
-                | QuoteError::UnsupportedAlgorithm(_) => "QuoteMalformed",
+                | QuoteError::UnsupportedAlgorithm(_) => "VtpmQuoteMalformed",
             },
         }
     }

@@ -15,7 +15,6 @@ use aver_attestation::evidence::azure_cvm::{
     AZURE_CVM, AzureCvmEvidence, HardwareKind, encode_evidence, parse_evidence, parse_hcl_report,
     parse_quote_json, verify_evidence,
 };
-use aver_attestation::evidence::snp::SnpTrust;
 use aver_attestation::evidence::snp::certs::split_chain;
 use aver_attestation::{
     ActivePolicy, AttestRequest, PolicyChoice, VerificationTime, Verifiers, parse_rfc3339, tail,
@@ -48,12 +47,13 @@ fn evidence(v: &Vector) -> AzureCvmEvidence {
     AzureCvmEvidence {
         hcl_report: v.hcl.clone(),
         certs: split_chain(&v.pem).unwrap(),
+        td_quote: None,
         quote: parse_quote_json(&v.quote_json).unwrap(),
     }
 }
 
 fn code(ev: &AzureCvmEvidence, nonce: &str) -> String {
-    verify_evidence(&SnpTrust::amd(), ev, nonce.as_bytes(), at())
+    verify_evidence(&Verifiers::production(), ev, nonce.as_bytes(), at())
         .unwrap_err()
         .code()
         .to_string()
@@ -79,7 +79,12 @@ fn azure_cvm_vector_verifies_end_to_end() {
         return;
     };
     let request = AttestRequest {
-        evidence: encode_evidence(&v.hcl, &v.pem, &parse_quote_json(&v.quote_json).unwrap()),
+        evidence: encode_evidence(
+            &v.hcl,
+            Some(&v.pem),
+            None,
+            &parse_quote_json(&v.quote_json).unwrap(),
+        ),
         nonce: Some(NONCE.into()),
         ..AttestRequest::default()
     };
@@ -119,6 +124,7 @@ fn azure_cvm_vector_verifies_end_to_end() {
     assert_eq!(tee["x-ms-sevsnpvm-vmpl"], 0);
     assert_eq!(tee["x-ms-runtime"]["keys"][0]["kid"], "HCLAkPub");
     assert_eq!(tee["x-ms-runtime"]["vm-configuration"]["secure-boot"], true);
+    assert!(verified.facts.get("tdx").is_none());
     assert_eq!(verified.facts["firmware_version"], 0x2020031200120003u64);
 }
 
@@ -147,7 +153,12 @@ fn another_nonce_is_refused() {
     assert_eq!(code(&evidence(&v), ""), "ChallengeMismatch");
     // Through the registry, a request without a nonce cannot be fresh.
     let request = AttestRequest {
-        evidence: encode_evidence(&v.hcl, &v.pem, &parse_quote_json(&v.quote_json).unwrap()),
+        evidence: encode_evidence(
+            &v.hcl,
+            Some(&v.pem),
+            None,
+            &parse_quote_json(&v.quote_json).unwrap(),
+        ),
         ..AttestRequest::default()
     };
     let err =
@@ -250,7 +261,7 @@ fn evidence_json_round_trips_and_rejects_junk() {
         return;
     };
     let ev = evidence(&v);
-    let bytes = encode_evidence(&v.hcl, &v.pem, &ev.quote);
+    let bytes = encode_evidence(&v.hcl, Some(&v.pem), None, &ev.quote);
     assert_eq!(parse_evidence(&bytes).unwrap(), ev);
     for junk in [
         &b"{}"[..],
@@ -267,20 +278,113 @@ fn evidence_json_round_trips_and_rejects_junk() {
     assert!(parse_quote_json(quote.to_string().as_bytes()).is_err());
 }
 
+struct TdxVector {
+    hcl: Vec<u8>,
+    td_quote: Vec<u8>,
+    quote_json: Vec<u8>,
+}
+
+fn tdx_vector(test: &str) -> Option<TdxVector> {
+    let dir = "tpm/azure-cvm-vtpm-tdx";
+    Some(TdxVector {
+        hcl: aver_testkit::read_vector(test, &format!("{dir}/hcl-report.bin"))?,
+        td_quote: aver_testkit::read_vector(test, &format!("{dir}/td-quote.bin"))?,
+        quote_json: aver_testkit::read_vector(test, &format!("{dir}/tpm-quote-v1.json"))?,
+    })
+}
+
+fn tdx_evidence(v: &TdxVector) -> AzureCvmEvidence {
+    AzureCvmEvidence {
+        hcl_report: v.hcl.clone(),
+        certs: Vec::new(),
+        td_quote: Some(v.td_quote.clone()),
+        quote: parse_quote_json(&v.quote_json).unwrap(),
+    }
+}
+
+/// The TDX vector: its TD quote through the DCAP path (no collateral in
+/// the vector: signatures and the PCK chain, no TCB verdict).
 #[test]
-fn tdx_variant_is_waiting() {
-    let Some(hcl) = aver_testkit::read_vector(
-        "tdx_variant_is_waiting",
-        "tpm/azure-cvm-vtpm-tdx/hcl-report.bin",
-    ) else {
+fn azure_tdx_cvm_vector_verifies_end_to_end() {
+    let Some(v) = tdx_vector("azure_tdx_cvm_vector_verifies_end_to_end") else {
         return;
     };
-    let Some(v) = vector("tdx_variant_is_waiting") else {
-        return;
-    };
-    let r = parse_hcl_report(&hcl).unwrap();
+    let r = parse_hcl_report(&v.hcl).unwrap();
     assert_eq!(r.kind, HardwareKind::Tdx);
-    let mut ev = evidence(&v);
-    ev.hcl_report = hcl;
-    assert_eq!(code(&ev, NONCE), "AzureCvmTdxNotSupported");
+    let request = AttestRequest {
+        evidence: encode_evidence(
+            &v.hcl,
+            None,
+            Some(&v.td_quote),
+            &parse_quote_json(&v.quote_json).unwrap(),
+        ),
+        nonce: Some(NONCE.into()),
+        ..AttestRequest::default()
+    };
+    let verified =
+        aver_attestation::verify(&AZURE_CVM, &Verifiers::production(), &request, at()).unwrap();
+    let claims = verified.claims;
+    assert_eq!(claims["x-ms-attestation-type"], "azurevm");
+    let tee = &claims["x-ms-isolation-tee"];
+    assert_eq!(tee["x-ms-attestation-type"], "tdxvm");
+    assert!(
+        tee["tdx_mrtd"].as_str().unwrap().starts_with("024a32b0"),
+        "{tee}"
+    );
+    assert!(tee["tdx_mrtd"].as_str().unwrap().ends_with("ab7b"));
+    assert!(
+        tee["tdx_report_data"]
+            .as_str()
+            .unwrap()
+            .starts_with("9734504f161d104c74e3165c15f779b06a9bb40dfa71937817d7eee68e593839")
+    );
+    assert_eq!(tee["x-ms-runtime"]["keys"][0]["kid"], "HCLAkPub");
+    assert!(tee.get("attester_tcb_status").is_none());
+    assert_eq!(claims["pcrs"]["PCRs"].as_array().unwrap().len(), 24);
+}
+
+#[test]
+fn azure_tdx_negatives() {
+    let Some(v) = tdx_vector("azure_tdx_negatives") else {
+        return;
+    };
+    assert!(
+        verify_evidence(
+            &Verifiers::production(),
+            &tdx_evidence(&v),
+            NONCE.as_bytes(),
+            at()
+        )
+        .is_ok()
+    );
+    // No TD quote.
+    let mut ev = tdx_evidence(&v);
+    ev.td_quote = None;
+    assert_eq!(code(&ev, NONCE), "AzureCvmTdQuoteMissing");
+    // Altered runtime JSON.
+    let mut ev = tdx_evidence(&v);
+    let pos = ev
+        .hcl_report
+        .windows(7)
+        .position(|w| w == b"\"kty\":\"")
+        .unwrap();
+    ev.hcl_report[pos + 1] = b'K';
+    assert_eq!(code(&ev, NONCE), "HclRuntimeDataMismatch");
+    // The TDREPORT's MRTD is not the quote's.
+    let mut ev = tdx_evidence(&v);
+    ev.hcl_report[32 + 528] ^= 1;
+    assert_eq!(code(&ev, NONCE), "AzureCvmTdReportMismatch");
+    // A tampered TD quote (MRTD in its body).
+    let mut ev = tdx_evidence(&v);
+    ev.td_quote.as_mut().unwrap()[48 + 136] ^= 1;
+    assert_eq!(code(&ev, NONCE), "QuoteSignatureInvalid");
+    // Another nonce.
+    assert_eq!(code(&tdx_evidence(&v), "other"), "ChallengeMismatch");
+    // An SNP HCL report with the TD quote: the SNP path, which needs a chain.
+    let Some(snp) = vector("azure_tdx_negatives") else {
+        return;
+    };
+    let mut ev = tdx_evidence(&v);
+    ev.hcl_report = snp.hcl;
+    assert_eq!(code(&ev, NONCE), "SnpCertificateChainMissing");
 }

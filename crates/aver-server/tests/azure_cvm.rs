@@ -27,7 +27,8 @@ fn evidence(alter: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) -> Option<Vec<u8>> {
     alter(&mut hcl, &mut quote);
     Some(encode_evidence(
         &hcl,
-        &pem,
+        Some(&pem),
+        None,
         &parse_quote_json(&quote).unwrap(),
     ))
 }
@@ -124,4 +125,52 @@ async fn broken_azure_cvm_evidence_is_a_400_with_its_code() {
     // Not the evidence JSON.
     let (status, code) = attest(b"HCLA".to_vec(), options(Some("challenge"))).await;
     assert_eq!((status, code.as_str()), (400, "AzureCvmEvidenceMalformed"));
+}
+
+/// The TDX variant: its TD quote through the DCAP path (no collateral is
+/// configured, so signatures and the PCK chain, no TCB verdict).
+#[tokio::test]
+async fn azure_tdx_cvm_evidence_gives_an_azurevm_token() {
+    let read = |name: &str| {
+        aver_testkit::read_vector("azure_cvm", &format!("tpm/azure-cvm-vtpm-tdx/{name}"))
+    };
+    let (Some(hcl), Some(td_quote), Some(quote)) = (
+        read("hcl-report.bin"),
+        read("td-quote.bin"),
+        read("tpm-quote-v1.json"),
+    ) else {
+        return;
+    };
+    let ev = encode_evidence(
+        &hcl,
+        None,
+        Some(&td_quote),
+        &parse_quote_json(&quote).unwrap(),
+    );
+    let svc = TestService::start(false).await;
+    let token = svc
+        .client
+        .attest(&AZURE_CVM, &ev, &options(Some("challenge")))
+        .await
+        .unwrap();
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), now(), 60)
+        .await
+        .unwrap();
+    assert_eq!(claims["x-ms-attestation-type"], "azurevm");
+    assert_eq!(
+        claims["x-ms-isolation-tee"]["x-ms-attestation-type"],
+        "tdxvm"
+    );
+    let refused = svc
+        .client
+        .attest(&AZURE_CVM, &ev, &options(Some("other")))
+        .await;
+    match refused {
+        Err(ClientError::Service { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (400, "ChallengeMismatch"))
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

@@ -74,8 +74,9 @@ pub enum VerifyCommand {
     },
     /// An AMD SEV-SNP attestation report with its VCEK/VLEK chain.
     Snp(VerifySnpArgs),
-    /// An Azure confidential VM: HCL report (SEV-SNP), VCEK chain and vTPM
-    /// quote, bound end to end (the `/attest/AzureCvm` checks).
+    /// An Azure confidential VM: HCL report, VCEK chain (SEV-SNP) or TD
+    /// quote (TDX), and vTPM quote, bound end to end (the `/attest/AzureCvm`
+    /// checks).
     #[command(name = "azure-cvm")]
     AzureCvm(VerifyAzureCvmArgs),
 }
@@ -96,6 +97,9 @@ pub struct VerifyAzureCvmArgs {
     /// in for Milan, Genoa and Turin). Repeatable.
     #[arg(long)]
     certs: Vec<PathBuf>,
+    /// The TD quote (TDX VMs), raw or base64/hex; it carries its PCK chain.
+    #[arg(long)]
+    td_quote: Option<PathBuf>,
     /// The nonce the quote's extraData must equal (as UTF-8 text, the way
     /// the service compares the request's `nonce`).
     #[arg(long)]
@@ -425,9 +429,9 @@ fn verify_azure_cvm(args: VerifyAzureCvmArgs) -> Result<ExitCode> {
     }
     let raw = files::read(&args.file)?;
     let evidence = if raw.trim_ascii_start().starts_with(b"{") {
-        if !args.certs.is_empty() || args.quote.is_some() {
+        if !args.certs.is_empty() || args.quote.is_some() || args.td_quote.is_some() {
             return Err(anyhow!(
-                "{} is AzureCvm evidence JSON, which carries its own chain and quote: drop --certs and --quote",
+                "{} is AzureCvm evidence JSON, which carries its own chain and quotes: drop --certs, --td-quote and --quote",
                 args.file.display()
             ));
         }
@@ -445,12 +449,18 @@ fn verify_azure_cvm(args: VerifyAzureCvmArgs) -> Result<ExitCode> {
                 split_chain(&files::read(path)?).map_err(|e| anyhow!("{}: {e}", path.display()))?,
             );
         }
-        if certs.is_empty() {
+        let td_quote = args
+            .td_quote
+            .as_deref()
+            .map(files::read_evidence)
+            .transpose()?;
+        if certs.is_empty() && td_quote.is_none() {
             return Err(anyhow!(
-                "--certs is required with an HCL report (the VCEK chain)"
+                "an HCL report needs --certs (SEV-SNP: the VCEK chain) or --td-quote (TDX)"
             ));
         }
-        azure_cvm::encode_evidence(&hcl, &pem_chain(&certs), &quote)
+        let pem = (!certs.is_empty()).then(|| pem_chain(&certs));
+        azure_cvm::encode_evidence(&hcl, pem.as_deref(), td_quote.as_deref(), &quote)
     };
     let request = AttestRequest {
         evidence,

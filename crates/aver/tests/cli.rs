@@ -214,3 +214,32 @@ fn offline_verification_of_an_azure_cvm() {
     assert_eq!(status, Some(2));
     assert_eq!(report["error"]["code"], "ChallengeMismatch");
 }
+
+#[test]
+fn offline_verification_of_an_azure_tdx_cvm() {
+    let test = "offline_verification_of_an_azure_tdx_cvm";
+    let dir = "tpm/azure-cvm-vtpm-tdx";
+    let (Some(hcl), Some(quote), Some(td_quote)) = (
+        aver_testkit::vector(test, &format!("{dir}/hcl-report.bin")),
+        aver_testkit::vector(test, &format!("{dir}/tpm-quote-v1.json")),
+        aver_testkit::vector(test, &format!("{dir}/td-quote.bin")),
+    ) else {
+        return;
+    };
+    let out = aver()
+        .args(["evidence", "verify", "azure-cvm"])
+        .arg(&hcl)
+        .arg("--quote")
+        .arg(&quote)
+        .arg("--td-quote")
+        .arg(&td_quote)
+        .args(["--nonce", "challenge", "--at", "2025-06-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(
+        report["claims"]["x-ms-isolation-tee"]["x-ms-attestation-type"],
+        "tdxvm"
+    );
+}

@@ -8,7 +8,7 @@ use aver_attestation::evidence::azure_cvm::{
     verify_evidence,
 };
 use aver_attestation::evidence::snp::SnpTrust;
-use aver_attestation::VerificationTime;
+use aver_attestation::{VerificationTime, Verifiers};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,14 +20,17 @@ fuzz_target!(|data: &[u8]| {
     let evidence = AzureCvmEvidence {
         hcl_report: data.to_vec(),
         certs: Vec::new(),
+        td_quote: Some(data.to_vec()),
         quote: VtpmQuote {
             message: Vec::new(),
             signature: Vec::new(),
             pcrs: Vec::new(),
         },
     };
+    let mut verifiers = Verifiers::production();
+    verifiers.snp = SnpTrust::empty();
     let _ = verify_evidence(
-        &SnpTrust::empty(),
+        &verifiers,
         &evidence,
         b"challenge",
         VerificationTime::from_unix_seconds(0),

@@ -37,10 +37,11 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::dcap::{DcapError, TcbVerdict, parse_quote};
 use crate::error::AttestError;
 use crate::evidence::snp::{self, SnpError, VerifiedSnp};
 use crate::registry::{AttestationType, Flow};
-use crate::request::{AttestRequest, TypedData};
+use crate::request::AttestRequest;
 use crate::{VerificationTime, Verified, Verifiers};
 
 pub use hcl::{HardwareKind, HclReport, parse_hcl_report};
@@ -83,12 +84,16 @@ pub enum AzureCvmError {
     EvidenceMalformed(String),
     #[error("the HCL report is malformed: {0}")]
     HclReportMalformed(#[from] ParseError),
-    #[error(
-        "the HCL report holds a TDX report; Azure TDX confidential VMs are not supported yet (only SEV-SNP)"
-    )]
-    TdxNotSupported,
     #[error(transparent)]
     Snp(#[from] SnpError),
+    #[error(transparent)]
+    Dcap(#[from] DcapError),
+    #[error(
+        "the HCL report holds a TDX report but the evidence has no TdQuote: the TDREPORT itself is not verifiable remotely"
+    )]
+    TdQuoteMissing,
+    #[error("the TDREPORT in the HCL report does not match the TD quote: {0}")]
+    TdReportMismatch(String),
     #[error(
         "the SNP report inside the HCL report was requested at VMPL {0}; the paravisor's reports come from VMPL 0"
     )]
@@ -112,8 +117,10 @@ impl AzureCvmError {
         match self {
             AzureCvmError::EvidenceMalformed(_) => "AzureCvmEvidenceMalformed",
             AzureCvmError::HclReportMalformed(_) => "HclReportMalformed",
-            AzureCvmError::TdxNotSupported => "AzureCvmTdxNotSupported",
             AzureCvmError::Snp(e) => e.code(),
+            AzureCvmError::Dcap(e) => e.code(),
+            AzureCvmError::TdQuoteMissing => "AzureCvmTdQuoteMissing",
+            AzureCvmError::TdReportMismatch(_) => "AzureCvmTdReportMismatch",
             AzureCvmError::VmplInvalid(_) => "AzureCvmVmplInvalid",
             AzureCvmError::RuntimeDataMismatch => "HclRuntimeDataMismatch",
             AzureCvmError::RuntimeDataInvalid(_) => "HclRuntimeDataInvalid",
@@ -138,8 +145,10 @@ impl AzureCvmError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AzureCvmEvidence {
     pub hcl_report: Vec<u8>,
-    /// DER certificates of `VcekCertChain`, the VCEK first.
+    /// DER certificates of `VcekCertChain`, the VCEK first (SEV-SNP).
     pub certs: Vec<Vec<u8>>,
+    /// The TD quote (TDX), carrying its PCK chain.
+    pub td_quote: Option<Vec<u8>>,
     pub quote: VtpmQuote,
 }
 
@@ -159,8 +168,10 @@ pub struct VtpmQuote {
 struct WireEvidence {
     #[serde(rename = "HclReport")]
     hcl_report: String,
-    #[serde(rename = "VcekCertChain")]
-    vcek_cert_chain: String,
+    #[serde(rename = "VcekCertChain", default)]
+    vcek_cert_chain: Option<String>,
+    #[serde(rename = "TdQuote", default)]
+    td_quote: Option<String>,
     #[serde(rename = "TpmQuote")]
     tpm_quote: WireQuote,
 }
@@ -231,34 +242,61 @@ pub fn parse_evidence(bytes: &[u8]) -> Result<AzureCvmEvidence, AzureCvmError> {
             "evidence must be base64url of a JSON object {{\"HclReport\", \"VcekCertChain\", \"TpmQuote\"}}: {e}"
         ))
     })?;
+    let certs = match wire.vcek_cert_chain.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(chain) => snp::certs::split_chain(&b64url(chain, "VcekCertChain")?)?,
+    };
     Ok(AzureCvmEvidence {
         hcl_report: b64url(&wire.hcl_report, "HclReport")?,
-        certs: snp::certs::split_chain(&b64url(&wire.vcek_cert_chain, "VcekCertChain")?)?,
+        certs,
+        td_quote: wire
+            .td_quote
+            .as_deref()
+            .map(|q| b64url(q, "TdQuote"))
+            .transpose()?,
         quote: decode_quote(wire.tpm_quote)?,
     })
 }
 
-/// Encodes the evidence JSON a client base64url-encodes into `evidence`.
-pub fn encode_evidence(hcl_report: &[u8], chain_pem: &[u8], quote: &VtpmQuote) -> Vec<u8> {
+/// Encodes the evidence JSON a client base64url-encodes into `evidence`:
+/// the HCL report, the VCEK chain (PEM, SEV-SNP) or the TD quote (TDX),
+/// and the vTPM quote.
+pub fn encode_evidence(
+    hcl_report: &[u8],
+    chain_pem: Option<&[u8]>,
+    td_quote: Option<&[u8]>,
+    quote: &VtpmQuote,
+) -> Vec<u8> {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    serde_json::json!({
-        "HclReport": b64(hcl_report),
-        "VcekCertChain": b64(chain_pem),
-        "TpmQuote": {
+    let mut wire = Map::new();
+    wire.insert("HclReport".into(), b64(hcl_report).into());
+    if let Some(pem) = chain_pem {
+        wire.insert("VcekCertChain".into(), b64(pem).into());
+    }
+    if let Some(q) = td_quote {
+        wire.insert("TdQuote".into(), b64(q).into());
+    }
+    wire.insert(
+        "TpmQuote".into(),
+        serde_json::json!({
             "message": hex::encode(&quote.message),
             "signature": hex::encode(&quote.signature),
             "pcrs": quote.pcrs.iter().map(hex::encode).collect::<Vec<_>>(),
-        },
-    })
-    .to_string()
-    .into_bytes()
+        }),
+    );
+    Value::Object(wire).to_string().into_bytes()
 }
 
 /// Facts established by a successful verification.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifiedAzureCvm {
     pub hardware: HardwareKind,
-    pub snp: VerifiedSnp,
+    /// The verified SNP report (SEV-SNP VMs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snp: Option<VerifiedSnp>,
+    /// The verified TD quote (TDX VMs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<VerifiedTdx>,
     /// The HCL runtime JSON, parsed.
     pub runtime: Value,
     /// The SHA-256 PCR values the quote covers, by index.
@@ -304,22 +342,62 @@ fn hcl_ak(runtime: &Value) -> Result<AkPublicKey, AzureCvmError> {
         .map_err(|e| AzureCvmError::RuntimeDataInvalid(format!("HCLAkPub: {e}")))
 }
 
-/// Verifies Azure CVM evidence at `time` against the caller's `nonce`
-/// (see the module docs for the checks, in order).
-pub fn verify_evidence(
-    trust: &snp::SnpTrust,
-    evidence: &AzureCvmEvidence,
-    nonce: &[u8],
+/// The TD quote's facts (TDX VMs): its TD body, and Intel's TCB verdict
+/// when collateral for its FMSPC was available.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifiedTdx {
+    pub quote_version: u16,
+    #[serde(with = "hex::serde")]
+    pub tee_tcb_svn: [u8; 16],
+    #[serde(with = "hex::serde")]
+    pub mr_seam: [u8; 48],
+    #[serde(with = "hex::serde")]
+    pub mr_signer_seam: [u8; 48],
+    #[serde(with = "hex::serde")]
+    pub seam_attributes: [u8; 8],
+    #[serde(with = "hex::serde")]
+    pub td_attributes: [u8; 8],
+    #[serde(with = "hex::serde")]
+    pub xfam: [u8; 8],
+    #[serde(with = "hex::serde")]
+    pub mr_td: [u8; 48],
+    #[serde(with = "hex::serde")]
+    pub mr_config_id: [u8; 48],
+    #[serde(with = "hex::serde")]
+    pub mr_owner: [u8; 48],
+    #[serde(with = "hex::serde")]
+    pub mr_owner_config: [u8; 48],
+    #[serde(serialize_with = "hex_list")]
+    pub rtmr: [[u8; 48]; 4],
+    #[serde(with = "hex::serde")]
+    pub report_data: [u8; 64],
+    pub is_debuggable: bool,
+    /// Intel's TCB status, with collateral (`None`: signatures and the PCK
+    /// chain only).
+    pub tcb_status: Option<String>,
+}
+
+fn hex_list<S: serde::Serializer>(v: &[[u8; 48]; 4], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(hex::encode))
+}
+
+/// Offsets in a TDREPORT (Intel TDX module ABI): REPORTMACSTRUCT's
+/// REPORTDATA, and TDINFO's MRTD.
+const TDREPORT_REPORT_DATA: usize = 128;
+const TDREPORT_MRTD: usize = 512 + 16;
+
+/// The HCL report's SNP report: the chain, VMPL 0, and REPORT_DATA
+/// holding the runtime JSON's hash.
+fn verify_snp_hw(
+    verifiers: &Verifiers,
+    report: &HclReport<'_>,
+    certs: &[Vec<u8>],
     time: VerificationTime,
-) -> Result<VerifiedAzureCvm, AzureCvmError> {
-    let report = parse_hcl_report(&evidence.hcl_report)?;
-    if report.kind == HardwareKind::Tdx {
-        return Err(AzureCvmError::TdxNotSupported);
-    }
+) -> Result<VerifiedSnp, AzureCvmError> {
     let v = snp::verify_report(
-        trust,
+        &verifiers.snp,
         report.hardware_report(),
-        &evidence.certs,
+        certs,
         None,
         None,
         time,
@@ -327,9 +405,111 @@ pub fn verify_evidence(
     if v.vmpl != HCL_VMPL {
         return Err(AzureCvmError::VmplInvalid(v.vmpl));
     }
-    if !v.report_data.starts_with(&runtime_digest(&report)) {
+    if !v.report_data.starts_with(&runtime_digest(report)) {
         return Err(AzureCvmError::RuntimeDataMismatch);
     }
+    Ok(v)
+}
+
+/// The TD quote through the DCAP path (with Intel's TCB verdict when the
+/// collateral cache has its FMSPC, as SGX quotes), its REPORT_DATA holding
+/// the runtime JSON's hash, and the HCL report's TDREPORT agreeing with it
+/// on REPORT_DATA and MRTD. (RTMRs are not compared: the OS extends RTMR3
+/// after the paravisor took its TDREPORT at boot.)
+fn verify_tdx_hw(
+    verifiers: &Verifiers,
+    report: &HclReport<'_>,
+    td_quote: &[u8],
+    time: VerificationTime,
+) -> Result<VerifiedTdx, AzureCvmError> {
+    let quote = parse_quote(td_quote).map_err(DcapError::from)?;
+    let Some(td) = quote.td_report() else {
+        return Err(AzureCvmError::Dcap(DcapError::InvalidQuote(
+            aver_codec::ParseError::invalid("header.tee_type", "TdQuote is not a TDX quote"),
+        )));
+    };
+    let fmspc = crate::evidence::sgx::quote_fmspc(&quote);
+    let verdict: Option<TcbVerdict> = match fmspc
+        .as_ref()
+        .and_then(|(f, _)| verifiers.collateral.get(f, time))
+    {
+        Some(c) => {
+            let v = verifiers.dcap.verify_with_collateral(&quote, &c, time)?;
+            verifiers.tcb_acceptance.check(&v)?;
+            Some(v)
+        }
+        None => {
+            verifiers.dcap.verify(&quote, None, time)?;
+            if let Some((f, ca)) = fmspc {
+                verifiers.collateral.note_miss(f, ca);
+                if verifiers.require_collateral {
+                    return Err(AzureCvmError::Dcap(DcapError::Collateral(
+                        crate::dcap::CollateralError::Missing(format!(
+                            "no valid collateral (TCB info, QE identity, CRLs) is cached for FMSPC {}; import it (aver collateral import) or let the service fetch it",
+                            hex::encode_upper(f)
+                        )),
+                    )));
+                }
+            }
+            None
+        }
+    };
+    if !td.report_data.starts_with(&runtime_digest(report)) {
+        return Err(AzureCvmError::RuntimeDataMismatch);
+    }
+    let hw = report.hardware_report();
+    let field = |offset: usize, len: usize| hw.get(offset..offset.saturating_add(len));
+    if field(TDREPORT_REPORT_DATA, 64) != Some(&td.report_data[..]) {
+        return Err(AzureCvmError::TdReportMismatch(
+            "REPORTDATA differs (the quote was made for other data)".into(),
+        ));
+    }
+    if field(TDREPORT_MRTD, 48) != Some(&td.mr_td[..]) {
+        return Err(AzureCvmError::TdReportMismatch(
+            "MRTD differs (the quote is another TD's)".into(),
+        ));
+    }
+    Ok(VerifiedTdx {
+        quote_version: quote.header.version,
+        tee_tcb_svn: *td.tee_tcb_svn,
+        mr_seam: *td.mr_seam,
+        mr_signer_seam: *td.mr_signer_seam,
+        seam_attributes: *td.seam_attributes,
+        td_attributes: *td.td_attributes,
+        xfam: *td.xfam,
+        mr_td: *td.mr_td,
+        mr_config_id: *td.mr_config_id,
+        mr_owner: *td.mr_owner,
+        mr_owner_config: *td.mr_owner_config,
+        rtmr: [*td.rtmr[0], *td.rtmr[1], *td.rtmr[2], *td.rtmr[3]],
+        report_data: *td.report_data,
+        is_debuggable: td.is_debug(),
+        tcb_status: verdict.map(|v| v.status.to_string()),
+    })
+}
+
+/// Verifies Azure CVM evidence at `time` against the caller's `nonce`
+/// (see the module docs for the checks, in order).
+pub fn verify_evidence(
+    verifiers: &Verifiers,
+    evidence: &AzureCvmEvidence,
+    nonce: &[u8],
+    time: VerificationTime,
+) -> Result<VerifiedAzureCvm, AzureCvmError> {
+    let report = parse_hcl_report(&evidence.hcl_report)?;
+    let (snp, tdx) = match report.kind {
+        HardwareKind::Snp => (
+            Some(verify_snp_hw(verifiers, &report, &evidence.certs, time)?),
+            None,
+        ),
+        HardwareKind::Tdx => {
+            let q = evidence
+                .td_quote
+                .as_deref()
+                .ok_or(AzureCvmError::TdQuoteMissing)?;
+            (None, Some(verify_tdx_hw(verifiers, &report, q, time)?))
+        }
+    };
     let runtime: Value = serde_json::from_slice(report.variable_data)
         .map_err(|e| AzureCvmError::RuntimeDataInvalid(format!("it is not JSON: {e}")))?;
     let ak = hcl_ak(&runtime)?;
@@ -355,26 +535,66 @@ pub fn verify_evidence(
     }
     Ok(VerifiedAzureCvm {
         hardware: report.kind,
-        snp: v,
+        snp,
+        tdx,
         runtime,
         pcrs,
         firmware_version: quoted.attest.firmware_version,
     })
 }
 
+/// Azure's `tdxvm` claim names and formats (lowercase hex; see
+/// shared/reference/tee-wire.md).
+fn tdx_claims(t: &VerifiedTdx) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("x-ms-attestation-type".into(), "tdxvm".into());
+    let mut put = |name: &str, value: Value| {
+        c.insert(name.into(), value);
+    };
+    put("tdx_mrseam", hex::encode(t.mr_seam).into());
+    put("tdx_mrsignerseam", hex::encode(t.mr_signer_seam).into());
+    put("tdx_mrtd", hex::encode(t.mr_td).into());
+    for (i, r) in t.rtmr.iter().enumerate() {
+        put(&format!("tdx_rtmr{i}"), hex::encode(r).into());
+    }
+    put("tdx_mrconfigid", hex::encode(t.mr_config_id).into());
+    put("tdx_mrowner", hex::encode(t.mr_owner).into());
+    put("tdx_mrownerconfig", hex::encode(t.mr_owner_config).into());
+    put("tdx_report_data", hex::encode(t.report_data).into());
+    put("tdx_seam_attributes", hex::encode(t.seam_attributes).into());
+    put("tdx_td_attributes", hex::encode(t.td_attributes).into());
+    put("tdx_xfam", hex::encode(t.xfam).into());
+    put("tdx_tee_tcb_svn", hex::encode(t.tee_tcb_svn).into());
+    put("tdx_td_attributes_debug", t.is_debuggable.into());
+    put(
+        "dbgstat",
+        if t.is_debuggable {
+            "enabled"
+        } else {
+            "disabled"
+        }
+        .into(),
+    );
+    if let Some(status) = &t.tcb_status {
+        put("attester_tcb_status", status.clone().into());
+    }
+    c
+}
+
 /// The claims, shaped as Azure's `azurevm` tokens: the VM's own claims at
 /// the top level, the hardware's under `x-ms-isolation-tee` (with the HCL
 /// runtime JSON as its `x-ms-runtime`, where Azure puts `HCLAkPub`).
 pub fn claims(v: &VerifiedAzureCvm) -> Map<String, Value> {
-    let inner_request = AttestRequest {
-        runtime_data: Some(TypedData {
-            bytes: Vec::new(),
-            json: Some(v.runtime.clone()),
-        }),
-        ..AttestRequest::default()
+    let mut tee = match (&v.snp, &v.tdx) {
+        (Some(snp_v), _) => {
+            let mut t = snp::claims::claims(snp_v, &AttestRequest::default());
+            t.remove("x-ms-ver");
+            t
+        }
+        (None, Some(tdx_v)) => tdx_claims(tdx_v),
+        (None, None) => Map::new(),
     };
-    let mut tee = snp::claims::claims(&v.snp, &inner_request);
-    tee.remove("x-ms-ver");
+    tee.insert("x-ms-runtime".into(), v.runtime.clone());
     let mut c = Map::new();
     c.insert("x-ms-attestation-type".into(), "azurevm".into());
     c.insert(
@@ -418,14 +638,19 @@ fn verify_azure_cvm(
         .as_deref()
         .ok_or(AzureCvmError::NonceMissing)?;
     let evidence = parse_evidence(&request.evidence)?;
-    let v = verify_evidence(&verifiers.snp, &evidence, nonce.as_bytes(), time)?;
+    let v = verify_evidence(verifiers, &evidence, nonce.as_bytes(), time)?;
+    let log_summary = match (&v.snp, &v.tdx) {
+        (Some(s), _) => format!(
+            "azure cvm (sevsnp) measurement {}",
+            hex::encode(s.measurement)
+        ),
+        (None, Some(t)) => format!("azure cvm (tdx) mrtd {}", hex::encode(t.mr_td)),
+        (None, None) => "azure cvm".into(),
+    };
     Ok(Verified {
         claims: claims(&v),
         facts: serde_json::to_value(&v).unwrap_or(Value::Null),
-        log_summary: format!(
-            "azure cvm (sevsnp) measurement {}",
-            hex::encode(v.snp.measurement)
-        ),
+        log_summary,
     })
 }
 

@@ -3,7 +3,8 @@
 //! verifies end to end at a pinned time, through the core's flow with the
 //! default policy; altered runtime JSON, another nonce, a quote signed by a
 //! key other than HCLAkPub, altered PCRs and a tampered HCL report each get
-//! their own error. The TDX variant is refused as not supported yet.
+//! their own error. The TDX vector (HCL report with a TDREPORT, TD quote)
+//! verifies through the DCAP path, with its own negatives.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -3,12 +3,16 @@
 //!
 //! The chain of trust, each link checked here:
 //!
-//! 1. the SEV-SNP report inside the HCL report verifies with its VCEK chain
-//!    up to AMD's ARK ([`crate::evidence::snp::verify_report`], every check
-//!    of `/attest/SevSnpVm`), and was requested at VMPL 0 (the paravisor's
-//!    level: a report from a lower-privileged level could carry anything);
+//! 1. the hardware report verifies: on SEV-SNP, the SNP report inside the
+//!    HCL report with its VCEK chain up to AMD's ARK
+//!    ([`crate::evidence::snp::verify_report`], every check of
+//!    `/attest/SevSnpVm`), requested at VMPL 0 (the paravisor's level: a
+//!    report from a lower-privileged level could carry anything); on TDX,
+//!    the TD quote through the DCAP path, its TD body agreeing with the HCL
+//!    report's TDREPORT (REPORTDATA, MRTD);
 //! 2. the hash of the HCL runtime JSON (the report's variable data) equals
-//!    REPORT_DATA of the SNP report, so the JSON is the paravisor's;
+//!    the start of the hardware report's REPORT_DATA, so the JSON is the
+//!    paravisor's;
 //! 3. the vTPM quote verifies with `HCLAkPub`, the attestation key that
 //!    JSON names, so the quote comes from that VM's vTPM;
 //! 4. the quote's `extraData` equals the request's `nonce` (its UTF-8
@@ -23,9 +27,10 @@
 //!
 //! The evidence (the request's `evidence` field, base64url) is the JSON
 //! `{"HclReport": base64url(HCL report), "VcekCertChain": base64url(PEM
-//! chain), "TpmQuote": {"message": hex TPMS_ATTEST, "signature": hex raw
-//! RSASSA-PKCS1-v1_5 SHA-256 signature, "pcrs": [hex SHA-256 PCR 0, 1, …]}}`
-//! — the quote object is Trustee's `tpm-quote-v1.json` shape.
+//! chain) (SEV-SNP) or "TdQuote": base64url(TD quote) (TDX), "TpmQuote":
+//! {"message": hex TPMS_ATTEST, "signature": hex raw RSASSA-PKCS1-v1_5
+//! SHA-256 signature, "pcrs": [hex SHA-256 PCR 0, 1, …]}}` — the quote
+//! object is Trustee's `tpm-quote-v1.json` shape.
 
 pub mod hcl;
 

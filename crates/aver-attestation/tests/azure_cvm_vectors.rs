@@ -381,11 +381,18 @@ fn azure_tdx_negatives() {
     assert_eq!(code(&ev, NONCE), "QuoteSignatureInvalid");
     // Another nonce.
     assert_eq!(code(&tdx_evidence(&v), "other"), "ChallengeMismatch");
-    // An SNP HCL report with the TD quote: the SNP path, which needs a chain.
+    // Evidence for the other hardware is refused, not ignored.
     let Some(snp) = vector("azure_tdx_negatives") else {
         return;
     };
     let mut ev = tdx_evidence(&v);
-    ev.hcl_report = snp.hcl;
+    ev.hcl_report = snp.hcl.clone();
+    assert_eq!(code(&ev, NONCE), "AzureCvmEvidenceMalformed");
+    let mut ev = tdx_evidence(&v);
+    ev.certs = evidence(&snp).certs;
+    assert_eq!(code(&ev, NONCE), "AzureCvmEvidenceMalformed");
+    // An SNP HCL report without a chain.
+    let mut ev = evidence(&snp);
+    ev.certs.clear();
     assert_eq!(code(&ev, NONCE), "SnpCertificateChainMissing");
 }

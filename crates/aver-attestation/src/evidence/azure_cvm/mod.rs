@@ -502,6 +502,21 @@ pub fn verify_evidence(
     time: VerificationTime,
 ) -> Result<VerifiedAzureCvm, AzureCvmError> {
     let report = parse_hcl_report(&evidence.hcl_report)?;
+    // Evidence for the other kind of hardware is refused rather than
+    // ignored: the client sent something it believes is checked.
+    match report.kind {
+        HardwareKind::Snp if evidence.td_quote.is_some() => {
+            return Err(malformed(
+                "TdQuote was sent but the HCL report holds an SEV-SNP report (send VcekCertChain)",
+            ));
+        }
+        HardwareKind::Tdx if !evidence.certs.is_empty() => {
+            return Err(malformed(
+                "VcekCertChain was sent but the HCL report holds a TDX report (send TdQuote)",
+            ));
+        }
+        _ => {}
+    }
     let (snp, tdx) = match report.kind {
         HardwareKind::Snp => (
             Some(verify_snp_hw(verifiers, &report, &evidence.certs, time)?),

@@ -58,6 +58,9 @@ add parse_pcr_file           crates/aver-tpm         8192   "tpm/swtpm-local/*.p
 if [ -f crates/aver-attestation/fuzz/fuzz_targets/parse_snp_report.rs ]; then
     add parse_snp_report crates/aver-attestation 8192 "sev-snp/*/*.bin tpm/azure-cvm-vtpm-snp/hcl-report.bin"
 fi
+if [ -f crates/aver-attestation/fuzz/fuzz_targets/parse_hcl_report.rs ]; then
+    add parse_hcl_report crates/aver-attestation 8192 "tpm/azure-cvm-vtpm-*/hcl-report.bin tpm/azure-cvm-vtpm-*/tpm-quote-v1.json"
+fi
 add verify_snp_chain crates/aver-attestation 16384 "sev-snp/*/*.der sev-snp/*/cert_chain_* sev-snp/*/*.pem sev-snp/trustee/*.testcer tpm/azure-cvm-vtpm-snp/vcek.pem"
 
 if [ ${#targets[@]} -eq 0 ]; then

@@ -66,6 +66,12 @@ impl From<crate::evidence::snp::SnpError> for AttestError {
     }
 }
 
+impl From<crate::evidence::azure_cvm::AzureCvmError> for AttestError {
+    fn from(e: crate::evidence::azure_cvm::AzureCvmError) -> Self {
+        AttestError::rejected(e.code(), e.to_string())
+    }
+}
+
 impl From<aver_tpm_attest::TpmError> for AttestError {
     fn from(e: aver_tpm_attest::TpmError) -> Self {
         match e.code() {

@@ -299,6 +299,12 @@ fn report(pki: &Pki, spec: &ReportSpec) -> Vec<u8> {
         r[0x188] = spec.cpuid_family;
     }
     r[0x1A0..0x1E0].copy_from_slice(&spec.chip_id);
+    resign(pki, &mut r);
+    r
+}
+
+/// Signs bytes 0x000..0x2A0 of `r` with the test VCEK into its signature.
+fn resign(pki: &Pki, r: &mut [u8]) {
     let sig = pki
         .vcek_key
         .sign(&SystemRandom::new(), &r[..0x2A0])
@@ -310,7 +316,6 @@ fn report(pki: &Pki, spec: &ReportSpec) -> Vec<u8> {
     for (i, b) in sig[48..].iter().rev().enumerate() {
         r[0x2E8 + i] = *b;
     }
-    r
 }
 
 fn trust(pki: &Pki) -> SnpTrust {
@@ -684,4 +689,159 @@ fn two_trusted_arks_of_the_same_name_are_told_apart_by_key() {
     )
     .unwrap();
     assert_eq!(v.root, "second");
+}
+
+// ---- Azure confidential VMs (AzureCvm) over generated SNP reports ----
+
+mod azure_cvm {
+    use super::*;
+    use aver_attestation::evidence::azure_cvm::{AzureCvmEvidence, VtpmQuote, verify_evidence};
+    use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn jwk(kid: &str, key: &RsaKeyPair) -> serde_json::Value {
+        let Ok(aver_tpm::quote::AkPublicKey::Rsa { n, e }) =
+            aver_tpm::quote::AkPublicKey::from_spki_der(&rsa_spki(key))
+        else {
+            panic!("not RSA");
+        };
+        serde_json::json!({"kid": kid, "kty": "RSA", "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e)})
+    }
+
+    /// An HCL report around a generated SNP report whose REPORT_DATA holds
+    /// SHA-256 of `runtime`.
+    fn hcl(pki: &Pki, vmpl: u32, runtime: &[u8]) -> Vec<u8> {
+        let mut snp = report(
+            pki,
+            &ReportSpec {
+                vmpl,
+                ..milan_report()
+            },
+        );
+        snp[0x50..0x70].copy_from_slice(&aver_attestation::sha256(runtime));
+        resign(pki, &mut snp);
+        let mut b = b"HCLA".to_vec();
+        for v in [1u32, 0, 2, 0, 0, 0, 0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&snp);
+        let len = runtime.len() as u32;
+        for v in [20 + len, 1, 2, 1, len] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(runtime);
+        b.resize(b.len() + 100, 0); // the NV index's padding
+        b
+    }
+
+    /// A TPMS_ATTEST quote over SHA-256 PCRs 0–23 with `nonce`, signed by `ak`.
+    fn quote(ak: &RsaKeyPair, nonce: &[u8], pcrs: &[Vec<u8>]) -> VtpmQuote {
+        let mut m = Vec::new();
+        m.extend_from_slice(&0xff54_4347u32.to_be_bytes());
+        m.extend_from_slice(&0x8018u16.to_be_bytes());
+        m.extend_from_slice(&0u16.to_be_bytes()); // qualifiedSigner
+        m.extend_from_slice(&(nonce.len() as u16).to_be_bytes());
+        m.extend_from_slice(nonce);
+        m.extend_from_slice(&[0u8; 17]); // clockInfo
+        m.extend_from_slice(&7u64.to_be_bytes()); // firmwareVersion
+        m.extend_from_slice(&1u32.to_be_bytes());
+        m.extend_from_slice(&0x000bu16.to_be_bytes());
+        m.extend_from_slice(&[3, 0xff, 0xff, 0xff]);
+        m.extend_from_slice(&32u16.to_be_bytes());
+        m.extend_from_slice(&aver_attestation::sha256(&pcrs.concat()));
+        let mut sig = vec![0u8; ak.public_modulus_len()];
+        ak.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), &m, &mut sig)
+            .unwrap();
+        VtpmQuote {
+            message: m,
+            signature: sig,
+            pcrs: pcrs.to_vec(),
+        }
+    }
+
+    struct Case {
+        pki: Pki,
+        ak: RsaKeyPair,
+        pcrs: Vec<Vec<u8>>,
+    }
+
+    fn case() -> Case {
+        Case {
+            pki: pki(GEN),
+            ak: RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
+            pcrs: (0..24u8).map(|i| vec![i; 32]).collect(),
+        }
+    }
+
+    fn runtime(keys: Vec<serde_json::Value>) -> Vec<u8> {
+        serde_json::json!({"keys": keys, "vm-configuration": {"vmUniqueId": "test-vm"}})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn run(c: &Case, hcl_report: Vec<u8>, q: VtpmQuote) -> Result<serde_json::Value, String> {
+        let mut verifiers = Verifiers::production();
+        verifiers.snp = trust(&c.pki);
+        let ev = AzureCvmEvidence {
+            hcl_report,
+            certs: vec![vcek(&c.pki), c.pki.ask.clone()],
+            td_quote: None,
+            quote: q,
+        };
+        verify_evidence(&verifiers, &ev, b"fresh", at())
+            .map(|v| serde_json::to_value(&v).unwrap())
+            .map_err(|e| e.code().to_string())
+    }
+
+    #[test]
+    fn a_generated_azure_cvm_verifies() {
+        let c = case();
+        let rt = runtime(vec![jwk("HCLAkPub", &c.ak)]);
+        let facts = run(&c, hcl(&c.pki, 0, &rt), quote(&c.ak, b"fresh", &c.pcrs)).unwrap();
+        assert_eq!(facts["snp"]["vmpl"], 0);
+        assert_eq!(facts["firmware_version"], 7);
+        assert_eq!(facts["pcrs"]["23"], hex::encode([23u8; 32]));
+    }
+
+    #[test]
+    fn a_report_from_vmpl_1_is_refused() {
+        let c = case();
+        let rt = runtime(vec![jwk("HCLAkPub", &c.ak)]);
+        let err = run(&c, hcl(&c.pki, 1, &rt), quote(&c.ak, b"fresh", &c.pcrs)).unwrap_err();
+        assert_eq!(err, "AzureCvmVmplInvalid");
+    }
+
+    #[test]
+    fn a_quote_by_a_key_other_than_hcl_ak_pub_is_refused() {
+        let c = case();
+        let other = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        // HCLAkPub is c.ak; the other key is in the JSON too, as HCLEkPub.
+        let rt = runtime(vec![jwk("HCLAkPub", &c.ak), jwk("HCLEkPub", &other)]);
+        let err = run(&c, hcl(&c.pki, 0, &rt), quote(&other, b"fresh", &c.pcrs)).unwrap_err();
+        assert_eq!(err, "QuoteSignatureInvalid");
+        // No HCLAkPub at all, or two of them.
+        let rt = runtime(vec![jwk("HCLEkPub", &c.ak)]);
+        let err = run(&c, hcl(&c.pki, 0, &rt), quote(&c.ak, b"fresh", &c.pcrs)).unwrap_err();
+        assert_eq!(err, "HclRuntimeDataInvalid");
+        let rt = runtime(vec![jwk("HCLAkPub", &c.ak), jwk("HCLAkPub", &other)]);
+        let err = run(&c, hcl(&c.pki, 0, &rt), quote(&c.ak, b"fresh", &c.pcrs)).unwrap_err();
+        assert_eq!(err, "HclRuntimeDataInvalid");
+        // Runtime data that is not JSON, bound all the same.
+        let err = run(
+            &c,
+            hcl(&c.pki, 0, b"not json"),
+            quote(&c.ak, b"fresh", &c.pcrs),
+        )
+        .unwrap_err();
+        assert_eq!(err, "HclRuntimeDataInvalid");
+    }
+
+    #[test]
+    fn a_stale_quote_is_refused() {
+        let c = case();
+        let rt = runtime(vec![jwk("HCLAkPub", &c.ak)]);
+        let err = run(&c, hcl(&c.pki, 0, &rt), quote(&c.ak, b"stale", &c.pcrs)).unwrap_err();
+        assert_eq!(err, "ChallengeMismatch");
+    }
 }

@@ -74,6 +74,45 @@ pub enum VerifyCommand {
     },
     /// An AMD SEV-SNP attestation report with its VCEK/VLEK chain.
     Snp(VerifySnpArgs),
+    /// An Azure confidential VM: HCL report, VCEK chain (SEV-SNP) or TD
+    /// quote (TDX), and vTPM quote, bound end to end (the `/attest/AzureCvm`
+    /// checks).
+    #[command(name = "azure-cvm")]
+    AzureCvm(VerifyAzureCvmArgs),
+}
+
+/// `aver evidence verify azure-cvm`.
+#[derive(clap::Args)]
+pub struct VerifyAzureCvmArgs {
+    /// The HCL report (raw bytes as read from the vTPM's NV index
+    /// 0x01400001, or base64/hex text), or the whole AzureCvm evidence JSON
+    /// {"HclReport", "VcekCertChain", "TpmQuote"}.
+    file: PathBuf,
+    /// The vTPM quote as JSON {"message": hex TPMS_ATTEST, "signature":
+    /// hex, "pcrs": [hex SHA-256 PCR 0, 1, ...]} (Trustee's
+    /// tpm-quote-v1.json).
+    #[arg(long)]
+    quote: Option<PathBuf>,
+    /// The VCEK chain, PEM or DER: the VCEK, then the ASK and ARK (built
+    /// in for Milan, Genoa and Turin). Repeatable.
+    #[arg(long)]
+    certs: Vec<PathBuf>,
+    /// The TD quote (TDX VMs), raw or base64/hex; it carries its PCK chain.
+    #[arg(long)]
+    td_quote: Option<PathBuf>,
+    /// The nonce the quote's extraData must equal (as UTF-8 text, the way
+    /// the service compares the request's `nonce`).
+    #[arg(long)]
+    nonce: String,
+    /// Verification time (RFC 3339, UTC) [default: now].
+    #[arg(long)]
+    at: Option<String>,
+    /// Extra trusted ARK (PEM) besides AMD's. Repeatable.
+    #[arg(long)]
+    trust_root: Vec<PathBuf>,
+    /// Policy to evaluate [default: the AzureCvm default].
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -237,6 +276,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         EvidenceCommand::Verify(VerifyCommand::Tpm(args)) => return crate::tpm::verify(args),
         EvidenceCommand::Verify(VerifyCommand::Snp(args)) => return verify_snp(args),
         EvidenceCommand::Verify(VerifyCommand::Tdx(args)) => return verify_tdx(args),
+        EvidenceCommand::Verify(VerifyCommand::AzureCvm(args)) => return verify_azure_cvm(args),
         other => other,
     };
     let EvidenceCommand::Verify(VerifyCommand::Sgx {
@@ -373,6 +413,70 @@ fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
     let mut verifiers = Verifiers::production();
     verifiers.snp = trust;
     verify_and_print(&SEV_SNP_VM, &verifiers, &request, time, args.policy)
+}
+
+/// `aver evidence verify azure-cvm`: the AzureCvm evidence JSON is built
+/// from the HCL report, the chain and the quote, then verified by the
+/// service's code path with `--nonce` as the request's nonce.
+fn verify_azure_cvm(args: VerifyAzureCvmArgs) -> Result<ExitCode> {
+    use aver_attestation::evidence::azure_cvm;
+    let time = verification_time(args.at)?;
+    let mut trust = SnpTrust::amd();
+    for path in &args.trust_root {
+        trust
+            .add_ark_pem(&files::read(path)?, &path.display().to_string())
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    let raw = files::read(&args.file)?;
+    let evidence = if raw.trim_ascii_start().starts_with(b"{") {
+        if !args.certs.is_empty() || args.quote.is_some() || args.td_quote.is_some() {
+            return Err(anyhow!(
+                "{} is AzureCvm evidence JSON, which carries its own chain and quotes: drop --certs, --td-quote and --quote",
+                args.file.display()
+            ));
+        }
+        raw
+    } else {
+        let hcl = files::read_evidence(&args.file)?;
+        let quote_path = args
+            .quote
+            .ok_or_else(|| anyhow!("--quote is required with an HCL report"))?;
+        let quote = azure_cvm::parse_quote_json(&files::read(&quote_path)?)
+            .map_err(|e| anyhow!("{}: {e}", quote_path.display()))?;
+        let mut certs = Vec::new();
+        for path in &args.certs {
+            certs.extend(
+                split_chain(&files::read(path)?).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+            );
+        }
+        let td_quote = args
+            .td_quote
+            .as_deref()
+            .map(files::read_evidence)
+            .transpose()?;
+        if certs.is_empty() && td_quote.is_none() {
+            return Err(anyhow!(
+                "an HCL report needs --certs (SEV-SNP: the VCEK chain) or --td-quote (TDX)"
+            ));
+        }
+        let pem = (!certs.is_empty()).then(|| pem_chain(&certs));
+        azure_cvm::encode_evidence(&hcl, pem.as_deref(), td_quote.as_deref(), &quote)
+    };
+    let request = AttestRequest {
+        evidence,
+        runtime_data: None,
+        init_time_data: None,
+        nonce: Some(args.nonce),
+    };
+    let mut verifiers = Verifiers::production();
+    verifiers.snp = trust;
+    verify_and_print(
+        &azure_cvm::AZURE_CVM,
+        &verifiers,
+        &request,
+        time,
+        args.policy,
+    )
 }
 
 /// Verifies, evaluates the policy and prints the verdict with the claims.

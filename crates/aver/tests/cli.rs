@@ -176,3 +176,70 @@ fn serve_config_file_and_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
+
+#[test]
+fn offline_verification_of_an_azure_cvm() {
+    let test = "offline_verification_of_an_azure_cvm";
+    let dir = "tpm/azure-cvm-vtpm-snp";
+    let (Some(hcl), Some(quote), Some(certs)) = (
+        aver_testkit::vector(test, &format!("{dir}/hcl-report.bin")),
+        aver_testkit::vector(test, &format!("{dir}/tpm-quote-v1.json")),
+        aver_testkit::vector(test, &format!("{dir}/vcek.pem")),
+    ) else {
+        return;
+    };
+    let run = |nonce: &str| {
+        let out = aver()
+            .args(["evidence", "verify", "azure-cvm"])
+            .arg(&hcl)
+            .arg("--quote")
+            .arg(&quote)
+            .arg("--certs")
+            .arg(&certs)
+            .args(["--nonce", nonce, "--at", "2025-06-01T00:00:00Z"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    let (status, report) = run("challenge");
+    assert_eq!(status, Some(0), "{report}");
+    assert_eq!(report["verdict"], "verified");
+    assert_eq!(report["claims"]["x-ms-attestation-type"], "azurevm");
+    assert_eq!(
+        report["claims"]["x-ms-isolation-tee"]["x-ms-sevsnpvm-launchmeasurement"],
+        "9ac48fcac8a2d88aeeff8d427ad4f2be0e3917c748a18bdf52cc317e7fe20308b459d5ef1a12e0c22944eb386d17c315"
+    );
+    let (status, report) = run("not-the-challenge");
+    assert_eq!(status, Some(2));
+    assert_eq!(report["error"]["code"], "ChallengeMismatch");
+}
+
+#[test]
+fn offline_verification_of_an_azure_tdx_cvm() {
+    let test = "offline_verification_of_an_azure_tdx_cvm";
+    let dir = "tpm/azure-cvm-vtpm-tdx";
+    let (Some(hcl), Some(quote), Some(td_quote)) = (
+        aver_testkit::vector(test, &format!("{dir}/hcl-report.bin")),
+        aver_testkit::vector(test, &format!("{dir}/tpm-quote-v1.json")),
+        aver_testkit::vector(test, &format!("{dir}/td-quote.bin")),
+    ) else {
+        return;
+    };
+    let out = aver()
+        .args(["evidence", "verify", "azure-cvm"])
+        .arg(&hcl)
+        .arg("--quote")
+        .arg(&quote)
+        .arg("--td-quote")
+        .arg(&td_quote)
+        .args(["--nonce", "challenge", "--at", "2025-06-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(
+        report["claims"]["x-ms-isolation-tee"]["x-ms-attestation-type"],
+        "tdxvm"
+    );
+}

@@ -1,5 +1,5 @@
 //! The service's DCAP collateral: the store's shared collateral cache
-//! (one content-addressed record per FMSPC, written by `aver collateral
+//! (one content-addressed record per TEE and FMSPC, written by `aver collateral
 //! import` or by the PCCS source, read by every replica) loaded into the
 //! verifiers' in-memory [`CollateralCache`], and an optional PCCS / Intel
 //! PCS source that fetches what quotes asked for and refreshes entries
@@ -21,9 +21,24 @@ use crate::store::{CollateralRecord, Store, StoreError};
 /// uppercase).
 pub const KEY_PREFIX: &str = "intel/sgx/collateral/";
 
-/// The store key of `fmspc`'s bundle.
+/// Store keys of TDX collateral bundles (TCB info `id` TDX, `TD_QE`
+/// identity): this prefix and the FMSPC. A platform family has both, so
+/// they must not share a key.
+pub const TDX_KEY_PREFIX: &str = "intel/tdx/collateral/";
+
+/// The store key of `fmspc`'s SGX bundle.
 pub fn key_for(fmspc: &[u8; 6]) -> String {
     format!("{KEY_PREFIX}{}", hex::encode_upper(fmspc))
+}
+
+/// The store key of a verified bundle: its TEE's prefix and its FMSPC.
+pub fn key_of(c: &VerifiedCollateral) -> String {
+    match aver_attestation::dcap::collateral::cache::tee_of(c) {
+        aver_attestation::dcap::TeeType::Tdx => {
+            format!("{TDX_KEY_PREFIX}{}", hex::encode_upper(c.tcb_info.fmspc))
+        }
+        aver_attestation::dcap::TeeType::Sgx => key_for(&c.tcb_info.fmspc),
+    }
 }
 
 /// Verifies `bundle` at `time` and stores it under its FMSPC as dcap-qvl
@@ -40,7 +55,7 @@ pub fn import(
         verify_collateral(bundle, roots, time).map_err(|e| format!("{}: {e}", e.code()))?;
     let body = bundle.to_dcap_qvl_json().map_err(|e| e.to_string())?;
     let record = CollateralRecord::new(
-        key_for(&verified.tcb_info.fmspc),
+        key_of(&verified),
         body,
         source,
         now,
@@ -65,7 +80,8 @@ pub fn load_from_store(
 ) -> Result<usize, StoreError> {
     let mut loaded = 0;
     for item in store.collateral_index()? {
-        if !item.key.starts_with(KEY_PREFIX) || seen.get(&item.key) == Some(&item.sha256) {
+        let ours = item.key.starts_with(KEY_PREFIX) || item.key.starts_with(TDX_KEY_PREFIX);
+        if !ours || seen.get(&item.key) == Some(&item.sha256) {
             continue;
         }
         let Some(record) = store.collateral(&item.key)? else {

@@ -3,4 +3,5 @@
 
 pub mod sgx;
 pub mod snp;
+pub mod tdx;
 pub mod tpm;

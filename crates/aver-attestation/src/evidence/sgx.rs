@@ -258,7 +258,7 @@ pub fn verify_evidence_with_collateral(
 
 /// The FMSPC the quote's PCK certificate states and its CA's kind
 /// (`processor` or `platform`), unverified: a cache key.
-fn quote_fmspc(quote: &Quote<'_>) -> Option<([u8; 6], &'static str)> {
+pub(crate) fn quote_fmspc(quote: &Quote<'_>) -> Option<([u8; 6], &'static str)> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let leaf = CertificateDer::pem_slice_iter(quote.qe.pck_chain_pem)
         .next()?

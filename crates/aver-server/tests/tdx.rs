@@ -1,0 +1,152 @@
+//! TDX through the real service in Azure's request shape
+//! (`/attest/TdxVm?api-version=2025-06-01`): a real v4 quote with its
+//! imported TDX collateral at its pinned time gives a signed token with
+//! Azure's TDX EAT claims and Intel's TCB status; broken or misdirected
+//! evidence is a 400 with its code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use aver_attestation::VerificationTime;
+use aver_attestation::dcap::TrustAnchors;
+use aver_attestation::dcap::collateral::CollateralBundle;
+use aver_client::{AttestOptions, ClientError, DataType};
+use aver_server::state::Clock;
+use common::TestService;
+
+/// 2025-07-01T00:00:00Z: inside the v4 vector's collateral window.
+const PIN: u64 = 1_751_328_000;
+
+fn vector(name: &str) -> Option<Vec<u8>> {
+    aver_testkit::read_vector("tdx", name)
+}
+
+/// A service whose clock is at the pin and whose store holds the v4
+/// quote's TDX collateral (as `aver collateral import` puts it there).
+async fn service_with_collateral(json: &[u8]) -> TestService {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config(dir.path(), false);
+    {
+        let store = aver_server::open_store(&config).unwrap();
+        let bundle = CollateralBundle::from_dcap_qvl_json(json).unwrap();
+        aver_server::collateral::import(
+            store.as_ref(),
+            &TrustAnchors::intel(),
+            &bundle,
+            "import:test",
+            VerificationTime::from_unix_seconds(PIN),
+            PIN as i64,
+        )
+        .unwrap();
+        let keys: Vec<String> = store
+            .collateral_index()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(keys, ["intel/tdx/collateral/B0C06F000000"]);
+    }
+    TestService::start_in(dir, config, Clock::Fixed(PIN)).await
+}
+
+fn refused(e: ClientError) -> (u16, String) {
+    match e {
+        ClientError::Service { status, code, .. } => (status, code),
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn v4_quote_gives_a_token_with_azures_tdx_claims() {
+    let (Some(quote), Some(json)) = (
+        vector("tdx/dcap-qvl-tdx-v4/quote.bin"),
+        vector("tdx/dcap-qvl-tdx-v4/collateral.json"),
+    ) else {
+        return;
+    };
+    let svc = service_with_collateral(&json).await;
+    let options = AttestOptions {
+        nonce: Some("n-tdx".into()),
+        ..AttestOptions::default()
+    };
+    let token = svc.client.attest_tdx(&quote, &options).await.unwrap();
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), PIN, 60)
+        .await
+        .unwrap();
+    assert_eq!(claims["x-ms-attestation-type"], "tdxvm");
+    assert_eq!(
+        claims["eat_profile"],
+        "https://aka.ms/maa-eat-profile-tdxvm"
+    );
+    assert_eq!(claims["attester_tcb_status"], "UpToDate");
+    assert_eq!(claims["dbgstat"], "disabled");
+    assert_eq!(claims["intuse"], "generic");
+    assert_eq!(claims["tdx_seamsvn"], 0x0106);
+    assert_eq!(claims["tdx_td_attributes_septve_disable"], true);
+    assert_eq!(
+        claims["tdx_mrtd"],
+        "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+    );
+    assert_eq!(claims["nonce"], "n-tdx");
+    assert!(claims["x-ms-policy-hash"].is_string());
+    assert_eq!(claims["x-ms-ver"], "1.0");
+
+    // Negatives, each a 400 with its code.
+    let wrong = AttestOptions {
+        runtime_data: Some((b"other data".to_vec(), DataType::Binary)),
+        ..AttestOptions::default()
+    };
+    let e = svc.client.attest_tdx(&quote, &wrong).await.unwrap_err();
+    assert_eq!(refused(e), (400, "RuntimeDataMismatch".into()));
+    let e = svc
+        .client
+        .attest_tdx(&quote[..quote.len() / 2], &AttestOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused(e), (400, "InvalidQuote".into()));
+    if let Some(sgx) = vector("sgx/dcap-qvl-sgx-v3/quote.bin") {
+        let e = svc
+            .client
+            .attest_tdx(&sgx, &AttestOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused(e), (400, "InvalidQuote".into()));
+    }
+}
+
+/// trustee's debug TD quote (no collateral for it: status Unknown) is
+/// refused by the default TdxVm policy, and accepted by a draft policy
+/// that permits it.
+#[tokio::test]
+async fn debug_td_is_refused_by_the_default_policy() {
+    let Some(quote) = vector("tdx/trustee/tdx_quote_4.dat") else {
+        return;
+    };
+    // 2023-07-01T01:00:00Z.
+    let svc = TestService::start_with(false, Clock::Fixed(1_688_173_200), |_| {}).await;
+    let e = svc
+        .client
+        .attest_tdx(&quote, &AttestOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused(e), (400, "PolicyEvaluationError".into()));
+    let draft = AttestOptions {
+        draft_policy: Some(
+            "version=1.0; authorizationrules { => permit(); }; issuancerules {};".into(),
+        ),
+        ..AttestOptions::default()
+    };
+    let token = svc.client.attest_tdx(&quote, &draft).await.unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&aver_token::b64::decode_lenient(payload).unwrap()).unwrap();
+    assert_eq!(claims["dbgstat"], "enabled");
+    assert_eq!(claims["attester_tcb_status"], "Unknown");
+}

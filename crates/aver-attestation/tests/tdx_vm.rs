@@ -147,8 +147,11 @@ fn tdx_collateral_does_not_answer_for_sgx() {
             .is_some()
     );
     assert!(verifiers.collateral.get(&fmspc, v4_pin()).is_none());
-    // Nothing for the SGX refresher to fetch in its place.
-    assert!(verifiers.collateral.list().is_empty());
+    // What a collateral source refreshes: the TDX entry, as TDX.
+    let listed = verifiers.collateral.list();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].0, listed[0].1), (TeeType::Tdx, fmspc));
+    assert_eq!(listed[0].3, "platform");
 }
 
 #[test]

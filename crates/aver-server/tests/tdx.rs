@@ -150,3 +150,136 @@ async fn debug_td_is_refused_by_the_default_policy() {
     assert_eq!(claims["dbgstat"], "enabled");
     assert_eq!(claims["attester_tcb_status"], "Unknown");
 }
+
+/// A PCCS-compatible server on loopback serving the v4 vector's TDX
+/// collateral in PCS's shapes: TCB info and TD_QE identity under `/tdx/`,
+/// the CRLs under `/sgx/`. SGX TCB info and QE identity are not served, so
+/// a refresher that asked for SGX collateral would get nothing.
+async fn tdx_pccs(b: CollateralBundle) -> String {
+    use axum::http::{HeaderMap, HeaderValue, StatusCode};
+    use axum::routing::get;
+    fn enc(pem: &[u8]) -> HeaderValue {
+        let mut out = String::new();
+        for b in pem {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(b) {
+                out.push(*b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        HeaderValue::from_str(&out).unwrap()
+    }
+    let b = std::sync::Arc::new(b);
+    let answer = move |which: &'static str| {
+        let b = b.clone();
+        move || {
+            let b = b.clone();
+            async move {
+                let mut h = HeaderMap::new();
+                let body = match which {
+                    "tcb" => {
+                        h.insert("TCB-Info-Issuer-Chain", enc(&b.tcb_info_issuer_chain));
+                        [
+                            b"{\"tcbInfo\":".as_slice(),
+                            &b.tcb_info,
+                            b",\"signature\":\"",
+                            hex::encode(&b.tcb_info_signature).as_bytes(),
+                            b"\"}",
+                        ]
+                        .concat()
+                    }
+                    "qe" => {
+                        h.insert(
+                            "SGX-Enclave-Identity-Issuer-Chain",
+                            enc(&b.qe_identity_issuer_chain),
+                        );
+                        [
+                            b"{\"enclaveIdentity\":".as_slice(),
+                            &b.qe_identity,
+                            b",\"signature\":\"",
+                            hex::encode(&b.qe_identity_signature).as_bytes(),
+                            b"\"}",
+                        ]
+                        .concat()
+                    }
+                    "pckcrl" => {
+                        h.insert("SGX-PCK-CRL-Issuer-Chain", enc(&b.pck_crl_issuer_chain));
+                        b.pck_crl.clone()
+                    }
+                    _ => b.root_ca_crl.clone(),
+                };
+                (StatusCode::OK, h, body)
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/tdx/certification/v4/tcb", get(answer("tcb")))
+        .route("/tdx/certification/v4/qe/identity", get(answer("qe")))
+        .route("/sgx/certification/v4/pckcrl", get(answer("pckcrl")))
+        .route("/sgx/certification/v4/rootcacrl", get(answer("root")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// With a collateral source, a TDX quote with no TDX collateral cached is
+/// refused at once naming its FMSPC; the background refresher then
+/// fetches the TDX TCB info and TD_QE identity (`/tdx/certification/v4/`)
+/// and the quote gets its TCB verdict, shared through the store.
+#[tokio::test]
+async fn tdx_collateral_is_fetched_from_a_pccs() {
+    let (Some(quote), Some(json)) = (
+        vector("tdx/dcap-qvl-tdx-v4/quote.bin"),
+        vector("tdx/dcap-qvl-tdx-v4/collateral.json"),
+    ) else {
+        return;
+    };
+    let url = tdx_pccs(CollateralBundle::from_dcap_qvl_json(&json).unwrap()).await;
+    let svc = TestService::start_with(false, Clock::Fixed(PIN), |c| {
+        c.collateral_url = Some(url.clone());
+        c.refresh_secs = 1;
+        c.collateral_timeout = std::time::Duration::from_secs(2);
+        c.collateral_retry = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let e = svc
+        .client
+        .attest_tdx(&quote, &AttestOptions::default())
+        .await
+        .unwrap_err();
+    match e {
+        ClientError::Service { code, message, .. } => {
+            assert_eq!(code, "CollateralMissing");
+            assert!(message.contains("B0C06F000000"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    let mut token = None;
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Ok(t) = svc
+            .client
+            .attest_tdx(&quote, &AttestOptions::default())
+            .await
+        {
+            token = Some(t);
+            break;
+        }
+    }
+    let token = token.expect("TDX collateral was never fetched from the PCCS");
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), PIN, 60)
+        .await
+        .unwrap();
+    assert_eq!(claims["attester_tcb_status"], "UpToDate");
+    let index = svc.service.state.store.collateral_index().unwrap();
+    assert!(
+        index
+            .iter()
+            .any(|r| r.key == "intel/tdx/collateral/B0C06F000000"),
+        "{:?}",
+        index.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+}

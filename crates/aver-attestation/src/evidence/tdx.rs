@@ -195,12 +195,18 @@ pub fn verify(
         return Ok(v);
     }
     let v = verify_evidence(&verifiers.dcap, &request.evidence, runtime, init, time)?;
+    if let Some((fmspc, ca)) = fmspc {
+        // Only a quote whose PCK chain leads to a trusted root asks for
+        // collateral: a forged certificate cannot make the service fetch
+        // collateral for FMSPCs of its choosing.
+        verifiers.collateral.note_miss_for(TeeType::Tdx, fmspc, ca);
+    }
     if let Some((fmspc, _)) = fmspc
         && verifiers.require_collateral
     {
         return Err(TdxError::Dcap(DcapError::Collateral(
             crate::dcap::CollateralError::Missing(format!(
-                "no valid TDX collateral (TDX TCB info, TD_QE identity, CRLs) is cached for FMSPC {}; import it (aver collateral import)",
+                "no valid TDX collateral (TDX TCB info, TD_QE identity, CRLs) is cached for FMSPC {}; import it (aver collateral import) or let the service fetch it",
                 hex::encode_upper(fmspc)
             )),
         )));

@@ -34,10 +34,10 @@ type Key = (TeeType, [u8; 6]);
 #[derive(Debug, Default)]
 pub struct CollateralCache {
     entries: RwLock<HashMap<Key, Arc<VerifiedCollateral>>>,
-    /// FMSPCs quotes asked for without valid collateral, with the PCK CA
-    /// (`processor` or `platform`) whose CRL they need: what a collateral
-    /// source should fetch next.
-    misses: std::sync::Mutex<HashMap<[u8; 6], &'static str>>,
+    /// TEEs and FMSPCs quotes asked for without valid collateral, with the
+    /// PCK CA (`processor` or `platform`) whose CRL they need: what a
+    /// collateral source should fetch next.
+    misses: std::sync::Mutex<HashMap<Key, &'static str>>,
 }
 
 impl CollateralCache {
@@ -87,41 +87,44 @@ impl CollateralCache {
     }
 
     /// Records that an SGX quote of `fmspc` (PCK CA `ca`) found no
-    /// collateral. (TDX misses are not recorded: the PCCS source fetches
-    /// SGX collateral only; TDX collateral is imported.)
+    /// collateral.
     pub fn note_miss(&self, fmspc: [u8; 6], ca: &'static str) {
+        self.note_miss_for(TeeType::Sgx, fmspc, ca);
+    }
+
+    /// Records that a quote of `tee` and `fmspc` (PCK CA `ca`) found no
+    /// collateral.
+    pub fn note_miss_for(&self, tee: TeeType, fmspc: [u8; 6], ca: &'static str) {
         if let Ok(mut m) = self.misses.lock()
             && m.len() < MAX_ENTRIES
         {
-            m.insert(fmspc, ca);
+            m.insert((tee, fmspc), ca);
         }
     }
 
     /// The misses recorded since the last call.
-    pub fn take_misses(&self) -> Vec<([u8; 6], &'static str)> {
+    pub fn take_misses(&self) -> Vec<(TeeType, [u8; 6], &'static str)> {
         self.misses
             .lock()
-            .map(|mut m| m.drain().collect())
+            .map(|mut m| m.drain().map(|((t, f), ca)| (t, f, ca)).collect())
             .unwrap_or_default()
     }
 
-    /// Every FMSPC held for SGX, with the entry's expiry (seconds) and the
+    /// Every TEE and FMSPC held, with the entry's expiry (seconds) and the
     /// kind of its PCK CA (`processor` or `platform`, from the PCK CRL's
-    /// issuer): what a source needs to refresh it. TDX entries are left
-    /// out: the PCCS source fetches SGX collateral only.
-    pub fn list(&self) -> Vec<([u8; 6], u64, &'static str)> {
+    /// issuer): what a source needs to refresh it.
+    pub fn list(&self) -> Vec<(TeeType, [u8; 6], u64, &'static str)> {
         self.entries
             .read()
             .map(|m| {
                 m.iter()
-                    .filter(|((tee, _), _)| *tee == TeeType::Sgx)
-                    .map(|((_, k), v)| {
+                    .map(|((tee, k), v)| {
                         let ca = if v.pck_crl.issuer_text.contains("Platform") {
                             "platform"
                         } else {
                             "processor"
                         };
-                        (*k, v.valid_until, ca)
+                        (*tee, *k, v.valid_until, ca)
                     })
                     .collect()
             })

@@ -149,6 +149,35 @@ async fn debug_td_is_refused_by_the_default_policy() {
         serde_json::from_slice(&aver_token::b64::decode_lenient(payload).unwrap()).unwrap();
     assert_eq!(claims["dbgstat"], "enabled");
     assert_eq!(claims["attester_tcb_status"], "Unknown");
+
+    // A provider sets its own TdxVm policy (the management API reads the
+    // registry) that permits debug TDs, and says so in the token.
+    let admin = aver_client::AdminClient::new(
+        svc.client.clone(),
+        svc.service.new_admin_key.as_deref().unwrap(),
+    );
+    let lab = "version=1.0; authorizationrules { => permit(); }; \
+               issuancerules { c:[type==\"dbgstat\"] => issue(type=\"td-debug\", value=c.value); };";
+    // The service's clock is pinned in 2023, so the signed receipt has
+    // expired by the client's clock: the change is made all the same.
+    match admin
+        .set_policy("TdxVm", &aver_token::policy::unsigned(Some(lab)))
+        .await
+    {
+        Ok(_) | Err(ClientError::Receipt(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let token = svc
+        .client
+        .attest_tdx(&quote, &AttestOptions::default())
+        .await
+        .unwrap();
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), 1_688_173_200, 60)
+        .await
+        .unwrap();
+    assert_eq!(claims["td-debug"], "enabled");
 }
 
 /// A PCCS-compatible server on loopback serving the v4 vector's TDX

@@ -46,6 +46,7 @@ add parse_quote              crates/aver-attestation 16384  "azure-sdk/sgx_quote
 add parse_openenclave_report crates/aver-attestation 16384  "azure-sdk/oe_report.bin"
 add parse_collateral         crates/aver-attestation 65536  "sgx/*/collateral.json sgx/*/tcbInfo.json sgx/*/qeIdentity.json sgx/*/*.der tdx/*/collateral*.json tdx/*/sample_*_response tdx/*/pckcrl tdx/*/*.der tdx/trustee/*.json"
 add verify_sgx               crates/aver-attestation 16384  "azure-sdk/sgx_quote.bin sgx/*/quote.bin sgx/*/*.dat"
+add verify_tdx               crates/aver-attestation 16384  "tdx/*/quote.bin tdx/*/*.dat tpm/azure-cvm-vtpm-tdx/td-quote.bin"
 add parse_policy             crates/aver-policy      65536  "maa/policies/*.txt"
 add eval_policy              crates/aver-policy      65536  "maa/policies/*.txt"
 add decode_message           crates/aver-tpm-attest  65536  ""

@@ -60,6 +60,12 @@ impl From<crate::evidence::sgx::SgxError> for AttestError {
     }
 }
 
+impl From<crate::evidence::tdx::TdxError> for AttestError {
+    fn from(e: crate::evidence::tdx::TdxError) -> Self {
+        AttestError::rejected(e.code(), e.to_string())
+    }
+}
+
 impl From<crate::evidence::snp::SnpError> for AttestError {
     fn from(e: crate::evidence::snp::SnpError) -> Self {
         AttestError::rejected(e.code(), e.to_string())

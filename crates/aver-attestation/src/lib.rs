@@ -11,7 +11,7 @@
 //! ```
 //!
 //! * [`registry`]: the attestation types (`SgxEnclave`, `OpenEnclave`,
-//!   `Tpm`, `SevSnpVm`), read by the server's router and management API, the client and
+//!   `Tpm`, `SevSnpVm`, `TdxVm`), read by the server's router and management API, the client and
 //!   the CLI;
 //! * [`evidence`]: one module per type — parser, verifier, claims;
 //! * [`dcap`]: what SGX and TDX quotes share (quote format, PCK chain, QE
@@ -53,12 +53,12 @@ pub struct Verifiers {
     pub dcap: dcap::DcapVerifier,
     /// AMD's ARKs (and ASKs) for SEV-SNP chains.
     pub snp: evidence::snp::SnpTrust,
-    /// Verified collateral by FMSPC; SGX quotes whose FMSPC is here get
-    /// Intel's TCB verdict.
+    /// Verified collateral by TEE and FMSPC; SGX and TDX quotes whose
+    /// FMSPC is here get Intel's TCB verdict.
     pub collateral: std::sync::Arc<dcap::collateral::CollateralCache>,
     /// Which TCB statuses are accepted.
     pub tcb_acceptance: dcap::TcbAcceptance,
-    /// Whether an SGX quote with no valid collateral for its FMSPC is
+    /// Whether an SGX or TDX quote with no valid collateral for its FMSPC is
     /// refused (`CollateralMissing`, naming the FMSPC) rather than verified
     /// without a TCB verdict. Off until a collateral source is configured,
     /// so that air-gapped labs and old real quotes keep working.

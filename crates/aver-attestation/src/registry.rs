@@ -84,12 +84,13 @@ impl std::hash::Hash for AttestationType {
 }
 
 /// Every attestation type, in the order they are listed to users.
-pub static TYPES: [&AttestationType; 5] = [
+pub static TYPES: [&AttestationType; 6] = [
     &crate::evidence::sgx::SGX_ENCLAVE,
     &crate::evidence::sgx::OPEN_ENCLAVE,
     &crate::evidence::tpm::TPM,
     &crate::evidence::snp::SEV_SNP_VM,
     &crate::evidence::azure_cvm::AZURE_CVM,
+    &crate::evidence::tdx::TDX_VM,
 ];
 
 /// The type named `name`, ignoring ASCII case (the SDKs' enums are).

@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 /// api-version sent on attestation calls.
 pub const API_VERSION: &str = "2022-08-01";
 
+/// api-version sent on `/attest/TdxVm`: the first of Azure's specs that
+/// lists it (what Azure's own TDX clients send).
+pub const TDX_API_VERSION: &str = "2025-06-01";
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -185,6 +189,23 @@ impl Client {
         .await
     }
 
+    /// `POST /attest/TdxVm?api-version=2025-06-01` in Azure's shape:
+    /// `{quote, runtimeData?, initTimeData?, nonce?}` (a draft policy in
+    /// `options` is sent too; Aver honours it, Azure's TdxVm has none).
+    pub async fn attest_tdx(
+        &self,
+        quote: &[u8],
+        options: &AttestOptions,
+    ) -> Result<String, ClientError> {
+        self.attest_at(
+            &aver_attestation::evidence::tdx::TDX_VM,
+            quote,
+            options,
+            TDX_API_VERSION,
+        )
+        .await
+    }
+
     /// `POST /attest/{type}` for a single-shot type of the registry: the
     /// evidence in the type's field (`quote`, `report`, ...), base64url.
     pub async fn attest(
@@ -192,6 +213,17 @@ impl Client {
         ty: &AttestationType,
         evidence: &[u8],
         options: &AttestOptions,
+    ) -> Result<String, ClientError> {
+        self.attest_at(ty, evidence, options, API_VERSION).await
+    }
+
+    /// [`Client::attest`] with the api-version `api_version`.
+    pub async fn attest_at(
+        &self,
+        ty: &AttestationType,
+        evidence: &[u8],
+        options: &AttestOptions,
+        api_version: &str,
     ) -> Result<String, ClientError> {
         let field = ty.evidence_field().ok_or_else(|| {
             ClientError::Usage(format!(
@@ -220,7 +252,9 @@ impl Client {
         if let Some(nonce) = &options.nonce {
             body.insert("nonce".into(), nonce.clone().into());
         }
-        let reply = self.post_json(&path, &Value::Object(body)).await?;
+        let reply = self
+            .post_json_at(&path, &Value::Object(body), api_version)
+            .await?;
         reply
             .get("token")
             .and_then(Value::as_str)
@@ -230,7 +264,17 @@ impl Client {
 
     /// POSTs a JSON body to `path?api-version=…` and returns the JSON reply.
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let url = format!("{}/{path}?api-version={API_VERSION}", self.base);
+        self.post_json_at(path, body, API_VERSION).await
+    }
+
+    /// POSTs a JSON body to `path?api-version={api_version}`.
+    pub async fn post_json_at(
+        &self,
+        path: &str,
+        body: &Value,
+        api_version: &str,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}/{path}?api-version={api_version}", self.base);
         let response = self
             .http
             .post(&url)

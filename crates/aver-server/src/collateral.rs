@@ -1,5 +1,5 @@
 //! The service's DCAP collateral: the store's shared collateral cache
-//! (one content-addressed record per FMSPC, written by `aver collateral
+//! (one content-addressed record per TEE and FMSPC, written by `aver collateral
 //! import` or by the PCCS source, read by every replica) loaded into the
 //! verifiers' in-memory [`CollateralCache`], and an optional PCCS / Intel
 //! PCS source that fetches what quotes asked for and refreshes entries
@@ -12,7 +12,7 @@ use std::time::Duration;
 use aver_attestation::dcap::collateral::{
     CollateralBundle, CollateralParts, VerifiedCollateral, verify_collateral,
 };
-use aver_attestation::dcap::{CollateralError, TrustAnchors};
+use aver_attestation::dcap::{CollateralError, TeeType, TrustAnchors};
 use aver_attestation::{VerificationTime, Verifiers};
 
 use crate::store::{CollateralRecord, Store, StoreError};
@@ -21,9 +21,24 @@ use crate::store::{CollateralRecord, Store, StoreError};
 /// uppercase).
 pub const KEY_PREFIX: &str = "intel/sgx/collateral/";
 
-/// The store key of `fmspc`'s bundle.
+/// Store keys of TDX collateral bundles (TCB info `id` TDX, `TD_QE`
+/// identity): this prefix and the FMSPC. A platform family has both, so
+/// they must not share a key.
+pub const TDX_KEY_PREFIX: &str = "intel/tdx/collateral/";
+
+/// The store key of `fmspc`'s SGX bundle.
 pub fn key_for(fmspc: &[u8; 6]) -> String {
     format!("{KEY_PREFIX}{}", hex::encode_upper(fmspc))
+}
+
+/// The store key of a verified bundle: its TEE's prefix and its FMSPC.
+pub fn key_of(c: &VerifiedCollateral) -> String {
+    match aver_attestation::dcap::collateral::cache::tee_of(c) {
+        aver_attestation::dcap::TeeType::Tdx => {
+            format!("{TDX_KEY_PREFIX}{}", hex::encode_upper(c.tcb_info.fmspc))
+        }
+        aver_attestation::dcap::TeeType::Sgx => key_for(&c.tcb_info.fmspc),
+    }
 }
 
 /// Verifies `bundle` at `time` and stores it under its FMSPC as dcap-qvl
@@ -40,7 +55,7 @@ pub fn import(
         verify_collateral(bundle, roots, time).map_err(|e| format!("{}: {e}", e.code()))?;
     let body = bundle.to_dcap_qvl_json().map_err(|e| e.to_string())?;
     let record = CollateralRecord::new(
-        key_for(&verified.tcb_info.fmspc),
+        key_of(&verified),
         body,
         source,
         now,
@@ -65,7 +80,8 @@ pub fn load_from_store(
 ) -> Result<usize, StoreError> {
     let mut loaded = 0;
     for item in store.collateral_index()? {
-        if !item.key.starts_with(KEY_PREFIX) || seen.get(&item.key) == Some(&item.sha256) {
+        let ours = item.key.starts_with(KEY_PREFIX) || item.key.starts_with(TDX_KEY_PREFIX);
+        if !ours || seen.get(&item.key) == Some(&item.sha256) {
             continue;
         }
         let Some(record) = store.collateral(&item.key)? else {
@@ -92,7 +108,10 @@ pub fn load_from_store(
 
 /// An Intel PCS v4-compatible collateral source (Intel's PCS, or a
 /// PCCS): `/sgx/certification/v4/{tcb?fmspc=, qe/identity,
-/// pckcrl?ca=, rootcacrl}` under a base URL, with bounded time-outs.
+/// pckcrl?ca=, rootcacrl}` under a base URL, with bounded time-outs; for
+/// TDX, the TCB info and the TD_QE identity from
+/// `/tdx/certification/v4/{tcb?fmspc=, qe/identity}` (the CRLs are the
+/// same PCK and root CA CRLs, served under `/sgx/`).
 #[derive(Debug, Clone)]
 pub struct PccsSource {
     base: String,
@@ -162,19 +181,34 @@ impl PccsSource {
         Ok((body, chain))
     }
 
-    /// Fetches the bundle for `fmspc` whose PCK CRL is the `ca`
+    /// Fetches the SGX bundle for `fmspc` whose PCK CRL is the `ca`
     /// (`processor` or `platform`) CA's.
     pub async fn fetch(&self, fmspc: &[u8; 6], ca: &str) -> Result<CollateralBundle, FetchError> {
+        self.fetch_for(TeeType::Sgx, fmspc, ca).await
+    }
+
+    /// Fetches the bundle of `tee` (SGX, or TDX: TDX TCB info and TD_QE
+    /// identity) for `fmspc` whose PCK CRL is the `ca` CA's.
+    pub async fn fetch_for(
+        &self,
+        tee: TeeType,
+        fmspc: &[u8; 6],
+        ca: &str,
+    ) -> Result<CollateralBundle, FetchError> {
         let fmspc = hex::encode_upper(fmspc);
+        let kind = match tee {
+            TeeType::Sgx => "sgx",
+            TeeType::Tdx => "tdx",
+        };
         let (tcb, tcb_chain) = self
             .get(
-                &format!("/sgx/certification/v4/tcb?fmspc={fmspc}"),
+                &format!("/{kind}/certification/v4/tcb?fmspc={fmspc}"),
                 &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
             )
             .await?;
         let (qe, qe_chain) = self
             .get(
-                "/sgx/certification/v4/qe/identity",
+                &format!("/{kind}/certification/v4/qe/identity"),
                 &["SGX-Enclave-Identity-Issuer-Chain"],
             )
             .await?;
@@ -216,14 +250,17 @@ fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The background source's state: when each FMSPC was last tried, so
-/// that a source that is down is retried with a pause, not hammered.
+/// A platform family's collateral of one TEE: what the refresher tracks.
+type Entry = (TeeType, [u8; 6]);
+
+/// The background source's state: when each TEE's FMSPC was last tried,
+/// so that a source that is down is retried with a pause, not hammered.
 #[derive(Debug)]
 pub struct Refresher {
     retry_secs: i64,
-    last_try: HashMap<[u8; 6], i64>,
-    /// FMSPC → CA kind, for refreshing what was fetched once.
-    known: HashMap<[u8; 6], &'static str>,
+    last_try: HashMap<Entry, i64>,
+    /// (TEE, FMSPC) → CA kind, for refreshing what was fetched once.
+    known: HashMap<Entry, &'static str>,
 }
 
 /// Refresh an entry this long before its nextUpdate.
@@ -248,22 +285,22 @@ impl Refresher {
         verifiers: &Verifiers,
         now: u64,
     ) {
-        for (fmspc, ca) in verifiers.collateral.take_misses() {
+        for (tee, fmspc, ca) in verifiers.collateral.take_misses() {
             if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
-                self.known.entry(fmspc).or_insert(ca);
+                self.known.entry((tee, fmspc)).or_insert(ca);
             }
         }
-        let mut held: HashMap<[u8; 6], u64> = HashMap::new();
+        let mut held: HashMap<Entry, u64> = HashMap::new();
         // What is cached (imported, or loaded from the store after a
         // restart) is refreshed too, not only what quotes missed.
-        for (fmspc, until, ca) in verifiers.collateral.list() {
-            held.insert(fmspc, until);
+        for (tee, fmspc, until, ca) in verifiers.collateral.list() {
+            held.insert((tee, fmspc), until);
             if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
-                self.known.entry(fmspc).or_insert(ca);
+                self.known.entry((tee, fmspc)).or_insert(ca);
             }
         }
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
-        let due: Vec<([u8; 6], &'static str)> = self
+        let due: Vec<(Entry, &'static str)> = self
             .known
             .iter()
             .filter(|(f, _)| match held.get(*f) {
@@ -277,12 +314,16 @@ impl Refresher {
             })
             .map(|(f, c)| (*f, *c))
             .collect();
-        for (fmspc, ca) in due {
-            self.last_try.insert(fmspc, now_i);
-            let bundle = match source.fetch(&fmspc, ca).await {
+        for ((tee, fmspc), ca) in due {
+            self.last_try.insert((tee, fmspc), now_i);
+            let tee_name = match tee {
+                TeeType::Sgx => "SGX",
+                TeeType::Tdx => "TDX",
+            };
+            let bundle = match source.fetch_for(tee, &fmspc, ca).await {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!(fmspc = %hex::encode_upper(fmspc), "collateral fetch failed: {e}");
+                    tracing::warn!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), "collateral fetch failed: {e}");
                     continue;
                 }
             };
@@ -297,10 +338,10 @@ impl Refresher {
             match stored {
                 Ok(Ok(c)) => {
                     verifiers.collateral.insert(c);
-                    tracing::info!(fmspc = %hex::encode_upper(fmspc), "collateral fetched");
+                    tracing::info!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), "collateral fetched");
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(fmspc = %hex::encode_upper(fmspc), "fetched collateral refused: {e}")
+                    tracing::warn!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), "fetched collateral refused: {e}")
                 }
                 Err(e) => tracing::warn!("collateral task failed: {e}"),
             }

@@ -8,6 +8,7 @@ use aver_attestation::AttestationType;
 use aver_attestation::evidence::sgx::{OPEN_ENCLAVE, SGX_ENCLAVE};
 use aver_attestation::evidence::snp::certs::{pem_chain, split_chain};
 use aver_attestation::evidence::snp::{SEV_SNP_VM, encode_evidence};
+use aver_attestation::evidence::tdx::TDX_VM;
 use aver_client::{AttestOptions, Client, ClientError, DataType};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -40,6 +41,15 @@ pub enum AttestCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Attest an Intel TDX quote v4/v5 (POST /attest/TdxVm?api-version=2025-06-01,
+    /// Azure's shape: quote, runtimeData, initTimeData, nonce).
+    Tdx {
+        /// The quote: raw bytes, or base64/hex text.
+        #[arg(long)]
+        quote: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Attest an OpenEnclave report (POST /attest/OpenEnclave).
     Openenclave {
         /// The report (16-byte OE header + quote): raw bytes, or base64/hex text.
@@ -52,13 +62,15 @@ pub enum AttestCommand {
 
 #[derive(Args)]
 pub struct CommonArgs {
-    /// Runtime data whose SHA-256 is in report_data[0..32] (SNP: REPORT_DATA).
+    /// Runtime data whose SHA-256 is in report_data[0..32] (SNP: REPORT_DATA;
+    /// TDX: REPORT_DATA[0..32]).
     #[arg(long)]
     runtime_data: Option<PathBuf>,
     /// How the service reads the runtime data.
     #[arg(long, value_enum, default_value = "binary")]
     runtime_data_type: Kind,
-    /// Init-time data whose SHA-256 is in CONFIGID[0..32] (SNP: HOST_DATA).
+    /// Init-time data whose SHA-256 is in CONFIGID[0..32] (SNP: HOST_DATA;
+    /// TDX: MRCONFIGID[0..32]).
     #[arg(long)]
     init_time_data: Option<PathBuf>,
     /// Echoed in the token's nonce claim.
@@ -92,6 +104,7 @@ impl From<Kind> for DataType {
 
 pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
     let (ty, path, common) = match cmd {
+        AttestCommand::Tdx { quote, common } => (&TDX_VM, quote, common),
         #[cfg(feature = "tpm-client")]
         AttestCommand::Tpm(args) => return crate::tpm_attest::attest(args).await,
         AttestCommand::Sgx { quote, common } => (&SGX_ENCLAVE, quote, common),
@@ -142,7 +155,13 @@ async fn send(ty: &AttestationType, evidence: &[u8], common: CommonArgs) -> Resu
     };
     let ca = common.ca.as_deref().map(files::read).transpose()?;
     let client = Client::new(&common.url, ca.as_deref())?;
-    match client.attest(ty, evidence, &options).await {
+    // TdxVm goes with the api-version of Azure's spec that has it.
+    let api_version = if ty == &TDX_VM {
+        aver_client::TDX_API_VERSION
+    } else {
+        aver_client::API_VERSION
+    };
+    match client.attest_at(ty, evidence, &options, api_version).await {
         Ok(token) => {
             println!("{token}");
             Ok(ExitCode::SUCCESS)

@@ -79,6 +79,8 @@ pub fn run(cmd: CollateralCommand) -> Result<ExitCode> {
                 match outcome {
                     Ok(c) => files::print_json(&json!({
                         "imported": path.display().to_string(),
+                        // TCB info `id`: SGX or TDX (stored under separate keys).
+                        "tee": if c.tcb_info.id.is_empty() { "SGX" } else { c.tcb_info.id.as_str() },
                         "fmspc": hex::encode_upper(c.tcb_info.fmspc),
                         "tcb_evaluation_data_number": c.tcb_info.tcb_evaluation_data_number,
                         "valid_from": rfc3339(c.valid_from),

@@ -161,6 +161,9 @@ pub struct VerifyTdxArgs {
     /// Runtime data that must hash (SHA-256) to report_data[0..32].
     #[arg(long)]
     runtime_data: Option<PathBuf>,
+    /// The runtime data is JSON (it becomes the `x-ms-runtime` claim).
+    #[arg(long)]
+    json: bool,
     /// Verification time (RFC 3339, UTC) [default: now].
     #[arg(long)]
     at: Option<String>,
@@ -168,91 +171,47 @@ pub struct VerifyTdxArgs {
     /// SWHardeningNeeded].
     #[arg(long)]
     accept_tcb_status: Vec<String>,
+    /// Policy to evaluate [default: the TdxVm default, which refuses debug
+    /// TDs].
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
+/// `aver evidence verify tdx`: the service's TdxVm path offline — the
+/// DCAP checks, the TCB verdict with `--collateral`, the bindings, Azure's
+/// TDX claims and the policy (the TdxVm default unless `--policy`).
 fn verify_tdx(args: VerifyTdxArgs) -> Result<ExitCode> {
-    use aver_attestation::dcap::parse_quote;
-    let time = match &args.at {
-        Some(text) => {
-            parse_rfc3339(text).ok_or_else(|| anyhow!("--at {text:?} is not RFC 3339 UTC"))?
-        }
-        None => VerificationTime::from_unix_seconds(aver_client::unix_now()),
+    use aver_attestation::evidence::tdx::{TDX_VM, verify_request_with_collateral};
+    let time = verification_time(args.at)?;
+    let mut verifiers = Verifiers::new(DcapVerifier::intel());
+    verifiers.tcb_acceptance = acceptance(&args.accept_tcb_status)?;
+    let request = AttestRequest {
+        evidence: files::read_evidence(&args.file)?,
+        runtime_data: typed_data(args.runtime_data, args.json)?,
+        init_time_data: None,
+        nonce: None,
     };
-    let acceptance = acceptance(&args.accept_tcb_status)?;
-    let bytes = files::read_evidence(&args.file)?;
-    let runtime = args.runtime_data.as_deref().map(files::read).transpose()?;
-    let dcap = DcapVerifier::intel();
-    let outcome = (|| -> std::result::Result<serde_json::Value, AttestError> {
-        let quote = parse_quote(&bytes).map_err(|e| AttestError::from(DcapError::from(e)))?;
-        let Some(td) = quote.td_report() else {
-            return Err(AttestError::rejected(
-                "InvalidQuote",
-                "not a TDX quote (TEE type 0x81); use `aver evidence verify sgx`",
-            ));
-        };
-        let verdict = match &args.collateral {
-            Some(path) => {
-                let bundle = read_collateral(path)
-                    .map_err(|e| AttestError::rejected("CollateralMalformed", format!("{e:#}")))?;
-                let c = verify_collateral(&bundle, dcap.roots(), time)
-                    .map_err(|e| AttestError::from(DcapError::Collateral(e)))?;
-                let v = dcap.verify_with_collateral(&quote, &c, time)?;
-                acceptance.check(&v)?;
-                Some(v)
-            }
-            None => {
-                dcap.verify(&quote, None, time)?;
-                None
-            }
-        };
-        if let Some(data) = &runtime
-            && !td.report_data.starts_with(&aver_attestation::sha256(data))
-        {
-            return Err(AttestError::rejected(
-                "RuntimeDataMismatch",
-                "SHA-256 of the runtime data does not match report_data[0..32] of the quote",
-            ));
-        }
-        Ok(json!({
-            "quote_version": quote.header.version,
-            "tdx_mrtd": hex::encode(td.mr_td),
-            "tdx_rtmr0": hex::encode(td.rtmr[0]),
-            "tdx_rtmr1": hex::encode(td.rtmr[1]),
-            "tdx_rtmr2": hex::encode(td.rtmr[2]),
-            "tdx_rtmr3": hex::encode(td.rtmr[3]),
-            "tdx_mrconfigid": hex::encode(td.mr_config_id),
-            "tdx_mrowner": hex::encode(td.mr_owner),
-            "tdx_mrownerconfig": hex::encode(td.mr_owner_config),
-            "tdx_mrseam": hex::encode(td.mr_seam),
-            "tdx_mrsignerseam": hex::encode(td.mr_signer_seam),
-            "tdx_seam_attributes": hex::encode(td.seam_attributes),
-            "tdx_td_attributes": hex::encode(td.td_attributes),
-            "tdx_td_attributes_debug": td.is_debug(),
-            "tdx_xfam": hex::encode(td.xfam),
-            "tdx_tee_tcb_svn": hex::encode(td.tee_tcb_svn),
-            "tdx_report_data": hex::encode(td.report_data),
-            "runtime_data_bound": runtime.is_some(),
-            "tcb": verdict,
-        }))
-    })();
-    match outcome {
-        Ok(facts) => {
-            files::print_json(&json!({
-                "verdict": "verified",
-                "verified_at": time.unix_seconds(),
-                "evidence": facts,
-            }));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            files::print_json(&json!({
-                "verdict": "rejected",
-                "verified_at": time.unix_seconds(),
-                "error": { "code": e.code, "message": e.message },
-            }));
-            Ok(ExitCode::from(2))
-        }
-    }
+    let Some(collateral) = args.collateral else {
+        return verify_and_print(&TDX_VM, &verifiers, &request, time, args.policy);
+    };
+    let bundle = read_collateral(&collateral)?;
+    let verified = verify_collateral(&bundle, verifiers.dcap.roots(), time)
+        .map_err(|e| AttestError::from(DcapError::Collateral(e)))
+        .and_then(|c| {
+            verify_request_with_collateral(
+                &verifiers.dcap,
+                &request,
+                &c,
+                &verifiers.tcb_acceptance,
+                time,
+            )
+        });
+    let text = match args.policy {
+        Some(path) => files::read_text(&path)?,
+        None => TDX_VM.default_policy.unwrap_or_default().to_string(),
+    };
+    let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
+    print_verdict(&TDX_VM, &active, verified, time)
 }
 
 fn acceptance(statuses: &[String]) -> Result<TcbAcceptance> {

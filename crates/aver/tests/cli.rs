@@ -243,3 +243,111 @@ fn offline_verification_of_an_azure_tdx_cvm() {
         "tdxvm"
     );
 }
+
+/// `aver attest tdx` against `aver serve`, as a user runs them: the Azure
+/// confidential VM's TD quote with the HCL runtime JSON whose SHA-256 is
+/// its REPORT_DATA[0..32] gets a token; other runtime data, an SGX quote
+/// and a debug TD are refused with their codes (exit status 2).
+#[cfg(feature = "server")]
+#[test]
+fn attest_tdx_against_a_running_service() {
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+    let test = "attest_tdx_against_a_running_service";
+    let (Some(quote), Some(hcl)) = (
+        aver_testkit::vector(test, "tpm/azure-cvm-vtpm-tdx/td-quote.bin"),
+        aver_testkit::read_vector(test, "tpm/azure-cvm-vtpm-tdx/hcl-report.bin"),
+    ) else {
+        return;
+    };
+    struct Proc(Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("data");
+    let _server = Proc(
+        aver()
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = || {
+        Command::new("curl")
+            .args(["-skf", &format!("{url}/readyz")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    while !ready() {
+        assert!(Instant::now() < deadline, "aver serve did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let len = u32::from_le_bytes(hcl[1232..1236].try_into().unwrap()) as usize;
+    let runtime = dir.path().join("runtime.json");
+    std::fs::write(&runtime, &hcl[1236..1236 + len]).unwrap();
+    let attest = |quote: &std::path::Path, runtime: Option<&std::path::Path>| {
+        let mut cmd = aver();
+        cmd.args(["attest", "tdx", "--quote"])
+            .arg(quote)
+            .args(["--url", &url, "--ca"])
+            .arg(data.join("tls/cert.pem"))
+            .args(["--nonce", "cli"]);
+        if let Some(r) = runtime {
+            cmd.arg("--runtime-data")
+                .arg(r)
+                .args(["--runtime-data-type", "json"]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = attest(&quote, Some(&runtime));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let payload = token.trim().split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&aver_token::b64::decode_lenient(payload).unwrap()).unwrap();
+    assert_eq!(claims["x-ms-attestation-type"], "tdxvm");
+    assert_eq!(claims["nonce"], "cli");
+    assert_eq!(claims["x-ms-runtime"]["keys"][0]["kid"], "HCLAkPub");
+
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, b"{\"other\": true}").unwrap();
+    let out = attest(&quote, Some(&other));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RuntimeDataMismatch"));
+    for (path, code) in [
+        ("sgx/dcap-qvl-sgx-v3/quote.bin", "InvalidQuote"),
+        ("tdx/trustee/tdx_quote_4.dat", "PolicyEvaluationError"),
+    ] {
+        let Some(p) = aver_testkit::vector(test, path) else {
+            return;
+        };
+        let out = attest(&p, None);
+        assert_eq!(out.status.code(), Some(2), "{path}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(code),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -88,8 +88,10 @@ fn tdx_verdict_offline_at_the_pinned_time() {
     assert!(out.status.success());
     let v = json(&out);
     assert_eq!(v["evidence"]["tcb"]["status"], "UpToDate");
+    assert_eq!(v["claims"]["attester_tcb_status"], "UpToDate");
+    assert_eq!(v["claims"]["x-ms-attestation-type"], "tdxvm");
     assert_eq!(
-        v["evidence"]["tdx_mrtd"],
+        v["claims"]["tdx_mrtd"],
         "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
     );
 }
@@ -114,6 +116,7 @@ fn import_then_status() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(json(&out)["fmspc"], "00A067110000");
+    assert_eq!(json(&out)["tee"], "SGX");
     // Verified at today's time, the same bundle is refused (expired).
     let out = aver()
         .args(["collateral", "import"])

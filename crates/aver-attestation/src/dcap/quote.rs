@@ -65,7 +65,7 @@ pub enum AttestationKeyType {
 }
 
 /// The TEE a quote is from (header bytes 4..8; reserved and zero in v3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TeeType {
     /// 0x00000000: an SGX enclave.
     Sgx,

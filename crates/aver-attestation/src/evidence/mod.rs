@@ -4,4 +4,5 @@
 pub mod azure_cvm;
 pub mod sgx;
 pub mod snp;
+pub mod tdx;
 pub mod tpm;

@@ -434,10 +434,11 @@ fn verify_tdx_hw(
         )));
     };
     let fmspc = crate::evidence::sgx::quote_fmspc(&quote);
-    let verdict: Option<TcbVerdict> = match fmspc
-        .as_ref()
-        .and_then(|(f, _)| verifiers.collateral.get(f, time))
-    {
+    let verdict: Option<TcbVerdict> = match fmspc.as_ref().and_then(|(f, _)| {
+        verifiers
+            .collateral
+            .get_for(crate::dcap::TeeType::Tdx, f, time)
+    }) {
         Some(c) => {
             let v = verifiers.dcap.verify_with_collateral(&quote, &c, time)?;
             verifiers.tcb_acceptance.check(&v)?;
@@ -446,7 +447,9 @@ fn verify_tdx_hw(
         None => {
             verifiers.dcap.verify(&quote, None, time)?;
             if let Some((f, ca)) = fmspc {
-                verifiers.collateral.note_miss(f, ca);
+                verifiers
+                    .collateral
+                    .note_miss_for(crate::dcap::TeeType::Tdx, f, ca);
                 if verifiers.require_collateral {
                     return Err(AzureCvmError::Dcap(DcapError::Collateral(
                         crate::dcap::CollateralError::Missing(format!(

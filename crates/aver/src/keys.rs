@@ -275,3 +275,25 @@ fn print_keys(keys: &[Value]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::with_module;
+
+    #[test]
+    fn module_path_is_added_to_the_uri_once() {
+        assert_eq!(
+            with_module("pkcs11:object=k", Some("/usr/lib/my lib.so")),
+            "pkcs11:object=k?module-path=/usr/lib/my%20lib.so"
+        );
+        assert_eq!(
+            with_module("pkcs11:object=k?pin-source=file:/p", Some("/m.so")),
+            "pkcs11:object=k?pin-source=file:/p&module-path=/m.so"
+        );
+        assert_eq!(
+            with_module("pkcs11:object=k?module-path=/a.so", Some("/b.so")),
+            "pkcs11:object=k?module-path=/a.so"
+        );
+        assert_eq!(with_module("pkcs11:object=k", None), "pkcs11:object=k");
+    }
+}

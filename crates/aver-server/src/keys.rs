@@ -267,7 +267,10 @@ pub fn rotate(
     let row = StoredKey {
         kid: key.kid().to_string(),
         pkcs8: kek
-            .seal(&crate::kek::key_aad(provider, key.kid()), key.pkcs8_der())
+            .seal(
+                &crate::kek::key_aad(provider, key.kid()),
+                key.pkcs8_der().unwrap_or_default(),
+            )
             .map_err(|e| KeyOpError::Key(e.to_string()))?,
         certificate: key.certificate_der().to_vec(),
         created_at: now_i,
@@ -284,6 +287,92 @@ pub fn rotate(
         detail: format!(
             "{} key, published now, signing from {} (publish delay {publish_delay} s); previous signing key {}",
             alg.name(),
+            row.not_before_signing,
+            current.kid
+        ),
+    };
+    store.add_signing_key(provider, &row, &audit)?;
+    Ok(row)
+}
+
+/// What the store holds, sealed under the KEK, in place of a PKCS#8 key for
+/// a key kept in a PKCS#11 token: this prefix and the key's URI. A PKCS#8
+/// key is DER (it starts with `0x30`), so the two cannot be confused.
+pub const HSM_REFERENCE_PREFIX: &[u8] = b"pkcs11:";
+
+/// Opens the token key a stored reference names (the URI itself starts
+/// with [`HSM_REFERENCE_PREFIX`]) with its stored certificate.
+pub fn open_hsm_key(reference: &[u8], certificate: Vec<u8>) -> Result<SigningKey, String> {
+    let uri = std::str::from_utf8(reference)
+        .map_err(|_| "the stored PKCS#11 URI is not UTF-8".to_string())?;
+    let signer = aver_pkcs11::open_signer(uri).map_err(|e| e.to_string())?;
+    SigningKey::from_remote(signer, certificate).map_err(|e| e.to_string())
+}
+
+/// Makes a key held in a PKCS#11 token (named by `uri`, RFC 7512) a key of
+/// `provider`: the token signs a self-signed certificate for it (common
+/// name: the current signing key's issuer), and the store keeps the URI —
+/// sealed under the KEK, since it may carry a `pin-value` — with that
+/// certificate. Published now, signing after `publish_delay`, like
+/// [`rotate`]; retired like any key. The private key never leaves the
+/// token; every replica opens it through its own module and PIN at load.
+#[allow(clippy::too_many_arguments)]
+pub fn import_hsm(
+    store: &dyn Store,
+    kek: &crate::kek::Kek,
+    provider: &str,
+    uri: &str,
+    now: u64,
+    publish_delay: u64,
+    actor: &str,
+) -> Result<StoredKey, KeyOpError> {
+    let existing = store.signing_keys(provider)?;
+    let times: Vec<KeyTimes> = existing.iter().map(KeyTimes::from).collect();
+    let refs: Vec<&KeyTimes> = times.iter().collect();
+    let current = signing_index(&refs, to_i64(now))
+        .and_then(|i| existing.get(i))
+        .or_else(|| existing.first())
+        .ok_or_else(|| KeyOpError::NoKeys(provider.to_string()))?;
+    let issuer = common_name(&current.certificate).ok_or_else(|| {
+        KeyOpError::Key("the current key's certificate has no common name".into())
+    })?;
+    let uri = uri.trim();
+    if !uri.as_bytes().starts_with(HSM_REFERENCE_PREFIX) {
+        return Err(KeyOpError::Key(
+            "a PKCS#11 URI starts with \"pkcs11:\"".into(),
+        ));
+    }
+    let signer = aver_pkcs11::open_signer(uri).map_err(|e| KeyOpError::Key(e.to_string()))?;
+    let shown = signer.describe();
+    let key = SigningKey::generate_remote(&issuer, signer)
+        .map_err(|e| KeyOpError::Key(format!("signing the certificate in {shown}: {e}")))?;
+    if existing.iter().any(|k| k.kid == key.kid()) {
+        return Err(KeyOpError::Key(format!(
+            "key {} is already a key of provider {provider:?}",
+            key.kid()
+        )));
+    }
+    let now_i = to_i64(now);
+    let row = StoredKey {
+        kid: key.kid().to_string(),
+        pkcs8: kek
+            .seal(&crate::kek::key_aad(provider, key.kid()), uri.as_bytes())
+            .map_err(|e| KeyOpError::Key(e.to_string()))?,
+        certificate: key.certificate_der().to_vec(),
+        created_at: now_i,
+        not_before_signing: now_i.saturating_add(to_i64(publish_delay)),
+        retired_at: None,
+    };
+    let audit = AuditRecord {
+        at: now_i,
+        provider: provider.to_string(),
+        actor: actor.to_string(),
+        action: "key.import-hsm".into(),
+        target: row.kid.clone(),
+        policy_hash: None,
+        detail: format!(
+            "{} key in a PKCS#11 token ({shown}), published now, signing from {} (publish delay {publish_delay} s); previous signing key {}",
+            key.alg().name(),
             row.not_before_signing,
             current.kid
         ),

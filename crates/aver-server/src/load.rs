@@ -151,7 +151,10 @@ impl Loader {
                 kid: key.kid().to_string(),
                 pkcs8: self
                     .kek
-                    .seal(&kek::key_aad(&record.name, key.kid()), key.pkcs8_der())
+                    .seal(
+                        &kek::key_aad(&record.name, key.kid()),
+                        key.pkcs8_der().unwrap_or_default(),
+                    )
                     .map_err(|e| fail(e.to_string()))?,
                 certificate: key.certificate_der().to_vec(),
                 created_at: now as i64,
@@ -175,8 +178,15 @@ impl Loader {
                 continue;
             }
             let pkcs8 = self.unseal(store, &record.name, &Record::Key(&k.kid), &k.pkcs8)?;
-            let key = SigningKey::from_parts(pkcs8, k.certificate)
-                .map_err(|e| fail(format!("stored key {}: {e}", k.kid)))?;
+            let key = if pkcs8.starts_with(crate::keys::HSM_REFERENCE_PREFIX) {
+                // A key in a PKCS#11 token: open it through this machine's
+                // module and PIN; a missing one is a start-up error.
+                crate::keys::open_hsm_key(&pkcs8, k.certificate)
+                    .map_err(|e| fail(format!("stored key {} (PKCS#11): {e}", k.kid)))?
+            } else {
+                SigningKey::from_parts(pkcs8, k.certificate)
+                    .map_err(|e| fail(format!("stored key {}: {e}", k.kid)))?
+            };
             entries.push((times, Arc::new(key)));
         }
         let keys = crate::keys::KeyRing::new(entries);

@@ -113,7 +113,7 @@ fn legacy_store(store: &dyn Store, data_dir: &Path) -> String {
             "default",
             &StoredKey {
                 kid: key.kid().into(),
-                pkcs8: key.pkcs8_der().to_vec(),
+                pkcs8: key.pkcs8_der().unwrap().to_vec(),
                 certificate: key.certificate_der().to_vec(),
                 created_at: now as i64,
                 not_before_signing: now as i64,

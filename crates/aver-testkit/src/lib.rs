@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 
+pub mod softhsm;
 pub mod swtpm;
 
 /// Directory holding the shared real-hardware vectors.

@@ -329,6 +329,24 @@ pub fn sign_es256(
     Ok(out)
 }
 
+/// Builds a compact JWS with header `alg` whose signature over the signing
+/// input comes from `sign` (a key held in a token), already in the JWS
+/// encoding for `alg`.
+pub fn sign_with(
+    alg: &str,
+    header: serde_json::Map<String, serde_json::Value>,
+    payload: &[u8],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, JwsError>,
+) -> Result<String, JwsError> {
+    let header = with_alg_first(alg, header);
+    let header = serde_json::to_vec(&header).map_err(|_| JwsError::Malformed("header"))?;
+    let mut out = format!("{}.{}", b64::encode_url(&header), b64::encode_url(payload));
+    let sig = sign(out.as_bytes())?;
+    out.push('.');
+    out.push_str(&b64::encode_url(&sig));
+    Ok(out)
+}
+
 /// An unsecured JWS (`{"alg":"none"}` header, empty signature), as Azure
 /// Attestation returns for draft-policy attestation.
 pub fn unsecured(header: serde_json::Map<String, serde_json::Value>, payload: &[u8]) -> String {

@@ -62,14 +62,34 @@ impl KeyAlg {
     }
 }
 
+/// A private key held outside Aver's memory (a PKCS#11 token): Aver asks
+/// it for signatures and never sees the key. aver-token only defines the
+/// interface, so it stays free of any module-loading code; the PKCS#11
+/// implementation lives in the `aver-pkcs11` crate.
+pub trait RemoteSigner: Send + Sync {
+    /// The algorithm the key signs with.
+    fn alg(&self) -> KeyAlg;
+    /// The key's public part as it appears in a certificate's
+    /// `subjectPublicKey`: a PKCS#1 `RSAPublicKey` (DER) or an uncompressed
+    /// SEC1 P-256 point.
+    fn public_key(&self) -> &[u8];
+    /// Signs `message` in the JWS encoding: RSASSA-PKCS1-v1_5 with SHA-256
+    /// for RS256, fixed-length `r || s` (64 bytes) over SHA-256 for ES256.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+    /// Where the key lives, for logs and errors (never a PIN).
+    fn describe(&self) -> String;
+}
+
 enum Inner {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
+    Remote(Box<dyn RemoteSigner>),
 }
 
 /// A token-signing key (RSA or P-256) and its self-signed certificate.
 pub struct SigningKey {
     key: Inner,
+    /// Empty for a remote key: there is no private key to hold.
     pkcs8: Vec<u8>,
     certificate: Vec<u8>,
     kid: String,
@@ -125,6 +145,7 @@ impl SigningKey {
         let public = match &key {
             Inner::Rsa(k) => k.public_key().as_ref().to_vec(),
             Inner::Ec(k) => k.public_key().as_ref().to_vec(),
+            Inner::Remote(r) => r.public_key().to_vec(),
         };
         let (_, cert) = x509_parser::parse_x509_certificate(&certificate)
             .map_err(|e| KeyError::Invalid(format!("certificate: {e}")))?;
@@ -142,6 +163,41 @@ impl SigningKey {
         })
     }
 
+    /// Makes a self-signed certificate for a key held in a token, signed by
+    /// the token itself (rcgen builds the TBS, the token signs it).
+    pub fn generate_remote(issuer: &str, signer: Box<dyn RemoteSigner>) -> Result<Self, KeyError> {
+        let certificate = remote_self_signed_certificate(signer.as_ref(), issuer)?;
+        Self::from_remote(signer, certificate)
+    }
+
+    /// Loads a key held in a token with its stored certificate (DER),
+    /// checking that the certificate is the token key's.
+    pub fn from_remote(
+        signer: Box<dyn RemoteSigner>,
+        certificate: Vec<u8>,
+    ) -> Result<Self, KeyError> {
+        let (_, cert) = x509_parser::parse_x509_certificate(&certificate)
+            .map_err(|e| KeyError::Invalid(format!("certificate: {e}")))?;
+        if cert.public_key().subject_public_key.data.as_ref() != signer.public_key() {
+            return Err(KeyError::Invalid(format!(
+                "the stored certificate does not belong to the key in {}",
+                signer.describe()
+            )));
+        }
+        let kid = b64::encode_url(&Sha256::digest(&certificate));
+        Ok(SigningKey {
+            key: Inner::Remote(signer),
+            pkcs8: Vec::new(),
+            certificate,
+            kid,
+        })
+    }
+
+    /// Whether the private key lives outside Aver (a PKCS#11 token).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.key, Inner::Remote(_))
+    }
+
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -151,6 +207,7 @@ impl SigningKey {
         match self.key {
             Inner::Rsa(_) => KeyAlg::Rs256,
             Inner::Ec(_) => KeyAlg::Es256,
+            Inner::Remote(ref r) => r.alg(),
         }
     }
 
@@ -158,8 +215,9 @@ impl SigningKey {
         &self.certificate
     }
 
-    pub fn pkcs8_der(&self) -> &[u8] {
-        &self.pkcs8
+    /// The private key (PKCS#8 DER), or `None` for a key held in a token.
+    pub fn pkcs8_der(&self) -> Option<&[u8]> {
+        (!self.is_remote()).then_some(self.pkcs8.as_slice())
     }
 
     /// The JWK published in `/certs`: `kid`, `kty` and `x5c` as Azure
@@ -167,9 +225,13 @@ impl SigningKey {
     /// (EC), `alg` and `use` so stock OIDC libraries need not parse the
     /// certificate.
     pub fn jwk(&self) -> serde_json::Value {
-        if let Inner::Ec(key) = &self.key {
+        let ec_point = match &self.key {
+            Inner::Ec(key) => Some(key.public_key().as_ref()),
+            Inner::Remote(r) if r.alg() == KeyAlg::Es256 => Some(r.public_key()),
+            _ => None,
+        };
+        if let Some(point) = ec_point {
             // Uncompressed SEC1 point: 0x04 || x (32) || y (32).
-            let point = key.public_key().as_ref();
             let x = point.get(1..33).unwrap_or_default();
             let y = point.get(33..65).unwrap_or_default();
             return serde_json::json!({
@@ -218,6 +280,9 @@ impl SigningKey {
         Ok(match &self.key {
             Inner::Rsa(key) => jws::sign_rs256(key, header, payload)?,
             Inner::Ec(key) => jws::sign_es256(key, header, payload)?,
+            Inner::Remote(r) => jws::sign_with(r.alg().name(), header, payload, |m| {
+                r.sign(m).map_err(jws::JwsError::KeyMismatch)
+            })?,
         })
     }
 }
@@ -242,6 +307,64 @@ fn self_signed_certificate(pkcs8: &[u8], issuer: &str, alg: KeyAlg) -> Result<Ve
         KeyAlg::Es256 => &PKCS_ECDSA_P256_SHA256,
     };
     let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.to_vec().into(), sign_alg)?;
+    Ok(certificate_params(issuer).self_signed(&key)?.der().to_vec())
+}
+
+/// rcgen's view of a token key: rcgen encodes the TBS certificate, the
+/// token signs it.
+struct RemoteCertKey<'a>(&'a dyn RemoteSigner);
+
+impl rcgen::PublicKeyData for RemoteCertKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self.0.alg() {
+            KeyAlg::Rs256 => &PKCS_RSA_SHA256,
+            KeyAlg::Es256 => &PKCS_ECDSA_P256_SHA256,
+        }
+    }
+}
+
+impl rcgen::SigningKey for RemoteCertKey<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        let sig = self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)?;
+        match self.0.alg() {
+            KeyAlg::Rs256 => Ok(sig),
+            // X.509 carries ECDSA signatures DER-encoded, JWS as r || s.
+            KeyAlg::Es256 => ecdsa_fixed_to_der(&sig).ok_or(rcgen::Error::RemoteKeyError),
+        }
+    }
+}
+
+/// `r || s` (32 bytes each) to a DER `Ecdsa-Sig-Value` (RFC 3279), encoded
+/// by the `der` crate (which adds or strips the INTEGER sign bytes).
+fn ecdsa_fixed_to_der(sig: &[u8]) -> Option<Vec<u8>> {
+    use der::Encode as _;
+    if sig.len() != 64 {
+        return None;
+    }
+    let (r, s) = sig.split_at(32);
+    // der encodes a Vec as a SEQUENCE OF.
+    let seq = vec![
+        der::asn1::UintRef::new(r).ok()?,
+        der::asn1::UintRef::new(s).ok()?,
+    ];
+    seq.to_der().ok()
+}
+
+fn remote_self_signed_certificate(
+    signer: &dyn RemoteSigner,
+    issuer: &str,
+) -> Result<Vec<u8>, KeyError> {
+    Ok(certificate_params(issuer)
+        .self_signed(&RemoteCertKey(signer))?
+        .der()
+        .to_vec())
+}
+
+fn certificate_params(issuer: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, issuer);
@@ -249,7 +372,7 @@ fn self_signed_certificate(pkcs8: &[u8], issuer: &str, alg: KeyAlg) -> Result<Ve
     params.is_ca = IsCa::ExplicitNoCa;
     params.not_before = rcgen::date_time_ymd(2019, 5, 1);
     params.not_after = rcgen::date_time_ymd(2050, 12, 31);
-    Ok(params.self_signed(&key)?.der().to_vec())
+    params
 }
 
 /// Modulus and exponent of an RSA certificate's key (big-endian, no
@@ -278,14 +401,19 @@ mod tests {
     #[test]
     fn key_round_trips_through_its_parts() {
         let key = SigningKey::generate("https://aver.example").unwrap();
-        let again =
-            SigningKey::from_parts(key.pkcs8_der().to_vec(), key.certificate_der().to_vec())
-                .unwrap();
+        let again = SigningKey::from_parts(
+            key.pkcs8_der().unwrap().to_vec(),
+            key.certificate_der().to_vec(),
+        )
+        .unwrap();
         assert_eq!(key.kid(), again.kid());
         let other = SigningKey::generate("https://aver.example").unwrap();
         assert!(
-            SigningKey::from_parts(key.pkcs8_der().to_vec(), other.certificate_der().to_vec())
-                .is_err()
+            SigningKey::from_parts(
+                key.pkcs8_der().unwrap().to_vec(),
+                other.certificate_der().to_vec()
+            )
+            .is_err()
         );
         let (_, cert) = x509_parser::parse_x509_certificate(key.certificate_der()).unwrap();
         assert_eq!(
@@ -307,9 +435,11 @@ mod tests {
     fn es256_key_signs_verifiable_tokens() {
         let key = SigningKey::generate_alg("https://aver.example", KeyAlg::Es256).unwrap();
         assert_eq!(key.alg(), KeyAlg::Es256);
-        let again =
-            SigningKey::from_parts(key.pkcs8_der().to_vec(), key.certificate_der().to_vec())
-                .unwrap();
+        let again = SigningKey::from_parts(
+            key.pkcs8_der().unwrap().to_vec(),
+            key.certificate_der().to_vec(),
+        )
+        .unwrap();
         assert_eq!(again.kid(), key.kid());
         assert_eq!(again.alg(), KeyAlg::Es256);
         let jwk = key.jwk();

@@ -20,7 +20,7 @@ pub mod policy;
 pub mod relying_party;
 
 pub use jws::{CompactJws, JwsAlg, JwsError};
-pub use keys::{KeyAlg, KeyError, SigningKey};
+pub use keys::{KeyAlg, KeyError, RemoteSigner, SigningKey};
 pub use relying_party::{TokenError, VerifyOptions, verify_token};
 
 /// Claims of a token: a JSON object.

@@ -33,6 +33,27 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Make a key held in a PKCS#11 token (an HSM) a key of the provider:
+    /// the token signs its self-signed certificate, the store keeps the URI
+    /// (sealed under the KEK), and every replica signs through its own
+    /// module and PIN; published now, signing after the publish delay.
+    /// Works on the store (not through --url): the module and PIN must be
+    /// on this machine. See docs/management.md, "HSM signing (PKCS#11)".
+    ImportHsm {
+        /// RFC 7512 URI of the private key, e.g.
+        /// 'pkcs11:token=aver;object=signing?pin-source=file:/etc/aver/hsm-pin'.
+        #[arg(long)]
+        uri: String,
+        /// PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so); stored in
+        /// the URI as module-path. A replica's AVER_PKCS11_MODULE overrides it.
+        #[arg(long)]
+        module: Option<String>,
+        /// Seconds between publishing the key and signing with it [default: 300].
+        #[arg(long)]
+        publish_delay: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Retire a key: it stops signing now and stays published until every
     /// token it signed has expired (8 h + 15 min). Refused for the only key
     /// that can sign.
@@ -148,6 +169,41 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 println!("{}", row.kid);
             }
         },
+        KeysCommand::ImportHsm {
+            uri,
+            module,
+            publish_delay,
+            target,
+        } => {
+            if target.url.is_some() {
+                return Err(anyhow!(
+                    "import-hsm works on the store (--data-dir / --database-url), not through --url: the PKCS#11 module and PIN must be on this machine"
+                ));
+            }
+            let uri = with_module(&uri, module.as_deref());
+            let store = target.store.open()?;
+            let kek = aver_server::kek::resolve(
+                crate::serve::kek_source(target.kek_file.clone())?.as_ref(),
+                &target.store.data_dir,
+                target.store.database_url.is_some(),
+                store.as_ref(),
+            )
+            .map_err(|e| anyhow!(e))?;
+            let row = aver_server::keys::import_hsm(
+                store.as_ref(),
+                &kek,
+                &target.provider,
+                &uri,
+                aver_client::unix_now(),
+                publish_delay.unwrap_or(aver_server::keys::DEFAULT_PUBLISH_DELAY_SECS),
+                &actor(),
+            )?;
+            eprintln!(
+                "PKCS#11 key {} for provider {}: published within the replicas' refresh interval, signing from {}; every replica needs the module and the PIN",
+                row.kid, target.provider, row.not_before_signing
+            );
+            println!("{}", row.kid);
+        }
         KeysCommand::Retire { kid, target } => match target.connection()? {
             Some(c) => {
                 let claims = c.admin()?.retire_key(&kid).await?;
@@ -176,6 +232,27 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `uri` with `module-path=module` added to its query (unless it has one).
+fn with_module(uri: &str, module: Option<&str>) -> String {
+    let Some(module) = module else {
+        return uri.to_string();
+    };
+    if uri.contains("module-path=") {
+        return uri.to_string();
+    }
+    let mut encoded = String::new();
+    for c in module.chars() {
+        match c {
+            '%' | ' ' | '&' | ';' | '?' | '#' => {
+                encoded.push_str(&format!("%{:02X}", u32::from(c)))
+            }
+            _ => encoded.push(c),
+        }
+    }
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}module-path={encoded}")
+}
+
 /// One line per key: kid, alg, state, created, signing from, retired,
 /// published until (Unix seconds; `-` when not applicable).
 fn print_keys(keys: &[Value]) {
@@ -196,5 +273,27 @@ fn print_keys(keys: &[Value]) {
             field(k, "retired_at"),
             field(k, "published_until"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_module;
+
+    #[test]
+    fn module_path_is_added_to_the_uri_once() {
+        assert_eq!(
+            with_module("pkcs11:object=k", Some("/usr/lib/my lib.so")),
+            "pkcs11:object=k?module-path=/usr/lib/my%20lib.so"
+        );
+        assert_eq!(
+            with_module("pkcs11:object=k?pin-source=file:/p", Some("/m.so")),
+            "pkcs11:object=k?pin-source=file:/p&module-path=/m.so"
+        );
+        assert_eq!(
+            with_module("pkcs11:object=k?module-path=/a.so", Some("/b.so")),
+            "pkcs11:object=k?module-path=/a.so"
+        );
+        assert_eq!(with_module("pkcs11:object=k", None), "pkcs11:object=k");
     }
 }

@@ -174,7 +174,7 @@ fn provider_and_signer_cli_round_trip() {
     let signer = aver_token::SigningKey::generate("cli signer").unwrap();
     let key_pem = format!(
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        aver_token::b64::encode_std(signer.pkcs8_der())
+        aver_token::b64::encode_std(signer.pkcs8_der().unwrap())
     );
     let cert_pem = format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",

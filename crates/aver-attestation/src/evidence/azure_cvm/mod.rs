@@ -42,9 +42,10 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::dcap::{DcapError, TcbVerdict, parse_quote};
+use crate::dcap::DcapError;
 use crate::error::AttestError;
 use crate::evidence::snp::{self, SnpError, VerifiedSnp};
+use crate::evidence::tdx;
 use crate::registry::{AttestationType, Flow};
 use crate::request::AttestRequest;
 use crate::{VerificationTime, Verified, Verifiers};
@@ -301,7 +302,7 @@ pub struct VerifiedAzureCvm {
     pub snp: Option<VerifiedSnp>,
     /// The verified TD quote (TDX VMs).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tdx: Option<VerifiedTdx>,
+    pub tdx: Option<tdx::VerifiedTdx>,
     /// The HCL runtime JSON, parsed.
     pub runtime: Value,
     /// The SHA-256 PCR values the quote covers, by index.
@@ -347,50 +348,6 @@ fn hcl_ak(runtime: &Value) -> Result<AkPublicKey, AzureCvmError> {
         .map_err(|e| AzureCvmError::RuntimeDataInvalid(format!("HCLAkPub: {e}")))
 }
 
-/// The TD quote's facts (TDX VMs): its TD body, and Intel's TCB verdict
-/// when collateral for its FMSPC was available.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VerifiedTdx {
-    pub quote_version: u16,
-    #[serde(with = "hex::serde")]
-    pub tee_tcb_svn: [u8; 16],
-    #[serde(with = "hex::serde")]
-    pub mr_seam: [u8; 48],
-    #[serde(with = "hex::serde")]
-    pub mr_signer_seam: [u8; 48],
-    #[serde(with = "hex::serde")]
-    pub seam_attributes: [u8; 8],
-    #[serde(with = "hex::serde")]
-    pub td_attributes: [u8; 8],
-    #[serde(with = "hex::serde")]
-    pub xfam: [u8; 8],
-    #[serde(with = "hex::serde")]
-    pub mr_td: [u8; 48],
-    #[serde(with = "hex::serde")]
-    pub mr_config_id: [u8; 48],
-    #[serde(with = "hex::serde")]
-    pub mr_owner: [u8; 48],
-    #[serde(with = "hex::serde")]
-    pub mr_owner_config: [u8; 48],
-    #[serde(serialize_with = "hex_list")]
-    pub rtmr: [[u8; 48]; 4],
-    #[serde(with = "hex::serde")]
-    pub report_data: [u8; 64],
-    pub is_debuggable: bool,
-    /// Intel's TCB status, with collateral (`None`: signatures and the PCK
-    /// chain only).
-    pub tcb_status: Option<String>,
-}
-
-fn hex_list<S: serde::Serializer>(v: &[[u8; 48]; 4], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter().map(hex::encode))
-}
-
-/// Offsets in a TDREPORT (Intel TDX module ABI): REPORTMACSTRUCT's
-/// REPORTDATA, and TDINFO's MRTD.
-const TDREPORT_REPORT_DATA: usize = 128;
-const TDREPORT_MRTD: usize = 512 + 16;
-
 /// The HCL report's SNP report: the chain, VMPL 0, and REPORT_DATA
 /// holding the runtime JSON's hash.
 fn verify_snp_hw(
@@ -416,6 +373,11 @@ fn verify_snp_hw(
     Ok(v)
 }
 
+/// Offsets in a TDREPORT (Intel TDX module ABI): REPORTMACSTRUCT's
+/// REPORTDATA, and TDINFO's MRTD.
+const TDREPORT_REPORT_DATA: usize = 128;
+const TDREPORT_MRTD: usize = 512 + 16;
+
 /// The TD quote through the DCAP path (with Intel's TCB verdict when the
 /// collateral cache has its FMSPC, as SGX quotes), its REPORT_DATA holding
 /// the runtime JSON's hash, and the HCL report's TDREPORT agreeing with it
@@ -426,74 +388,37 @@ fn verify_tdx_hw(
     report: &HclReport<'_>,
     td_quote: &[u8],
     time: VerificationTime,
-) -> Result<VerifiedTdx, AzureCvmError> {
-    let quote = parse_quote(td_quote).map_err(DcapError::from)?;
-    let Some(td) = quote.td_report() else {
-        return Err(AzureCvmError::Dcap(DcapError::InvalidQuote(
-            aver_codec::ParseError::invalid("header.tee_type", "TdQuote is not a TDX quote"),
-        )));
+) -> Result<tdx::VerifiedTdx, AzureCvmError> {
+    // The TD quote exactly as `/attest/TdxVm` verifies one (DCAP checks,
+    // TDX collateral and the TCB verdict when cached); the binding to the
+    // HCL report is checked here, with the report's own hash algorithm.
+    let request = AttestRequest {
+        evidence: td_quote.to_vec(),
+        ..AttestRequest::default()
     };
-    let fmspc = crate::evidence::sgx::quote_fmspc(&quote);
-    let verdict: Option<TcbVerdict> = match fmspc.as_ref().and_then(|(f, _)| {
-        verifiers
-            .collateral
-            .get_for(crate::dcap::TeeType::Tdx, f, time)
-    }) {
-        Some(c) => {
-            let v = verifiers.dcap.verify_with_collateral(&quote, &c, time)?;
-            verifiers.tcb_acceptance.check(&v)?;
-            Some(v)
+    let v = tdx::verify(verifiers, &request, time).map_err(|e| match e {
+        tdx::TdxError::Dcap(d) => AzureCvmError::Dcap(d),
+        // Neither is given to it, so neither can occur.
+        tdx::TdxError::RuntimeDataMismatch | tdx::TdxError::InitTimeDataMismatch => {
+            AzureCvmError::RuntimeDataMismatch
         }
-        None => {
-            verifiers.dcap.verify(&quote, None, time)?;
-            if let Some((f, ca)) = fmspc {
-                verifiers
-                    .collateral
-                    .note_miss_for(crate::dcap::TeeType::Tdx, f, ca);
-                if verifiers.require_collateral {
-                    return Err(AzureCvmError::Dcap(DcapError::Collateral(
-                        crate::dcap::CollateralError::Missing(format!(
-                            "no valid collateral (TCB info, QE identity, CRLs) is cached for FMSPC {}; import it (aver collateral import) or let the service fetch it",
-                            hex::encode_upper(f)
-                        )),
-                    )));
-                }
-            }
-            None
-        }
-    };
-    if !td.report_data.starts_with(&runtime_digest(report)) {
+    })?;
+    if !v.report_data.starts_with(&runtime_digest(report)) {
         return Err(AzureCvmError::RuntimeDataMismatch);
     }
     let hw = report.hardware_report();
     let field = |offset: usize, len: usize| hw.get(offset..offset.saturating_add(len));
-    if field(TDREPORT_REPORT_DATA, 64) != Some(&td.report_data[..]) {
+    if field(TDREPORT_REPORT_DATA, 64) != Some(&v.report_data[..]) {
         return Err(AzureCvmError::TdReportMismatch(
             "REPORTDATA differs (the quote was made for other data)".into(),
         ));
     }
-    if field(TDREPORT_MRTD, 48) != Some(&td.mr_td[..]) {
+    if field(TDREPORT_MRTD, 48) != Some(&v.mr_td[..]) {
         return Err(AzureCvmError::TdReportMismatch(
             "MRTD differs (the quote is another TD's)".into(),
         ));
     }
-    Ok(VerifiedTdx {
-        quote_version: quote.header.version,
-        tee_tcb_svn: *td.tee_tcb_svn,
-        mr_seam: *td.mr_seam,
-        mr_signer_seam: *td.mr_signer_seam,
-        seam_attributes: *td.seam_attributes,
-        td_attributes: *td.td_attributes,
-        xfam: *td.xfam,
-        mr_td: *td.mr_td,
-        mr_config_id: *td.mr_config_id,
-        mr_owner: *td.mr_owner,
-        mr_owner_config: *td.mr_owner_config,
-        rtmr: [*td.rtmr[0], *td.rtmr[1], *td.rtmr[2], *td.rtmr[3]],
-        report_data: *td.report_data,
-        is_debuggable: td.is_debug(),
-        tcb_status: verdict.map(|v| v.status.to_string()),
-    })
+    Ok(v)
 }
 
 /// Verifies Azure CVM evidence at `time` against the caller's `nonce`
@@ -566,44 +491,6 @@ pub fn verify_evidence(
     })
 }
 
-/// Azure's `tdxvm` claim names and formats (lowercase hex; see
-/// shared/reference/tee-wire.md).
-fn tdx_claims(t: &VerifiedTdx) -> Map<String, Value> {
-    let mut c = Map::new();
-    c.insert("x-ms-attestation-type".into(), "tdxvm".into());
-    let mut put = |name: &str, value: Value| {
-        c.insert(name.into(), value);
-    };
-    put("tdx_mrseam", hex::encode(t.mr_seam).into());
-    put("tdx_mrsignerseam", hex::encode(t.mr_signer_seam).into());
-    put("tdx_mrtd", hex::encode(t.mr_td).into());
-    for (i, r) in t.rtmr.iter().enumerate() {
-        put(&format!("tdx_rtmr{i}"), hex::encode(r).into());
-    }
-    put("tdx_mrconfigid", hex::encode(t.mr_config_id).into());
-    put("tdx_mrowner", hex::encode(t.mr_owner).into());
-    put("tdx_mrownerconfig", hex::encode(t.mr_owner_config).into());
-    put("tdx_report_data", hex::encode(t.report_data).into());
-    put("tdx_seam_attributes", hex::encode(t.seam_attributes).into());
-    put("tdx_td_attributes", hex::encode(t.td_attributes).into());
-    put("tdx_xfam", hex::encode(t.xfam).into());
-    put("tdx_tee_tcb_svn", hex::encode(t.tee_tcb_svn).into());
-    put("tdx_td_attributes_debug", t.is_debuggable.into());
-    put(
-        "dbgstat",
-        if t.is_debuggable {
-            "enabled"
-        } else {
-            "disabled"
-        }
-        .into(),
-    );
-    if let Some(status) = &t.tcb_status {
-        put("attester_tcb_status", status.clone().into());
-    }
-    c
-}
-
 /// The claims, shaped as Azure's `azurevm` tokens: the VM's own claims at
 /// the top level, the hardware's under `x-ms-isolation-tee` (with the HCL
 /// runtime JSON as its `x-ms-runtime`, where Azure puts `HCLAkPub`).
@@ -614,7 +501,11 @@ pub fn claims(v: &VerifiedAzureCvm) -> Map<String, Value> {
             t.remove("x-ms-ver");
             t
         }
-        (None, Some(tdx_v)) => tdx_claims(tdx_v),
+        (None, Some(tdx_v)) => {
+            let mut t = tdx::claims(tdx_v, &AttestRequest::default());
+            t.remove("x-ms-ver");
+            t
+        }
         (None, None) => Map::new(),
     };
     tee.insert("x-ms-runtime".into(), v.runtime.clone());

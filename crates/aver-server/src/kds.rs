@@ -157,6 +157,20 @@ impl KdsSource {
     }
 }
 
+/// A VCEK for `lookup` from the shared collateral cache (fetched earlier
+/// or imported), without asking any service.
+pub async fn cached_vcek(
+    state: &AppState,
+    lookup: &VcekLookup,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    for (key, _) in lookup.candidates() {
+        if let Some(record) = state.blocking(move |s| s.collateral(&key)).await? {
+            return Ok(Some(record.body));
+        }
+    }
+    Ok(None)
+}
+
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response

@@ -98,7 +98,9 @@ async fn attest_single(
         let provider = provider.clone();
         let bytes = bytes.clone();
         let vcek_for_job = vcek.clone();
-        let may_fetch = state.kds.is_some() && vcek.is_none();
+        // Imported VCEKs (`aver collateral import`) are found in the cache
+        // even when no key distribution service is configured.
+        let may_fetch = vcek.is_none();
         // Everything after reading the body — JSON and base64 decoding,
         // verification, policy evaluation under its budget, signing,
         // encoding — runs on the CPU pool, never on the async workers.
@@ -171,11 +173,13 @@ async fn attest_single(
             (Outcome::NeedVcek(lookup), Some(kds)) => {
                 vcek = Some(kds.vcek(&state, &lookup).await?);
             }
-            (Outcome::NeedVcek(_), None) => {
-                return Err(ApiError::internal(
-                    "attestation failed",
-                    "a VCEK was requested without a key distribution service",
-                ));
+            (Outcome::NeedVcek(lookup), None) => {
+                vcek = Some(crate::kds::cached_vcek(&state, &lookup).await?.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "SnpCertificateChainMissing",
+                        "the request carries no VcekCertChain, no VCEK for this chip ID and TCB was imported (aver collateral import), and no key distribution service is configured (--amd-kds-url)",
+                    )
+                })?);
             }
         }
     };

@@ -378,3 +378,47 @@ async fn raw_azure_request_with_api_version_2025_06_01_and_a_draft_policy() {
     );
     assert_eq!(claims["x-ms-sevsnpvm-vmpl"], 0);
 }
+
+/// Offline hosts: a VCEK imported into the shared cache (what `aver
+/// collateral import` does) serves reports without a chain, with no key
+/// distribution service configured; before the import they are refused.
+#[tokio::test]
+async fn an_imported_vcek_serves_reports_without_a_chain_and_no_kds() {
+    let Some((report, runtime, pem)) = azure_cvm() else {
+        return;
+    };
+    let svc = TestService::start(false).await;
+    let options = AttestOptions {
+        runtime_data: Some((runtime, DataType::Json)),
+        ..AttestOptions::default()
+    };
+    let err = svc
+        .client
+        .attest_sev_snp(&report, None, &options)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("SnpCertificateChainMissing"),
+        "{err}"
+    );
+    let der = vcek_der(&pem);
+    let key = aver_attestation::evidence::snp::kds::vcek_cache_key(
+        &aver_attestation::evidence::snp::SnpTrust::amd(),
+        &der,
+        aver_attestation::VerificationTime::from_unix_seconds(now()),
+    )
+    .unwrap();
+    let record = aver_server::store::CollateralRecord::new(key, der, "import:test", 0, None);
+    svc.service.state.store.put_collateral(&record).unwrap();
+    let token = svc
+        .client
+        .attest_sev_snp(&report, None, &options)
+        .await
+        .unwrap();
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), now(), 60)
+        .await
+        .unwrap();
+    assert_eq!(claims["x-ms-sevsnpvm-microcode-svn"], 115);
+}

@@ -65,6 +65,22 @@ pub fn run(cmd: CollateralCommand) -> Result<ExitCode> {
             let store = store.open()?;
             let mut failed = false;
             for path in &paths {
+                // An AMD VCEK (PEM or DER certificate): kept under the key a
+                // SevSnpVm report without a chain looks up.
+                if let Some(der) = single_certificate(&files::read(path)?) {
+                    match import_vcek(store.as_ref(), path, &der, time, now) {
+                        Ok(key) => files::print_json(&json!({
+                            "imported": path.display().to_string(),
+                            "tee": "SEV-SNP",
+                            "key": key,
+                        })),
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("{}: refused: {e:#}", path.display());
+                        }
+                    }
+                    continue;
+                }
                 let outcome = crate::evidence::read_collateral(path).and_then(|bundle| {
                     aver_server::collateral::import(
                         store.as_ref(),
@@ -117,4 +133,40 @@ pub fn run(cmd: CollateralCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The one certificate in `bytes` (PEM or DER), if that is what they are.
+fn single_certificate(bytes: &[u8]) -> Option<Vec<u8>> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    if bytes.starts_with(b"-----BEGIN CERTIFICATE") {
+        let mut certs = CertificateDer::pem_slice_iter(bytes);
+        let first = certs.next()?.ok()?;
+        return certs.next().is_none().then(|| first.to_vec());
+    }
+    // DER: a SEQUENCE (collateral bundles are JSON or directories); the
+    // core parses and verifies it.
+    (bytes.first() == Some(&0x30)).then(|| bytes.to_vec())
+}
+
+/// Verifies a VCEK to AMD's built-in roots at `time` and stores it in the
+/// shared collateral cache; returns its key.
+fn import_vcek(
+    store: &dyn aver_server::store::Store,
+    path: &std::path::Path,
+    der: &[u8],
+    time: VerificationTime,
+    now: u64,
+) -> Result<String> {
+    use aver_attestation::evidence::snp::{SnpTrust, kds::vcek_cache_key};
+    let key = vcek_cache_key(&SnpTrust::amd(), der, time).map_err(|e| anyhow!("{e}"))?;
+    let expires_at = aver_attestation::evidence::snp::kds::not_after(der);
+    let record = aver_server::store::CollateralRecord::new(
+        key.clone(),
+        der.to_vec(),
+        format!("import:{}", path.display()),
+        i64::try_from(now).unwrap_or(i64::MAX),
+        expires_at,
+    );
+    store.put_collateral(&record)?;
+    Ok(key)
 }

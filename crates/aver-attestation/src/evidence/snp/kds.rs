@@ -95,3 +95,53 @@ pub fn with_vcek(evidence: &SnpEvidence, vcek_der: &[u8]) -> Vec<u8> {
 pub fn evidence(bytes: &[u8]) -> Result<SnpEvidence, SnpError> {
     super::parse_evidence(bytes)
 }
+
+/// The cache key under which a VCEK is kept (the one [`VcekLookup`] asks
+/// for), computed from the certificate itself after its chain verified to
+/// a trusted ARK at `time`: `aver collateral import` of VCEKs for hosts
+/// that cannot reach AMD's service. VLEKs are refused: they are not looked
+/// up by chip ID.
+pub fn vcek_cache_key(
+    trust: &super::SnpTrust,
+    vcek_der: &[u8],
+    time: crate::VerificationTime,
+) -> Result<String, SnpError> {
+    let chain = trust.verify_chain(&[vcek_der.to_vec()], time)?;
+    if chain.kind != super::KeyKind::Vcek {
+        return Err(SnpError::CertificateChainMalformed(
+            "a VLEK is not looked up by chip ID: send it with the report (VcekCertChain)".into(),
+        ));
+    }
+    let hwid = chain.hwid.as_ref().ok_or_else(|| {
+        SnpError::CertificateChainMalformed("the VCEK has no hardware ID extension".into())
+    })?;
+    let product = match &chain.product {
+        super::Product::Milan => "milan",
+        super::Product::Genoa => "genoa",
+        super::Product::Turin => "turin",
+        super::Product::Other(name) => {
+            return Err(SnpError::CertificateChainMalformed(format!(
+                "a VCEK of product {name:?}: Aver looks up Milan, Genoa and Turin VCEKs"
+            )));
+        }
+    };
+    let t = &chain.tcb;
+    let (Some(bl), Some(tee), Some(snp), Some(ucode)) = (t.bootloader, t.tee, t.snp, t.microcode)
+    else {
+        return Err(SnpError::CertificateChainMalformed(
+            "the VCEK lacks a TCB extension (bootloader, TEE, SNP or microcode SPL)".into(),
+        ));
+    };
+    let mut query = format!("blSPL={bl}&teeSPL={tee}&snpSPL={snp}&ucodeSPL={ucode}");
+    if let Some(fmc) = t.fmc {
+        query = format!("fmcSPL={fmc}&{query}");
+    }
+    Ok(format!("amd/{product}/vcek/{}/{query}", hex::encode(hwid)))
+}
+
+/// A certificate's notAfter (Unix seconds), for the cache's expiry column.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}

@@ -51,7 +51,13 @@ fn tighten(path: &Path, depth: usize) -> std::io::Result<()> {
     }
     if meta.is_dir() && depth < MAX_DEPTH {
         for entry in std::fs::read_dir(path)? {
-            tighten(&entry?.path(), depth + 1)?;
+            match tighten(&entry?.path(), depth + 1) {
+                // Gone between listing and visiting: SQLite removes its
+                // `-wal` and `-shm` files when the last connection (another
+                // process, or a service shutting down) closes.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
     }
     Ok(())

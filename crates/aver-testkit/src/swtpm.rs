@@ -298,6 +298,8 @@ impl Swtpm {
                 }
                 if TcpStream::connect(("127.0.0.1", port)).is_ok()
                     && TcpStream::connect(("127.0.0.1", port + 1)).is_ok()
+                    // Ours is listening, not some other process on the port.
+                    && matches!(child.try_wait(), Ok(None))
                 {
                     return Swtpm { child, port, dir };
                 }
@@ -344,13 +346,24 @@ impl Drop for Swtpm {
     }
 }
 
+/// Two free adjacent ports (server, control), never handed out twice in
+/// this process: tests start swtpms in parallel, and a port pair given to
+/// two of them would let one test's readiness check succeed against the
+/// other's swtpm.
 fn free_port_pair() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     loop {
         let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let p = l.local_addr().unwrap().port();
-        if p < 65535 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
+        if p == u16::MAX || TcpListener::bind(("127.0.0.1", p + 1)).is_err() {
+            continue;
         }
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.iter().any(|g| g.abs_diff(p) <= 1) {
+            continue;
+        }
+        given.push(p);
+        return p;
     }
 }
 

@@ -206,12 +206,12 @@ fn verify_tdx(args: VerifyTdxArgs) -> Result<ExitCode> {
                 time,
             )
         });
-    let text = match args.policy {
-        Some(path) => files::read_text(&path)?,
-        None => TDX_VM.default_policy.unwrap_or_default().to_string(),
-    };
-    let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
-    print_verdict(&TDX_VM, &active, verified, time)
+    print_verdict(
+        &TDX_VM,
+        &policy_or_default(&TDX_VM, args.policy)?,
+        verified,
+        time,
+    )
 }
 
 fn acceptance(statuses: &[String]) -> Result<TcbAcceptance> {
@@ -295,12 +295,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
                 time,
             )
         });
-    let text = match policy {
-        Some(path) => files::read_text(&path)?,
-        None => ty.default_policy.unwrap_or_default().to_string(),
-    };
-    let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
-    print_verdict(ty, &active, verified, time)
+    print_verdict(ty, &policy_or_default(ty, policy)?, verified, time)
 }
 
 fn verification_time(at: Option<String>) -> Result<VerificationTime> {
@@ -446,11 +441,7 @@ fn verify_and_print(
     time: VerificationTime,
     policy: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let text = match policy {
-        Some(path) => files::read_text(&path)?,
-        None => ty.default_policy.unwrap_or_default().to_string(),
-    };
-    let active = ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))?;
+    let active = policy_or_default(ty, policy)?;
     // The service's path, without the service: verify, then evaluate and
     // build the token's claims (not stamped or signed offline).
     print_verdict(
@@ -459,6 +450,15 @@ fn verify_and_print(
         aver_attestation::verify(ty, verifiers, request, time),
         time,
     )
+}
+
+/// The policy in `path`, or the type's default policy.
+fn policy_or_default(ty: &AttestationType, path: Option<PathBuf>) -> Result<ActivePolicy> {
+    let text = match path {
+        Some(path) => files::read_text(&path)?,
+        None => ty.default_policy.unwrap_or_default().to_string(),
+    };
+    ActivePolicy::from_text(&text, None).map_err(|e| anyhow!("{e}"))
 }
 
 /// Evaluates the policy over verified evidence and prints the verdict with

@@ -39,7 +39,7 @@ use aver_policy::Budget;
 use serde_json::{Map, Value};
 
 pub use error::AttestError;
-pub use policy::{ActivePolicy, DraftPolicy, PolicyChoice};
+pub use policy::{ActivePolicy, DraftPolicy, PolicyChoice, TcbBaseline};
 pub use registry::{AttestationType, Flow};
 pub use request::{AttestRequest, TypedData};
 pub use tail::{Issued, Signer};
@@ -63,6 +63,10 @@ pub struct Verifiers {
     /// without a TCB verdict. Off until a collateral source is configured,
     /// so that air-gapped labs and old real quotes keep working.
     pub require_collateral: bool,
+    /// The TCB evaluation data number that judges SGX quotes whose policy
+    /// does not pin one (`"azuredefault"`, or no rule): `None` for the
+    /// newest collateral held.
+    pub default_tcb_baseline: Option<u32>,
 }
 
 impl Verifiers {
@@ -78,6 +82,7 @@ impl Verifiers {
             collateral: Default::default(),
             tcb_acceptance: dcap::TcbAcceptance::default(),
             require_collateral: false,
+            default_tcb_baseline: None,
             snp: evidence::snp::SnpTrust::amd(),
         }
     }
@@ -124,6 +129,19 @@ pub fn attest(
     signer: &Signer<'_>,
     budget: &Budget,
 ) -> Result<(Verified, Issued), AttestError> {
+    // The policy's configuration rules may pin the SGX TCB baseline, which
+    // verification needs: read it first.
+    let baseline = policy.tcb_baseline(budget)?;
+    let with_baseline;
+    let request = if baseline == request.tcb_baseline {
+        request
+    } else {
+        with_baseline = AttestRequest {
+            tcb_baseline: baseline,
+            ..request.clone()
+        };
+        &with_baseline
+    };
     let verified = verify(ty, verifiers, request, time)?;
     let issued = tail::finish(
         ty,

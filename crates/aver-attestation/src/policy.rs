@@ -22,6 +22,8 @@ pub struct ActivePolicy {
     /// Properties issued by the configuration rules (which do not depend
     /// on evidence): TPM `required_pcr_mask`, `require_valid_aik_cert`, ...
     pub properties: Map<String, Value>,
+    /// The SGX TCB baseline its configuration rules select.
+    pub tcb_baseline: TcbBaseline,
 }
 
 impl ActivePolicy {
@@ -46,6 +48,7 @@ impl ActivePolicy {
                 ));
             }
         };
+        let tcb_baseline = tcb_baseline(&properties)?;
         Ok(ActivePolicy {
             text: text.to_string(),
             hash: aver_policy::policy_hash(text),
@@ -53,6 +56,7 @@ impl ActivePolicy {
             jws,
             signer,
             properties,
+            tcb_baseline,
         })
     }
 
@@ -84,6 +88,89 @@ impl DraftPolicy {
             text: text.to_string(),
             policy,
         })
+    }
+}
+
+impl DraftPolicy {
+    /// The TCB baseline the draft's configuration rules select. Only a
+    /// draft that has configuration rules is evaluated for it (with no
+    /// evidence, under `budget`): the others cost nothing here.
+    pub fn tcb_baseline(&self, budget: &Budget) -> Result<TcbBaseline, AttestError> {
+        let has_rules = self
+            .policy
+            .rules(aver_policy::Section::Configuration)
+            .is_some_and(|rules| !rules.is_empty());
+        if !has_rules {
+            return Ok(TcbBaseline::ServiceDefault);
+        }
+        let evaluation = self
+            .policy
+            .evaluate_with_budget(&[], budget)
+            .map_err(|e| AttestError::rejected(e.code(), e.to_string()))?;
+        tcb_baseline(&evaluation.properties_json())
+    }
+}
+
+/// The property a policy's configuration rules set to choose the SGX TCB
+/// baseline, as Azure names it.
+pub const TCB_IDENTIFIER: &str = "x-ms-sgx-tcbidentifier";
+
+/// Which Intel TCB evaluation data number judges an SGX quote: Azure's
+/// *TCB baseline*. A policy pins one with
+/// `issueproperty(type="x-ms-sgx-tcbidentifier", value="16")`;
+/// `"azuredefault"`, or no such rule, leaves the choice to the service
+/// (`--tcb-baseline`, else the newest collateral held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcbBaseline {
+    #[default]
+    ServiceDefault,
+    EvaluationDataNumber(u32),
+}
+
+impl TcbBaseline {
+    /// The identifier as `/tcbbaselines` and the property spell it.
+    pub fn identifier(&self) -> String {
+        match self {
+            TcbBaseline::ServiceDefault => "azuredefault".into(),
+            TcbBaseline::EvaluationDataNumber(n) => n.to_string(),
+        }
+    }
+}
+
+/// Reads the TCB baseline from a policy's configuration properties. The
+/// value is `"azuredefault"` or a TCB evaluation data number (a string of
+/// digits, as Azure's examples write it, or an integer); anything else is
+/// `TcbBaselineInvalid`, so that a typo is refused when the policy is set
+/// rather than silently judging quotes by another baseline.
+pub fn tcb_baseline(properties: &Map<String, Value>) -> Result<TcbBaseline, AttestError> {
+    let Some(value) = properties.get(TCB_IDENTIFIER) else {
+        return Ok(TcbBaseline::ServiceDefault);
+    };
+    let invalid = |what: String| {
+        AttestError::rejected(
+            "TcbBaselineInvalid",
+            format!(
+                "{TCB_IDENTIFIER} must be \"azuredefault\" or a TCB evaluation data number such as \"17\", got {what}"
+            ),
+        )
+    };
+    let number = match value {
+        Value::String(s) if s.eq_ignore_ascii_case("azuredefault") => {
+            return Ok(TcbBaseline::ServiceDefault);
+        }
+        Value::String(s)
+            if !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.parse::<u32>().ok()
+        }
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        // Several rules issuing the property: ambiguous, refused.
+        Value::Array(_) => return Err(invalid("several values".into())),
+        other => return Err(invalid(other.to_string())),
+    };
+    match number {
+        Some(n) => Ok(TcbBaseline::EvaluationDataNumber(n)),
+        None => Err(invalid(value.to_string())),
     }
 }
 
@@ -123,6 +210,15 @@ impl PolicyChoice<'_> {
 
     pub fn is_draft(&self) -> bool {
         matches!(self, PolicyChoice::Draft(_))
+    }
+
+    /// The SGX TCB baseline the policy selects (a draft's is read here,
+    /// under `budget`; a stored policy's was read when it was set).
+    pub fn tcb_baseline(&self, budget: &Budget) -> Result<TcbBaseline, AttestError> {
+        match self {
+            PolicyChoice::Active(p) => Ok(p.tcb_baseline),
+            PolicyChoice::Draft(d) => d.tcb_baseline(budget),
+        }
     }
 }
 

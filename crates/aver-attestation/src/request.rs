@@ -21,4 +21,8 @@ pub struct AttestRequest {
     pub init_time_data: Option<TypedData>,
     /// Echoed in the token's `nonce` claim.
     pub nonce: Option<String>,
+    /// The SGX TCB baseline the deciding policy selects
+    /// ([`crate::PolicyChoice::tcb_baseline`]); set by whoever chose the
+    /// policy, read by the SGX and OpenEnclave verifiers.
+    pub tcb_baseline: crate::TcbBaseline,
 }

@@ -84,6 +84,7 @@ fn real_quote_and_collateral_give_intels_verdict() {
         runtime_data: None,
         init_time_data: None,
         nonce: None,
+        tcb_baseline: Default::default(),
     };
     let c = claims(&v, &request);
     let col = c["x-ms-sgx-collateral"].as_object().unwrap();
@@ -503,5 +504,149 @@ fn simulated_negatives_each_have_their_code() {
         ]
         .contains(&code),
         "{code}"
+    );
+}
+
+/// Collateral of `p` at TCB evaluation data number `number`, verified.
+fn sim_at_number(
+    p: &SimPlatform,
+    number: u32,
+    status: &str,
+) -> aver_attestation::dcap::collateral::VerifiedCollateral {
+    let spec = SimCollateralSpec {
+        tcb_evaluation_data_number: number,
+        levels: vec![SimTcbLevel::platform(status, &[])],
+        ..SimCollateralSpec::default()
+    };
+    verify_collateral(
+        &to_bundle(&p.collateral(&spec).unwrap()),
+        &sim_roots(p),
+        at(SIM_TIME),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_cache_keeps_each_tcb_evaluation_data_number() {
+    use aver_attestation::dcap::TeeType;
+    use aver_attestation::dcap::collateral::CollateralCache;
+    use aver_attestation::dcap::collateral::cache::MAX_NUMBERS_PER_FMSPC;
+    let p = SimPlatform::generate().unwrap();
+    let cache = CollateralCache::default();
+    assert!(cache.insert(sim_at_number(&p, 17, "OutOfDate")));
+    assert!(cache.insert(sim_at_number(&p, 16, "UpToDate")));
+    let fmspc = [0x00, 0x90, 0x6E, 0xD5, 0x00, 0x00];
+    let t = at(SIM_TIME);
+    // Without a baseline: the newest number, never an older one.
+    assert_eq!(
+        cache
+            .get(&fmspc, t)
+            .unwrap()
+            .tcb_info
+            .tcb_evaluation_data_number,
+        17
+    );
+    let pinned = cache.get_baseline(TeeType::Sgx, &fmspc, 16, t).unwrap();
+    assert_eq!(pinned.tcb_info.tcb_evaluation_data_number, 16);
+    assert!(cache.get_baseline(TeeType::Sgx, &fmspc, 15, t).is_none());
+    assert!(cache.get_baseline(TeeType::Tdx, &fmspc, 16, t).is_none());
+    // Past its nextUpdate, the newest is not replaced by an older one.
+    let later = at("2025-03-01T00:00:00Z");
+    assert!(cache.get(&fmspc, later).is_none());
+    let held = cache.list();
+    assert_eq!(held.len(), 2);
+    assert_eq!(held.iter().filter(|h| h.newest).count(), 1);
+    let numbers = cache.evaluation_numbers(TeeType::Sgx);
+    assert_eq!(numbers.keys().copied().collect::<Vec<_>>(), [16, 17]);
+    assert_eq!(numbers[&16].1, "2024-11-13T00:00:00Z");
+    // Bounded: beyond MAX_NUMBERS_PER_FMSPC, the lowest numbers go.
+    let first = 100;
+    let last = first + MAX_NUMBERS_PER_FMSPC as u32;
+    for n in first..=last {
+        assert!(cache.insert(sim_at_number(&p, n, "UpToDate")));
+    }
+    let kept = cache.evaluation_numbers(TeeType::Sgx);
+    assert_eq!(kept.len(), MAX_NUMBERS_PER_FMSPC);
+    assert_eq!(kept.keys().next(), Some(&(first + 1)));
+    // An older number than everything kept is not let in.
+    assert!(!cache.insert(sim_at_number(&p, 1, "UpToDate")));
+}
+
+#[test]
+fn a_policy_chooses_the_baseline_that_judges_the_quote() {
+    use aver_attestation::evidence::sgx::SGX_ENCLAVE;
+    use aver_attestation::{ActivePolicy, PolicyChoice, TcbBaseline, Verifiers, tail::Signer};
+    let p = SimPlatform::generate().unwrap();
+    let mut verifiers = Verifiers::new(DcapVerifier::new(sim_roots(&p)));
+    verifiers
+        .collateral
+        .insert(sim_at_number(&p, 17, "OutOfDate"));
+    verifiers
+        .collateral
+        .insert(sim_at_number(&p, 16, "UpToDate"));
+    let policy = |id: &str| {
+        ActivePolicy::from_text(
+            &format!(
+                "version=1.1; configurationrules{{ => issueproperty(type=\"x-ms-sgx-tcbidentifier\", value=\"{id}\"); }}; authorizationrules{{ => permit(); }};"
+            ),
+            None,
+        )
+    };
+    assert_eq!(
+        policy("16").unwrap().tcb_baseline,
+        TcbBaseline::EvaluationDataNumber(16)
+    );
+    assert_eq!(
+        policy("AzureDefault").unwrap().tcb_baseline,
+        TcbBaseline::ServiceDefault
+    );
+    for bad in ["", "sixteen", "-1", "16.0", "99999999999"] {
+        assert_eq!(
+            policy(bad).unwrap_err().code,
+            "TcbBaselineInvalid",
+            "{bad:?}"
+        );
+    }
+    let request = AttestRequest {
+        evidence: p.quote(&EnclaveIdentity::default()).unwrap(),
+        ..AttestRequest::default()
+    };
+    let key = aver_token::SigningKey::generate("https://aver.test").unwrap();
+    let signer = Signer {
+        issuer: "https://aver.test",
+        key: &key,
+    };
+    let budget = aver_policy::Budget::default();
+    let run = |policy: &ActivePolicy, verifiers: &Verifiers| {
+        aver_attestation::attest(
+            &SGX_ENCLAVE,
+            verifiers,
+            &request,
+            PolicyChoice::Active(policy),
+            at(SIM_TIME),
+            &signer,
+            &budget,
+        )
+        .map(|(v, _)| v.claims["x-ms-sgx-tcb-evaluation-data-number"].clone())
+        .map_err(|e| e.code.to_string())
+    };
+    assert_eq!(run(&policy("16").unwrap(), &verifiers), Ok(16.into()));
+    assert_eq!(
+        run(&policy("azuredefault").unwrap(), &verifiers),
+        Err("TcbStatusOutOfDate".into())
+    );
+    assert_eq!(
+        run(&policy("15").unwrap(), &verifiers),
+        Err("TcbBaselineUnavailable".into())
+    );
+    // The service's default stands in for `azuredefault`.
+    verifiers.default_tcb_baseline = Some(16);
+    assert_eq!(
+        run(&policy("azuredefault").unwrap(), &verifiers),
+        Ok(16.into())
+    );
+    assert_eq!(
+        run(&policy("17").unwrap(), &verifiers),
+        Err("TcbStatusOutOfDate".into())
     );
 }

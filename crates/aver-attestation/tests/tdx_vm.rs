@@ -150,8 +150,9 @@ fn tdx_collateral_does_not_answer_for_sgx() {
     // What a collateral source refreshes: the TDX entry, as TDX.
     let listed = verifiers.collateral.list();
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].0, listed[0].1), (TeeType::Tdx, fmspc));
-    assert_eq!(listed[0].3, "platform");
+    assert_eq!((listed[0].tee, listed[0].fmspc), (TeeType::Tdx, fmspc));
+    assert!(listed[0].newest);
+    assert_eq!(listed[0].ca, "platform");
 }
 
 #[test]

@@ -17,28 +17,30 @@ use aver_attestation::{VerificationTime, Verifiers};
 
 use crate::store::{CollateralRecord, Store, StoreError};
 
-/// Store keys of SGX collateral bundles: this prefix and the FMSPC (hex,
-/// uppercase).
+/// Store keys of SGX collateral bundles: this prefix, the FMSPC (hex,
+/// uppercase), `/` and the TCB evaluation data number. (Bundles stored
+/// before TCB baselines existed have no number in their key; they still
+/// load.)
 pub const KEY_PREFIX: &str = "intel/sgx/collateral/";
 
 /// Store keys of TDX collateral bundles (TCB info `id` TDX, `TD_QE`
-/// identity): this prefix and the FMSPC. A platform family has both, so
-/// they must not share a key.
+/// identity): this prefix, the FMSPC and the number. A platform family has
+/// both, so they must not share a key.
 pub const TDX_KEY_PREFIX: &str = "intel/tdx/collateral/";
 
-/// The store key of `fmspc`'s SGX bundle.
-pub fn key_for(fmspc: &[u8; 6]) -> String {
-    format!("{KEY_PREFIX}{}", hex::encode_upper(fmspc))
-}
-
-/// The store key of a verified bundle: its TEE's prefix and its FMSPC.
+/// The store key of a verified bundle: its TEE's prefix, its FMSPC and its
+/// TCB evaluation data number, so that every number a policy may pin as
+/// its baseline is kept beside the newest.
 pub fn key_of(c: &VerifiedCollateral) -> String {
-    match aver_attestation::dcap::collateral::cache::tee_of(c) {
-        aver_attestation::dcap::TeeType::Tdx => {
-            format!("{TDX_KEY_PREFIX}{}", hex::encode_upper(c.tcb_info.fmspc))
-        }
-        aver_attestation::dcap::TeeType::Sgx => key_for(&c.tcb_info.fmspc),
-    }
+    let prefix = match aver_attestation::dcap::collateral::cache::tee_of(c) {
+        TeeType::Tdx => TDX_KEY_PREFIX,
+        TeeType::Sgx => KEY_PREFIX,
+    };
+    format!(
+        "{prefix}{}/{}",
+        hex::encode_upper(c.tcb_info.fmspc),
+        c.tcb_info.tcb_evaluation_data_number
+    )
 }
 
 /// Verifies `bundle` at `time` and stores it under its FMSPC as dcap-qvl
@@ -184,31 +186,41 @@ impl PccsSource {
     /// Fetches the SGX bundle for `fmspc` whose PCK CRL is the `ca`
     /// (`processor` or `platform`) CA's.
     pub async fn fetch(&self, fmspc: &[u8; 6], ca: &str) -> Result<CollateralBundle, FetchError> {
-        self.fetch_for(TeeType::Sgx, fmspc, ca).await
+        self.fetch_for(TeeType::Sgx, fmspc, ca, None).await
     }
 
     /// Fetches the bundle of `tee` (SGX, or TDX: TDX TCB info and TD_QE
-    /// identity) for `fmspc` whose PCK CRL is the `ca` CA's.
+    /// identity) for `fmspc` whose PCK CRL is the `ca` CA's: the source's
+    /// current TCB info and QE identity, or those of TCB evaluation data
+    /// number `baseline` (PCS v4's `tcbEvaluationDataNumber=`).
     pub async fn fetch_for(
         &self,
         tee: TeeType,
         fmspc: &[u8; 6],
         ca: &str,
+        baseline: Option<u32>,
     ) -> Result<CollateralBundle, FetchError> {
         let fmspc = hex::encode_upper(fmspc);
+        let (and_number, number) = match baseline {
+            Some(n) => (
+                format!("&tcbEvaluationDataNumber={n}"),
+                format!("?tcbEvaluationDataNumber={n}"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let kind = match tee {
             TeeType::Sgx => "sgx",
             TeeType::Tdx => "tdx",
         };
         let (tcb, tcb_chain) = self
             .get(
-                &format!("/{kind}/certification/v4/tcb?fmspc={fmspc}"),
+                &format!("/{kind}/certification/v4/tcb?fmspc={fmspc}{and_number}"),
                 &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
             )
             .await?;
         let (qe, qe_chain) = self
             .get(
-                &format!("/{kind}/certification/v4/qe/identity"),
+                &format!("/{kind}/certification/v4/qe/identity{number}"),
                 &["SGX-Enclave-Identity-Issuer-Chain"],
             )
             .await?;
@@ -250,8 +262,10 @@ fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A platform family's collateral of one TEE: what the refresher tracks.
-type Entry = (TeeType, [u8; 6]);
+/// What the refresher keeps current: a TEE's FMSPC, and either its
+/// current collateral (`None`) or a TCB evaluation data number a policy
+/// pinned as its baseline.
+type Entry = (TeeType, [u8; 6], Option<u32>);
 
 /// The background source's state: when each TEE's FMSPC was last tried,
 /// so that a source that is down is retried with a pause, not hammered.
@@ -259,7 +273,7 @@ type Entry = (TeeType, [u8; 6]);
 pub struct Refresher {
     retry_secs: i64,
     last_try: HashMap<Entry, i64>,
-    /// (TEE, FMSPC) → CA kind, for refreshing what was fetched once.
+    /// Entry → CA kind, for refreshing what was fetched once.
     known: HashMap<Entry, &'static str>,
 }
 
@@ -285,18 +299,26 @@ impl Refresher {
         verifiers: &Verifiers,
         now: u64,
     ) {
-        for (tee, fmspc, ca) in verifiers.collateral.take_misses() {
+        for miss in verifiers.collateral.take_misses() {
             if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
-                self.known.entry((tee, fmspc)).or_insert(ca);
+                self.known
+                    .entry((miss.tee, miss.fmspc, miss.baseline))
+                    .or_insert(miss.ca);
             }
         }
         let mut held: HashMap<Entry, u64> = HashMap::new();
         // What is cached (imported, or loaded from the store after a
-        // restart) is refreshed too, not only what quotes missed.
-        for (tee, fmspc, until, ca) in verifiers.collateral.list() {
-            held.insert((tee, fmspc), until);
-            if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
-                self.known.entry((tee, fmspc)).or_insert(ca);
+        // restart) is refreshed too, not only what quotes missed: the
+        // newest bundle as the current one, and every number a policy
+        // asked for by that number.
+        for h in verifiers.collateral.list() {
+            let number = Some(h.tcb_evaluation_data_number);
+            held.insert((h.tee, h.fmspc, number), h.valid_until);
+            if h.newest {
+                held.insert((h.tee, h.fmspc, None), h.valid_until);
+                if self.known.len() < aver_attestation::dcap::collateral::cache::MAX_ENTRIES {
+                    self.known.entry((h.tee, h.fmspc, None)).or_insert(h.ca);
+                }
             }
         }
         let now_i = i64::try_from(now).unwrap_or(i64::MAX);
@@ -314,13 +336,13 @@ impl Refresher {
             })
             .map(|(f, c)| (*f, *c))
             .collect();
-        for ((tee, fmspc), ca) in due {
-            self.last_try.insert((tee, fmspc), now_i);
+        for ((tee, fmspc, baseline), ca) in due {
+            self.last_try.insert((tee, fmspc, baseline), now_i);
             let tee_name = match tee {
                 TeeType::Sgx => "SGX",
                 TeeType::Tdx => "TDX",
             };
-            let bundle = match source.fetch_for(tee, &fmspc, ca).await {
+            let bundle = match source.fetch_for(tee, &fmspc, ca, baseline).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), "collateral fetch failed: {e}");
@@ -337,8 +359,12 @@ impl Refresher {
             .await;
             match stored {
                 Ok(Ok(c)) => {
+                    let number = c.tcb_info.tcb_evaluation_data_number;
+                    if baseline.is_some_and(|n| n != number) {
+                        tracing::warn!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), asked = ?baseline, got = number, "the collateral source answered with another TCB evaluation data number");
+                    }
                     verifiers.collateral.insert(c);
-                    tracing::info!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), "collateral fetched");
+                    tracing::info!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), tcb_evaluation_data_number = number, "collateral fetched");
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(tee = tee_name, fmspc = %hex::encode_upper(fmspc), "fetched collateral refused: {e}")

@@ -58,6 +58,9 @@ pub struct Config {
     /// Refuse SGX quotes with no valid collateral for their FMSPC
     /// (`CollateralMissing`). Default: only when `collateral_url` is set.
     pub require_collateral: Option<bool>,
+    /// The TCB evaluation data number that judges SGX quotes whose policy
+    /// selects `azuredefault` or no baseline (`None`: the newest held).
+    pub tcb_baseline: Option<u32>,
     /// TCB statuses accepted (empty: UpToDate and SWHardeningNeeded).
     pub accepted_tcb_statuses: Vec<aver_attestation::dcap::TcbStatus>,
     /// Connection cap and client time-outs (see [`crate::listener`]).
@@ -102,6 +105,7 @@ impl Config {
             collateral_timeout: std::time::Duration::from_secs(10),
             collateral_retry: std::time::Duration::from_secs(60),
             require_collateral: None,
+            tcb_baseline: None,
             accepted_tcb_statuses: Vec::new(),
             limits: crate::listener::ConnectionLimits::default(),
             cpu: crate::cpu::CpuLimits::default(),

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
             "/.well-known/openid-configuration",
             get(routes::openid_configuration),
         )
+        .route("/tcbbaselines/{kind}", get(routes::tcb_baselines))
         .route("/health", get(routes::health))
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))
@@ -278,6 +279,7 @@ impl Service {
         verifiers.require_collateral = config
             .require_collateral
             .unwrap_or(config.collateral_url.is_some());
+        verifiers.default_tcb_baseline = config.tcb_baseline;
         if !config.accepted_tcb_statuses.is_empty() {
             verifiers.tcb_acceptance.accepted = config.accepted_tcb_statuses.clone();
         }

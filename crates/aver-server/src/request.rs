@@ -10,7 +10,12 @@ use crate::error::ApiError;
 
 /// api-versions accepted on the paths that take one.
 /// `2025-06-01` is what third-party SevSnpVm and TdxVm clients send.
-pub const API_VERSIONS: &[&str] = &["2020-10-01", "2022-08-01", "2025-06-01"];
+pub const API_VERSIONS: &[&str] = &[
+    "2020-10-01",
+    "2022-08-01",
+    "2022-09-01-preview",
+    "2025-06-01",
+];
 
 /// Checks the `api-version` query parameter.
 pub fn check_api_version(query: Option<&str>) -> Result<&'static str, ApiError> {

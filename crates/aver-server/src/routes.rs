@@ -133,6 +133,9 @@ async fn attest_single(
                         PolicyChoice::Active(&active)
                     }
                 };
+                // The policy's configuration rules may pin the SGX TCB
+                // baseline, which verification needs.
+                request.tcb_baseline = policy.tcb_baseline(&cancel.budget())?;
                 let signer = provider.signer(now)?;
                 let time = VerificationTime::from_unix_seconds(now);
                 let started = std::time::Instant::now();
@@ -224,6 +227,7 @@ fn decode_attest_request(
         runtime_data: typed_data(&obj, "runtimeData")?,
         init_time_data: typed_data(&obj, "initTimeData")?,
         nonce,
+        tcb_baseline: Default::default(),
     };
     let draft = match field(&obj, "draftPolicyForAttestation") {
         None => None,
@@ -315,6 +319,75 @@ pub async fn certs(State(state): State<AppState>, prov: Prov) -> Response {
     json_response(aver_token::metadata::jwks(
         provider.published_keys(state.clock.now()),
     ))
+}
+
+/// `GET /tcbbaselines/{type}` (api-version 2022-09-01-preview and later):
+/// the SGX TCB baselines this service can judge quotes by — one per TCB
+/// evaluation data number held in the collateral cache, plus
+/// `azuredefault` (the service's default: `--tcb-baseline`, else the
+/// newest number held) — and which one the provider's policy selects.
+/// Azure also states the minimum PSW versions of each baseline; Aver does
+/// not know them and leaves them out.
+pub async fn tcb_baselines(
+    State(state): State<AppState>,
+    Prov(provider): Prov,
+    Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    check_api_version(query.as_deref())?;
+    let ty = registry::lookup(&kind).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no attestation type {kind:?}; supported: {}",
+            registry::names()
+        ))
+    })?;
+    if ty.name != evidence::sgx::SGX_ENCLAVE.name && ty.name != evidence::sgx::OPEN_ENCLAVE.name {
+        return Err(ApiError::bad_request(
+            "InvalidParameter",
+            format!(
+                "TCB baselines apply to SGX quotes (SgxEnclave, OpenEnclave), not to {}",
+                ty.name
+            ),
+        ));
+    }
+    let numbers = state
+        .verifiers
+        .collateral
+        .evaluation_numbers(aver_attestation::dcap::TeeType::Sgx);
+    let selected = provider
+        .policy(ty)
+        .map(|p| p.tcb_baseline)
+        .unwrap_or_default();
+    let default_number = state
+        .verifiers
+        .default_tcb_baseline
+        .or_else(|| numbers.keys().next_back().copied());
+    let entry = |identifier: String, number: u32, is_selected: bool| {
+        let mut e = serde_json::Map::new();
+        e.insert("tcbIdentifier".into(), identifier.into());
+        e.insert("tcbEvaluationDataNumber".into(), number.into());
+        if let Some((_, date)) = numbers.get(&number) {
+            e.insert("tcbReleaseDate".into(), date.clone().into());
+        }
+        e.insert("isSelectedTcb".into(), is_selected.into());
+        Value::Object(e)
+    };
+    let mut baselines = Vec::new();
+    if let Some(n) = default_number {
+        baselines.push(entry(
+            aver_attestation::TcbBaseline::ServiceDefault.identifier(),
+            n,
+            selected == aver_attestation::TcbBaseline::ServiceDefault,
+        ));
+    }
+    for n in numbers.keys().rev() {
+        baselines.push(entry(
+            n.to_string(),
+            *n,
+            selected == aver_attestation::TcbBaseline::EvaluationDataNumber(*n),
+        ));
+    }
+    Ok(json_response(json!({ "tcbBaselines": baselines })))
 }
 
 /// `GET /.well-known/openid-configuration`

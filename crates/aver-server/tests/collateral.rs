@@ -131,6 +131,18 @@ async fn pccs_with_delay(
     up: Arc<Mutex<bool>>,
     delay: Arc<Mutex<Option<std::time::Duration>>>,
 ) -> String {
+    pccs_serving(std::collections::HashMap::from([(None, c)]), up, delay).await
+}
+
+/// A PCCS holding `by_number`: the `None` entry is its current
+/// collateral, the others answer `tcbEvaluationDataNumber=N` (PCS v4); a
+/// number it lacks is a 404.
+async fn pccs_serving(
+    by_number: std::collections::HashMap<Option<u32>, SimCollateral>,
+    up: Arc<Mutex<bool>>,
+    delay: Arc<Mutex<Option<std::time::Duration>>>,
+) -> String {
+    use axum::extract::RawQuery;
     use axum::http::{HeaderMap, HeaderValue, StatusCode};
     use axum::routing::get;
     fn enc(pem: &str) -> HeaderValue {
@@ -144,13 +156,21 @@ async fn pccs_with_delay(
         }
         HeaderValue::from_str(&out).unwrap()
     }
-    let c = Arc::new(c);
+    let by_number = Arc::new(by_number);
     let answer = move |which: &'static str| {
-        let c = c.clone();
+        let by_number = by_number.clone();
         let up = up.clone();
         let delay = delay.clone();
-        move || {
-            let c = c.clone();
+        move |RawQuery(query): RawQuery| {
+            let number = query
+                .as_deref()
+                .unwrap_or_default()
+                .split('&')
+                .find_map(|kv| {
+                    kv.strip_prefix("tcbEvaluationDataNumber=")
+                        .map(|n| n.parse::<u32>().unwrap())
+                });
+            let c = by_number.get(&number).cloned();
             let up = up.clone();
             let delay = *delay.lock().unwrap();
             async move {
@@ -164,6 +184,9 @@ async fn pccs_with_delay(
                         Vec::new(),
                     );
                 }
+                let Some(c) = c else {
+                    return (StatusCode::NOT_FOUND, HeaderMap::new(), Vec::new());
+                };
                 let mut h = HeaderMap::new();
                 let body = match which {
                     "tcb" => {
@@ -249,7 +272,7 @@ async fn collateral_is_fetched_from_a_pccs_in_the_background_and_shared() {
     assert!(
         index
             .iter()
-            .any(|r| r.key == "intel/sgx/collateral/00906ED50000"),
+            .any(|r| r.key == "intel/sgx/collateral/00906ED50000/17"),
         "{index:?}"
     );
     // The source goes down again: quotes are still answered from the cache.
@@ -382,5 +405,206 @@ async fn a_provider_may_accept_more_statuses_than_the_service() {
     assert_eq!(
         claims["x-ms-sgx-tcb-advisory-ids"],
         serde_json::json!(["INTEL-SA-00999"])
+    );
+}
+
+/// A platform whose collateral exists at two TCB evaluation data numbers:
+/// #16 judges its TCB UpToDate, #17 (the newest, after a TCB recovery)
+/// OutOfDate.
+fn two_baselines(platform: &SimPlatform, dir: &std::path::Path) {
+    let old = SimCollateralSpec {
+        tcb_evaluation_data_number: 16,
+        ..spec_now()
+    };
+    let new = SimCollateralSpec {
+        tcb_evaluation_data_number: 17,
+        levels: vec![SimTcbLevel::platform("OutOfDate", &["INTEL-SA-01000"])],
+        ..spec_now()
+    };
+    import(dir, &platform.collateral(&old).unwrap());
+    import(dir, &platform.collateral(&new).unwrap());
+}
+
+fn baseline_policy(identifier: &str) -> String {
+    format!(
+        "version=1.1; configurationrules{{ => issueproperty(type=\"x-ms-sgx-tcbidentifier\", value=\"{identifier}\"); }}; authorizationrules{{ => permit(); }}; issuancerules{{ c:[type==\"x-ms-sgx-tcb-status\"] => issue(claim=c); }};"
+    )
+}
+
+#[tokio::test]
+async fn a_policy_pins_its_tcb_baseline() {
+    let platform = SimPlatform::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    two_baselines(&platform, dir.path());
+    let config = common::config(dir.path(), true);
+    let svc = TestService::start_in(dir, config, aver_server::state::Clock::System).await;
+    let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
+    // No baseline in the policy: the newest collateral judges.
+    assert_eq!(code(attest(&svc, &quote).await), "TcbStatusOutOfDate");
+
+    let admin = aver_client::AdminClient::new(
+        svc.client.clone(),
+        svc.service.new_admin_key.as_deref().unwrap(),
+    );
+    let set = |identifier: &str| {
+        let jws = aver_token::policy::unsigned(Some(&baseline_policy(identifier)));
+        let admin = admin.clone();
+        async move { admin.set_policy("SgxEnclave", &jws).await }
+    };
+    set("16").await.unwrap();
+    let claims = attest(&svc, &quote).await.unwrap();
+    assert_eq!(claims["x-ms-sgx-tcb-status"], "UpToDate");
+    assert_eq!(claims["x-ms-sgx-tcb-evaluation-data-number"], 16);
+
+    // `/tcbbaselines` lists both numbers and says which one is selected.
+    let url = format!(
+        "{}/tcbbaselines/SgxEnclave?api-version=2022-09-01-preview",
+        svc.issuer()
+    );
+    let listed = svc.client.get_json(&url).await.unwrap();
+    let baselines = listed["tcbBaselines"].as_array().unwrap();
+    let ids: Vec<&str> = baselines
+        .iter()
+        .map(|b| b["tcbIdentifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["azuredefault", "17", "16"]);
+    assert_eq!(baselines[0]["tcbEvaluationDataNumber"], 17);
+    let selected: Vec<&str> = baselines
+        .iter()
+        .filter(|b| b["isSelectedTcb"] == true)
+        .map(|b| b["tcbIdentifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(selected, ["16"]);
+    assert_eq!(baselines[2]["tcbReleaseDate"], "2024-11-13T00:00:00Z");
+
+    // A baseline nobody holds collateral for is refused by name, never
+    // judged by another number.
+    set("15").await.unwrap();
+    match attest(&svc, &quote).await {
+        Err(ClientError::Service { code, message, .. }) => {
+            assert_eq!(code, "TcbBaselineUnavailable");
+            assert!(message.contains("number 15"), "{message}");
+            assert!(message.contains("00906ED50000"), "{message}");
+        }
+        other => panic!("expected TcbBaselineUnavailable, got {other:?}"),
+    }
+
+    // `azuredefault` is the service's default: the newest here.
+    set("azuredefault").await.unwrap();
+    assert_eq!(code(attest(&svc, &quote).await), "TcbStatusOutOfDate");
+
+    // A value that is neither is refused when the policy is set, and the
+    // policy in force stays.
+    match set("sixteen").await {
+        Err(ClientError::Service { code, .. }) => assert_eq!(code, "TcbBaselineInvalid"),
+        other => panic!("expected TcbBaselineInvalid, got {other:?}"),
+    }
+    assert_eq!(code(attest(&svc, &quote).await), "TcbStatusOutOfDate");
+}
+
+#[tokio::test]
+async fn the_service_default_baseline_and_draft_policies() {
+    let platform = SimPlatform::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    two_baselines(&platform, dir.path());
+    let mut config = common::config(dir.path(), true);
+    config.tcb_baseline = Some(16);
+    let svc = TestService::start_in(dir, config, aver_server::state::Clock::System).await;
+    let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
+    // The service pins #16 for policies that do not choose.
+    let claims = attest(&svc, &quote).await.unwrap();
+    assert_eq!(claims["x-ms-sgx-tcb-evaluation-data-number"], 16);
+    let listed = svc
+        .client
+        .get_json(&format!(
+            "{}/tcbbaselines/SgxEnclave?api-version=2022-09-01-preview",
+            svc.issuer()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(listed["tcbBaselines"][0]["tcbIdentifier"], "azuredefault");
+    assert_eq!(listed["tcbBaselines"][0]["tcbEvaluationDataNumber"], 16);
+    assert_eq!(listed["tcbBaselines"][0]["isSelectedTcb"], true);
+
+    // A draft policy's configuration rules choose too (the token is
+    // unsecured, so only the outcome is read).
+    let options = AttestOptions {
+        draft_policy: Some(baseline_policy("17")),
+        ..AttestOptions::default()
+    };
+    let refused = svc
+        .client
+        .attest_sgx(SgxEndpoint::SgxEnclave, &quote, &options)
+        .await;
+    match refused {
+        Err(ClientError::Service { code, .. }) => assert_eq!(code, "TcbStatusOutOfDate"),
+        other => panic!("expected TcbStatusOutOfDate, got {other:?}"),
+    }
+
+    // Only SGX quotes have TCB baselines.
+    let url = format!(
+        "{}/tcbbaselines/TdxVm?api-version=2022-09-01-preview",
+        svc.issuer()
+    );
+    match svc.client.get_json(&url).await {
+        Err(ClientError::Service { code, .. }) => assert_eq!(code, "InvalidParameter"),
+        other => panic!("expected InvalidParameter, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_baseline_is_fetched_from_the_pccs_by_its_number() {
+    let platform = SimPlatform::generate().unwrap();
+    let current = SimCollateralSpec {
+        levels: vec![SimTcbLevel::platform("OutOfDate", &["INTEL-SA-01000"])],
+        ..spec_now()
+    };
+    let old = SimCollateralSpec {
+        tcb_evaluation_data_number: 16,
+        ..spec_now()
+    };
+    let url = pccs_serving(
+        std::collections::HashMap::from([
+            (None, platform.collateral(&current).unwrap()),
+            (Some(16), platform.collateral(&old).unwrap()),
+        ]),
+        Arc::new(Mutex::new(true)),
+        Arc::new(Mutex::new(None)),
+    )
+    .await;
+    let svc = TestService::start_with(true, aver_server::state::Clock::System, |c| {
+        c.collateral_url = Some(url.clone());
+        c.refresh_secs = 1;
+        c.collateral_timeout = std::time::Duration::from_secs(2);
+        c.collateral_retry = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let admin = aver_client::AdminClient::new(
+        svc.client.clone(),
+        svc.service.new_admin_key.as_deref().unwrap(),
+    );
+    let jws = aver_token::policy::unsigned(Some(&baseline_policy("16")));
+    admin.set_policy("SgxEnclave", &jws).await.unwrap();
+    let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
+    // Nothing held for #16 yet: refused by name; the miss makes the
+    // refresher ask the PCCS for that number.
+    assert_eq!(code(attest(&svc, &quote).await), "TcbBaselineUnavailable");
+    let mut claims = None;
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Ok(c) = attest(&svc, &quote).await {
+            claims = Some(c);
+            break;
+        }
+    }
+    let claims = claims.expect("baseline #16 was never fetched from the PCCS");
+    assert_eq!(claims["x-ms-sgx-tcb-status"], "UpToDate");
+    assert_eq!(claims["x-ms-sgx-tcb-evaluation-data-number"], 16);
+    let index = svc.service.state.store.collateral_index().unwrap();
+    assert!(
+        index
+            .iter()
+            .any(|r| r.key == "intel/sgx/collateral/00906ED50000/16"),
+        "{index:?}"
     );
 }

@@ -49,7 +49,7 @@ async fn service_with_collateral(json: &[u8]) -> TestService {
             .into_iter()
             .map(|r| r.key)
             .collect();
-        assert_eq!(keys, ["intel/tdx/collateral/B0C06F000000"]);
+        assert_eq!(keys, ["intel/tdx/collateral/B0C06F000000/17"]);
     }
     TestService::start_in(dir, config, Clock::Fixed(PIN)).await
 }
@@ -307,7 +307,7 @@ async fn tdx_collateral_is_fetched_from_a_pccs() {
     assert!(
         index
             .iter()
-            .any(|r| r.key == "intel/tdx/collateral/B0C06F000000"),
+            .any(|r| r.key == "intel/tdx/collateral/B0C06F000000/17"),
         "{:?}",
         index.iter().map(|r| &r.key).collect::<Vec<_>>()
     );

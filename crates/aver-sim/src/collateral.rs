@@ -65,6 +65,9 @@ pub struct SimCollateralSpec {
     pub revoke_pck: bool,
     /// List the PCK CA certificate in the root CA CRL.
     pub revoke_ca: bool,
+    /// The TCB evaluation data number of the TCB info and QE identity
+    /// (default 17): a TCB baseline a policy may pin.
+    pub tcb_evaluation_data_number: u32,
 }
 
 impl Default for SimCollateralSpec {
@@ -80,6 +83,7 @@ impl Default for SimCollateralSpec {
             crl_next_update: (2025, 2, 1),
             revoke_pck: false,
             revoke_ca: false,
+            tcb_evaluation_data_number: 17,
         }
     }
 }
@@ -219,10 +223,11 @@ impl SimPlatform {
             })
             .collect();
         let tcb_info = format!(
-            "{{\"id\":\"SGX\",\"version\":3,\"issueDate\":\"{}\",\"nextUpdate\":\"{}\",\"fmspc\":\"{}\",\"pceId\":\"0000\",\"tcbType\":0,\"tcbEvaluationDataNumber\":17,\"tcbLevels\":[{}]}}",
+            "{{\"id\":\"SGX\",\"version\":3,\"issueDate\":\"{}\",\"nextUpdate\":\"{}\",\"fmspc\":\"{}\",\"pceId\":\"0000\",\"tcbType\":0,\"tcbEvaluationDataNumber\":{},\"tcbLevels\":[{}]}}",
             spec.issue_date,
             spec.next_update,
             hex(&spec.fmspc.unwrap_or(self.fmspc)),
+            spec.tcb_evaluation_data_number,
             levels.join(",")
         );
         let qe_levels: Vec<String> = spec
@@ -235,9 +240,10 @@ impl SimPlatform {
             })
             .collect();
         let qe_identity = format!(
-            "{{\"id\":\"QE\",\"version\":2,\"issueDate\":\"{}\",\"nextUpdate\":\"{}\",\"tcbEvaluationDataNumber\":17,\"miscselect\":\"00000000\",\"miscselectMask\":\"FFFFFFFF\",\"attributes\":\"01000000000000000000000000000000\",\"attributesMask\":\"FBFFFFFFFFFFFFFF0000000000000000\",\"mrsigner\":\"{}\",\"isvprodid\":1,\"tcbLevels\":[{}]}}",
+            "{{\"id\":\"QE\",\"version\":2,\"issueDate\":\"{}\",\"nextUpdate\":\"{}\",\"tcbEvaluationDataNumber\":{},\"miscselect\":\"00000000\",\"miscselectMask\":\"FFFFFFFF\",\"attributes\":\"01000000000000000000000000000000\",\"attributesMask\":\"FBFFFFFFFFFFFFFF0000000000000000\",\"mrsigner\":\"{}\",\"isvprodid\":1,\"tcbLevels\":[{}]}}",
             spec.issue_date,
             spec.next_update,
+            spec.tcb_evaluation_data_number,
             hex(&spec.qe_mrsigner),
             qe_levels.join(",")
         );

@@ -190,6 +190,7 @@ fn verify_tdx(args: VerifyTdxArgs) -> Result<ExitCode> {
         runtime_data: typed_data(args.runtime_data, args.json)?,
         init_time_data: None,
         nonce: None,
+        tcb_baseline: Default::default(),
     };
     let Some(collateral) = args.collateral else {
         return verify_and_print(&TDX_VM, &verifiers, &request, time, args.policy);
@@ -270,6 +271,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         runtime_data: runtime,
         init_time_data: None,
         nonce: None,
+        tcb_baseline: Default::default(),
     };
     let mut verifiers = Verifiers::new(DcapVerifier::new(roots));
     verifiers.tcb_acceptance = acceptance(&accept_tcb_status)?;
@@ -363,6 +365,7 @@ fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
         runtime_data: typed_data(args.runtime_data, args.json)?,
         init_time_data: typed_data(args.init_time_data, false)?,
         nonce: None,
+        tcb_baseline: Default::default(),
     };
     let mut verifiers = Verifiers::production();
     verifiers.snp = trust;
@@ -421,6 +424,7 @@ fn verify_azure_cvm(args: VerifyAzureCvmArgs) -> Result<ExitCode> {
         runtime_data: None,
         init_time_data: None,
         nonce: Some(args.nonce),
+        tcb_baseline: Default::default(),
     };
     let mut verifiers = Verifiers::production();
     verifiers.snp = trust;

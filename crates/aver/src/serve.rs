@@ -127,6 +127,11 @@ pub struct ServeArgs {
     /// false) [default: true with --collateral-url, else false].
     #[arg(long, env = "AVER_REQUIRE_COLLATERAL")]
     require_collateral: Option<bool>,
+    /// The TCB evaluation data number that judges SGX quotes whose policy
+    /// selects no TCB baseline, or `azuredefault` [default: the newest
+    /// collateral held for the quote's FMSPC].
+    #[arg(long, env = "AVER_TCB_BASELINE")]
+    tcb_baseline: Option<u32>,
     /// TCB statuses accepted (repeatable or comma-separated) [default:
     /// UpToDate,SWHardeningNeeded].
     #[arg(long, env = "AVER_ACCEPT_TCB_STATUS", value_delimiter = ',')]
@@ -166,6 +171,7 @@ struct FileConfig {
     collateral_url: Option<String>,
     collateral_timeout: Option<u64>,
     require_collateral: Option<bool>,
+    tcb_baseline: Option<u32>,
     accept_tcb_status: Option<Vec<String>>,
 }
 
@@ -243,6 +249,7 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
         config.collateral_timeout = secs(v.max(1));
     }
     config.require_collateral = args.require_collateral.or(file.require_collateral);
+    config.tcb_baseline = args.tcb_baseline.or(file.tcb_baseline);
     let statuses = if args.accept_tcb_status.is_empty() {
         file.accept_tcb_status.unwrap_or_default()
     } else {

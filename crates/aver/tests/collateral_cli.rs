@@ -135,7 +135,7 @@ fn import_then_status() {
     let v = json(&out);
     assert_eq!(
         v["collateral"][0]["key"],
-        "intel/sgx/collateral/00A067110000"
+        "intel/sgx/collateral/00A067110000/17"
     );
     assert_eq!(v["collateral"][0]["expires"], "2025-07-19T10:01:18Z");
 }

@@ -169,9 +169,19 @@ pub fn verify(
     let fmspc = parse_sgx(kind, &request.evidence)
         .ok()
         .and_then(|q| quote_fmspc(&q));
-    if let Some((fmspc, _)) = fmspc
-        && let Some(c) = verifiers.collateral.get(&fmspc, time)
-    {
+    // The TCB evaluation data number the policy (or else the service)
+    // pins as its baseline; `None`: the newest collateral held.
+    let baseline = match request.tcb_baseline {
+        crate::TcbBaseline::EvaluationDataNumber(n) => Some(n),
+        crate::TcbBaseline::ServiceDefault => verifiers.default_tcb_baseline,
+    };
+    let cached = fmspc.and_then(|(fmspc, _)| match baseline {
+        Some(n) => verifiers
+            .collateral
+            .get_baseline(crate::dcap::TeeType::Sgx, &fmspc, n, time),
+        None => verifiers.collateral.get(&fmspc, time),
+    });
+    if let Some(c) = cached {
         let v = verify_evidence_with_collateral(
             kind,
             &verifiers.dcap,
@@ -199,6 +209,19 @@ pub fn verify(
         // Only a quote whose PCK chain leads to a trusted root asks for
         // collateral: a forged certificate cannot make the service fetch
         // collateral for FMSPCs of its choosing.
+        if let Some(n) = baseline {
+            // A pinned baseline is never silently skipped: the policy asked
+            // for this judgement, and no other collateral stands in for it.
+            verifiers
+                .collateral
+                .note_baseline_miss(crate::dcap::TeeType::Sgx, fmspc, n, ca);
+            return Err(SgxError::Dcap(DcapError::Collateral(
+                crate::dcap::CollateralError::BaselineUnavailable(format!(
+                    "the TCB baseline selects TCB evaluation data number {n}, and no valid collateral (TCB info and QE identity) with that number is held for FMSPC {}; import it (aver collateral import), let the service fetch it from a PCCS, or choose a baseline that /tcbbaselines lists",
+                    hex::encode_upper(fmspc)
+                )),
+            )));
+        }
         verifiers.collateral.note_miss(fmspc, ca);
         if verifiers.require_collateral {
             return Err(SgxError::Dcap(DcapError::Collateral(

@@ -66,6 +66,10 @@ pub enum CollateralError {
     IssuerChainInvalid(String),
     #[error("a CRL's issuer does not match: {0}")]
     CrlIssuerMismatch(String),
+    /// The policy pins a TCB baseline (`x-ms-sgx-tcbidentifier`) whose
+    /// collateral is not held for the quote's FMSPC.
+    #[error("the TCB baseline is not available: {0}")]
+    BaselineUnavailable(String),
 }
 
 impl CollateralError {
@@ -79,6 +83,7 @@ impl CollateralError {
             CollateralError::SignatureInvalid(_) => "CollateralSignatureInvalid",
             CollateralError::IssuerChainInvalid(_) => "CollateralIssuerChainInvalid",
             CollateralError::CrlIssuerMismatch(_) => "CrlIssuerMismatch",
+            CollateralError::BaselineUnavailable(_) => "TcbBaselineUnavailable",
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Config {
     /// `None`: generated in the data directory with SQLite, refused with
     /// PostgreSQL.
     pub kek: Option<crate::kek::KekSource>,
+    /// KEK files that open records but never seal: a KEK being rotated in
+    /// or out (see [`crate::kek`]).
+    pub accepted_keks: Vec<PathBuf>,
     /// An OIDC issuer whose tokens may administer providers.
     pub admin_oidc: Option<OidcConfig>,
     /// How often replicas look for changes made by others (seconds).
@@ -99,6 +102,7 @@ impl Config {
             database_schema: None,
             tpm_ek_roots: None,
             kek: None,
+            accepted_keks: Vec::new(),
             admin_oidc: None,
             refresh_secs: 2,
             collateral_url: None,

@@ -34,6 +34,22 @@
 //! A configured KEK that does not open the stored records, or a missing
 //! `<data dir>/kek` when sealed records exist, is a start-up error: never a
 //! silent new key.
+//!
+//! **Rotating the KEK** without stopping the service: besides the KEK in
+//! force (which seals), a service may be given *accepted* KEKs
+//! (`--accept-kek-file`), which only open. The rotation:
+//! 1. every replica runs with the old KEK in force and the new one
+//!    accepted;
+//! 2. every replica, one by one, with the new KEK in force and the old one
+//!    accepted (what a switched replica seals, the others can open);
+//! 3. `aver keys rewrap` (same KEK options, against the store) re-seals
+//!    every record under the KEK in force, each swap a compare-and-swap on
+//!    the stored bytes, and reports what is left under other KEKs;
+//! 4. the old KEK is dropped from the configuration.
+//!
+//! Loading never re-seals a record found under an accepted KEK: during
+//! step 2, replicas with either KEK in force would re-seal the same record
+//! back and forth.
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +111,20 @@ pub enum KekError {
 pub struct Kek {
     key: RandomizedNonceKey,
     id: [u8; ID_LEN],
+    /// KEKs that open records but never seal (a KEK being rotated in or
+    /// out); see the module documentation.
+    accepted: Vec<Kek>,
+}
+
+/// How a stored record was held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sealing {
+    /// Sealed under the KEK in force.
+    Current,
+    /// Sealed under an accepted KEK (its id): to be re-sealed.
+    Accepted(String),
+    /// Plaintext, written before keys were encrypted: to be sealed.
+    Plaintext,
 }
 
 impl std::fmt::Debug for Kek {
@@ -116,7 +146,29 @@ impl Kek {
         let digest = hash.finish();
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(digest.as_ref().get(..ID_LEN).ok_or(KekError::Malformed)?);
-        Ok(Kek { key, id })
+        Ok(Kek {
+            key,
+            id,
+            accepted: Vec::new(),
+        })
+    }
+
+    /// This KEK in force, with `accepted` KEKs that only open records.
+    pub fn with_accepted(mut self, accepted: Vec<Kek>) -> Self {
+        self.accepted = accepted
+            .into_iter()
+            .filter(|k| k.id != self.id)
+            .map(|mut k| {
+                k.accepted.clear();
+                k
+            })
+            .collect();
+        self
+    }
+
+    /// The ids of the accepted KEKs.
+    pub fn accepted_ids(&self) -> Vec<String> {
+        self.accepted.iter().map(Kek::id).collect()
     }
 
     /// A KEK from base64 text (standard or URL alphabet, padding optional,
@@ -155,41 +207,64 @@ impl Kek {
         Ok(out)
     }
 
-    /// Opens a sealed record; `what` names it in errors.
+    /// Opens a sealed record, under the KEK in force or an accepted one;
+    /// `what` names it in errors.
     pub fn open(&self, aad: &str, sealed: &[u8], what: &str) -> Result<Vec<u8>, KekError> {
+        self.open_sealed(aad, sealed, what).map(|(plain, _)| plain)
+    }
+
+    /// [`Kek::open`], also saying which KEK opened it.
+    fn open_sealed(
+        &self,
+        aad: &str,
+        sealed: &[u8],
+        what: &str,
+    ) -> Result<(Vec<u8>, Sealing), KekError> {
         let corrupt = || KekError::Corrupt { what: what.into() };
         let stored_id = sealed_kek_id(sealed).ok_or_else(corrupt)?;
-        if stored_id != self.id {
-            return Err(KekError::WrongKek {
-                what: what.into(),
-                stored: hex::encode(stored_id),
-                configured: self.id(),
-            });
-        }
+        let (kek, sealing) = if stored_id == self.id {
+            (self, Sealing::Current)
+        } else {
+            match self.accepted.iter().find(|k| k.id == stored_id) {
+                Some(k) => (k, Sealing::Accepted(k.id())),
+                None => {
+                    let mut configured = self.id();
+                    for id in self.accepted_ids() {
+                        configured.push_str(&format!(" (or accepted {id})"));
+                    }
+                    return Err(KekError::WrongKek {
+                        what: what.into(),
+                        stored: hex::encode(stored_id),
+                        configured,
+                    });
+                }
+            }
+        };
         let nonce = sealed
             .get(MAGIC.len() + ID_LEN..HEADER_LEN)
             .and_then(|n| Nonce::try_assume_unique_for_key(n).ok())
             .ok_or_else(corrupt)?;
         let mut body = sealed.get(HEADER_LEN..).ok_or_else(corrupt)?.to_vec();
-        let plain = self
+        let plain = kek
             .key
             .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut body)
             .map_err(|_| corrupt())?;
-        Ok(plain.to_vec())
+        Ok((plain.to_vec(), sealing))
     }
 
-    /// The plaintext of a record that may still be stored in plaintext
-    /// (written before keys were encrypted): `(plaintext, was_sealed)`.
+    /// The plaintext of a record, and how it was held: under the KEK in
+    /// force, under an accepted KEK, or still in plaintext (written before
+    /// keys were encrypted). The last two are for the caller to re-seal.
     pub fn open_or_legacy(
         &self,
         aad: &str,
         stored: &[u8],
         what: &str,
-    ) -> Result<(Vec<u8>, bool), KekError> {
+    ) -> Result<(Vec<u8>, Sealing), KekError> {
         if is_sealed(stored) {
-            Ok((self.open(aad, stored, what)?, true))
+            self.open_sealed(aad, stored, what)
         } else {
-            Ok((stored.to_vec(), false))
+            Ok((stored.to_vec(), Sealing::Plaintext))
         }
     }
 }
@@ -246,6 +321,33 @@ pub fn resolve(
     shared_database: bool,
     store: &dyn crate::store::Store,
 ) -> Result<Kek, String> {
+    resolve_with_accepted(source, &[], data_dir, shared_database, store)
+}
+
+/// [`resolve`], with KEKs that only open records (`--accept-kek-file`).
+pub fn resolve_with_accepted(
+    source: Option<&KekSource>,
+    accepted: &[PathBuf],
+    data_dir: &Path,
+    shared_database: bool,
+    store: &dyn crate::store::Store,
+) -> Result<Kek, String> {
+    let accepted = accepted
+        .iter()
+        .map(|p| read_kek_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !accepted.is_empty() && source.is_none() && shared_database {
+        return Err(shared_database_needs_kek());
+    }
+    resolve_current(source, data_dir, shared_database, store).map(|k| k.with_accepted(accepted))
+}
+
+fn resolve_current(
+    source: Option<&KekSource>,
+    data_dir: &Path,
+    shared_database: bool,
+    store: &dyn crate::store::Store,
+) -> Result<Kek, String> {
     match source {
         Some(KekSource::Value(text)) => Kek::parse(text).map_err(|e| format!("{KEK_ENV}: {e}")),
         Some(KekSource::File(path)) => read_kek_file(path),
@@ -275,6 +377,78 @@ pub fn resolve(
             Ok(kek)
         }
     }
+}
+
+/// What [`rewrap`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RewrapReport {
+    /// The KEK in force, which now seals every record it could open.
+    pub kek: String,
+    /// Records re-sealed from an accepted KEK (or sealed from plaintext).
+    pub resealed: usize,
+    /// Records already under the KEK in force.
+    pub current: usize,
+    /// Records changed by someone else between reading and swapping (a
+    /// replica writing a new key): run `rewrap` again.
+    pub raced: usize,
+    /// Records under a KEK that is neither in force nor accepted:
+    /// `provider/record: kek id`.
+    pub unopenable: Vec<String>,
+}
+
+/// Step 3 of a KEK rotation (module documentation): re-seals every signing
+/// key and provider secret of every provider under the KEK in force,
+/// opening them with it or an accepted KEK. Each swap is a compare-and-swap
+/// on the stored bytes, so a record rewritten meanwhile is left (and
+/// counted) rather than overwritten. A record this KEK set cannot open is
+/// reported, never changed.
+pub fn rewrap(kek: &Kek, store: &dyn crate::store::Store) -> Result<RewrapReport, String> {
+    let mut report = RewrapReport {
+        kek: kek.id(),
+        ..RewrapReport::default()
+    };
+    let mut one = |what: String,
+                   aad: String,
+                   stored: &[u8],
+                   swap: &dyn Fn(&[u8]) -> Result<bool, crate::store::StoreError>|
+     -> Result<(), String> {
+        match kek.open_or_legacy(&aad, stored, &what) {
+            Ok((_, Sealing::Current)) => report.current += 1,
+            Ok((plain, _)) => {
+                let new = kek.seal(&aad, &plain).map_err(|e| e.to_string())?;
+                if swap(&new).map_err(|e| e.to_string())? {
+                    report.resealed += 1;
+                } else {
+                    report.raced += 1;
+                }
+            }
+            Err(KekError::WrongKek { stored, .. }) => {
+                report.unopenable.push(format!("{what}: KEK {stored}"));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        Ok(())
+    };
+    for p in store.providers().map_err(|e| e.to_string())? {
+        let provider = p.name;
+        for k in store.signing_keys(&provider).map_err(|e| e.to_string())? {
+            one(
+                format!("{provider}/signing key {}", k.kid),
+                key_aad(&provider, &k.kid),
+                &k.pkcs8,
+                &|new| store.replace_key_material(&provider, &k.kid, &k.pkcs8, new),
+            )?;
+        }
+        for (name, value) in store.secrets(&provider).map_err(|e| e.to_string())? {
+            one(
+                format!("{provider}/secret {name}"),
+                secret_aad(&provider, &name),
+                &value,
+                &|new| store.replace_secret(&provider, &name, &value, new),
+            )?;
+        }
+    }
+    Ok(report)
 }
 
 /// The refusal to start over PostgreSQL without a KEK.
@@ -340,11 +514,42 @@ mod tests {
             assert!(kek.open("signing-key/a/k1", &sealed[..n], "k1").is_err());
         }
         // Another KEK is named as such.
-        let (other, _) = Kek::generate().unwrap();
+        let (other, other_text) = Kek::generate().unwrap();
         assert!(matches!(
             other.open("signing-key/a/k1", &sealed, "k1"),
             Err(KekError::WrongKek { .. })
         ));
+        // Accepted, it opens the record and says it must be re-sealed.
+        let rotating = other.with_accepted(vec![Kek::parse(&text).unwrap()]);
+        let (plain, how) = rotating
+            .open_or_legacy("signing-key/a/k1", &sealed, "k1")
+            .unwrap();
+        assert_eq!(plain, b"secret");
+        assert_eq!(how, Sealing::Accepted(kek.id()));
+        // What it seals, only the KEK in force opens (and the old one,
+        // accepting the new, during the rotation's first step).
+        let resealed = rotating.seal("signing-key/a/k1", b"secret").unwrap();
+        assert!(matches!(
+            kek.open("signing-key/a/k1", &resealed, "k1"),
+            Err(KekError::WrongKek { .. })
+        ));
+        let first_step = Kek::parse(&text)
+            .unwrap()
+            .with_accepted(vec![Kek::parse(&other_text).unwrap()]);
+        assert_eq!(
+            first_step
+                .open_or_legacy("signing-key/a/k1", &resealed, "k1")
+                .unwrap()
+                .1,
+            Sealing::Accepted(rotating.id())
+        );
+        assert_eq!(
+            rotating
+                .open_or_legacy("signing-key/a/k1", &resealed, "k1")
+                .unwrap()
+                .1,
+            Sealing::Current
+        );
     }
 
     #[test]

@@ -288,14 +288,15 @@ impl Service {
         let (store, new_admin_key, providers, loader, collateral_seen) =
             tokio::task::spawn_blocking(move || {
                 let store = open_store(&config_for_store)?;
-                let kek = kek::resolve(
+                let kek = kek::resolve_with_accepted(
                     config_for_store.kek.as_ref(),
+                    &config_for_store.accepted_keks,
                     &data_dir,
                     config_for_store.database_url.is_some(),
                     store.as_ref(),
                 )
                 .map_err(StartError::Setup)?;
-                tracing::info!(kek = %kek.id(), "keys at rest are encrypted under this KEK");
+                tracing::info!(kek = %kek.id(), accepted = ?kek.accepted_ids(), "keys at rest are encrypted under this KEK");
                 let loader = Arc::new(load::Loader {
                     base_issuer,
                     ek_roots,

@@ -303,11 +303,16 @@ impl Loader {
             Record::Key(kid) => (kek::key_aad(provider, kid), format!("signing key {kid}")),
             Record::Secret(name) => (kek::secret_aad(provider, name), format!("secret {name}")),
         };
-        let (plain, sealed) = self
+        let (plain, sealing) = self
             .kek
             .open_or_legacy(&aad, stored, &what)
             .map_err(|e| fail(e.to_string()))?;
-        if !sealed {
+        // Records under an accepted KEK are left as they are: while a
+        // rotation rolls out, replicas with the old KEK in force and ones
+        // with the new would otherwise re-seal the same record back and
+        // forth. `aver keys rewrap` moves them once every replica opens
+        // both (see `kek`).
+        if sealing == kek::Sealing::Plaintext {
             let new = self
                 .kek
                 .seal(&aad, &plain)

@@ -336,3 +336,136 @@ async fn postgres_plaintext_keys_are_sealed_at_start() {
     assert_eq!(kids(&service).await, vec![kid]);
     service.shutdown().await;
 }
+
+/// The KEK id every key and secret in the store is sealed under.
+fn sealed_under(store: &dyn Store) -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for p in store.providers().unwrap() {
+        for k in store.signing_keys(&p.name).unwrap() {
+            ids.insert(hex::encode(kek::sealed_kek_id(&k.pkcs8).unwrap()));
+        }
+        for (_, v) in store.secrets(&p.name).unwrap() {
+            ids.insert(hex::encode(kek::sealed_kek_id(&v).unwrap()));
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_kek_rotation_across_replicas() {
+    let Some(schema) = PgSchema::new("postgres_kek_rotation_across_replicas") else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let (old, new) = (random_kek(), random_kek());
+    let (old_file, new_file) = (files.path().join("old"), files.path().join("new"));
+    std::fs::write(&old_file, &old).unwrap();
+    std::fs::write(&new_file, &new).unwrap();
+    let old_id = kek::Kek::parse(&old).unwrap().id();
+    let new_id = kek::Kek::parse(&new).unwrap().id();
+    let config = |dir: &Path, current: &str, accepted: &[&Path]| {
+        let mut c = schema.config(dir, Some(KekSource::Value(current.into())));
+        c.accepted_keks = accepted.iter().map(|p| p.to_path_buf()).collect();
+        c.refresh_secs = 1;
+        c
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = start(&config(dir_a.path(), &old, &[])).await.unwrap();
+    let before = kids(&first).await;
+    first.shutdown().await;
+
+    // Step 1: replica A keeps the old KEK in force and accepts the new.
+    let a = start(&config(dir_a.path(), &old, &[&new_file]))
+        .await
+        .unwrap();
+    // Step 2: replica B has the new KEK in force and accepts the old: it
+    // opens what the old sealed, and loading changes nothing.
+    let b = start(&config(dir_b.path(), &new, &[&old_file]))
+        .await
+        .unwrap();
+    assert_eq!(kids(&b).await, before);
+    let store = b.state.store.clone();
+    let kek_b = tokio::task::block_in_place(|| {
+        kek::resolve_with_accepted(
+            Some(&KekSource::Value(new.clone())),
+            std::slice::from_ref(&old_file),
+            dir_b.path(),
+            true,
+            store.as_ref(),
+        )
+        .unwrap()
+    });
+    assert_eq!(
+        tokio::task::block_in_place(|| sealed_under(store.as_ref())),
+        [old_id.clone()].into()
+    );
+    // A key made under the new KEK (on B's side) is opened by A, which
+    // still seals with the old one.
+    let made = tokio::task::block_in_place(|| {
+        aver_server::keys::rotate(
+            store.as_ref(),
+            &kek_b,
+            aver_server::DEFAULT_PROVIDER,
+            aver_token::KeyAlg::Rs256,
+            common::now(),
+            0,
+            "test",
+        )
+        .unwrap()
+    });
+    let mut published = false;
+    for _ in 0..60 {
+        if kids(&a).await.contains(&made.kid) {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        published,
+        "replica A never loaded the key sealed under the new KEK"
+    );
+
+    // Step 3: rewrap moves everything under the new KEK, once.
+    let report = tokio::task::block_in_place(|| kek::rewrap(&kek_b, store.as_ref()).unwrap());
+    assert!(report.resealed > 0, "{report:?}");
+    assert!(
+        report.unopenable.is_empty() && report.raced == 0,
+        "{report:?}"
+    );
+    assert_eq!(
+        tokio::task::block_in_place(|| sealed_under(store.as_ref())),
+        [new_id.clone()].into()
+    );
+    let again = tokio::task::block_in_place(|| kek::rewrap(&kek_b, store.as_ref()).unwrap());
+    assert_eq!(
+        (again.resealed, again.current),
+        (0, report.resealed + report.current)
+    );
+    let mut all: Vec<String> = before.iter().cloned().chain([made.kid.clone()]).collect();
+    all.sort();
+    a.shutdown().await;
+    b.shutdown().await;
+
+    // Step 4: the new KEK alone opens everything; the old alone nothing.
+    let c = start(&config(dir_a.path(), &new, &[])).await.unwrap();
+    let mut served = kids(&c).await;
+    served.sort();
+    assert_eq!(served, all);
+    c.shutdown().await;
+    let err = start(&config(dir_a.path(), &old, &[])).await.err().unwrap();
+    assert!(
+        err.contains(&format!("encrypted under KEK {new_id}")),
+        "{err}"
+    );
+    // A KEK set that cannot open a record is reported by rewrap, which
+    // changes nothing.
+    let stranger = tokio::task::block_in_place(|| {
+        let kek = kek::Kek::parse(&random_kek()).unwrap();
+        let report = kek::rewrap(&kek, store.as_ref()).unwrap();
+        (report, sealed_under(store.as_ref()))
+    });
+    assert_eq!(stranger.0.resealed, 0);
+    assert!(!stranger.0.unopenable.is_empty());
+    assert_eq!(stranger.1, [new_id].into());
+}

@@ -54,6 +54,16 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Re-seal every signing key and provider secret of every provider
+    /// under the KEK in force (--kek-file), opening them with it or an
+    /// --accept-kek-file: step 3 of a KEK rotation, run once every replica
+    /// has the new KEK in force. Works on the store. Exit code 2 when some
+    /// record is under a KEK not given (listed). See docs/management.md,
+    /// "Rotating the KEK".
+    Rewrap {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Retire a key: it stops signing now and stays published until every
     /// token it signed has expired (8 h + 15 min). Refused for the only key
     /// that can sign.
@@ -90,9 +100,25 @@ pub struct Target {
     /// `aver serve --help`.
     #[arg(long, env = "AVER_KEK_FILE")]
     kek_file: Option<PathBuf>,
+    /// KEK files that open keys but never seal (store mode; repeatable):
+    /// see `aver serve --help`.
+    #[arg(long, env = "AVER_ACCEPT_KEK_FILE", value_delimiter = ',')]
+    accept_kek_file: Vec<PathBuf>,
 }
 
 impl Target {
+    /// The KEK set for store mode.
+    fn kek(&self, store: &dyn aver_server::store::Store) -> Result<aver_server::kek::Kek> {
+        aver_server::kek::resolve_with_accepted(
+            crate::serve::kek_source(self.kek_file.clone())?.as_ref(),
+            &self.accept_kek_file,
+            &self.store.data_dir,
+            self.store.database_url.is_some(),
+            store,
+        )
+        .map_err(|e| anyhow!(e))
+    }
+
     fn connection(&self) -> Result<Option<Connection>> {
         let Some(url) = &self.url else {
             return Ok(None);
@@ -139,13 +165,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             }
             None => {
                 let store = target.store.open()?;
-                let kek = aver_server::kek::resolve(
-                    crate::serve::kek_source(target.kek_file.clone())?.as_ref(),
-                    &target.store.data_dir,
-                    target.store.database_url.is_some(),
-                    store.as_ref(),
-                )
-                .map_err(|e| anyhow!(e))?;
+                let kek = target.kek(store.as_ref())?;
                 let settings = aver_server::state::ProviderSettings::from_json(
                     &store.provider_settings(&target.provider)?,
                 )
@@ -169,6 +189,31 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 println!("{}", row.kid);
             }
         },
+        KeysCommand::Rewrap { target } => {
+            if target.url.is_some() {
+                return Err(anyhow!(
+                    "rewrap works on the store (--data-dir / --database-url), not through --url: it needs the KEKs"
+                ));
+            }
+            let store = target.store.open()?;
+            let kek = target.kek(store.as_ref())?;
+            let report = aver_server::kek::rewrap(&kek, store.as_ref()).map_err(|e| anyhow!(e))?;
+            crate::files::print_json(&serde_json::to_value(&report)?);
+            if !report.unopenable.is_empty() {
+                eprintln!(
+                    "{} record(s) are under a KEK that was not given (--accept-kek-file): they were left as they are",
+                    report.unopenable.len()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            if report.raced > 0 {
+                eprintln!(
+                    "{} record(s) changed while being re-sealed: run rewrap again",
+                    report.raced
+                );
+                return Ok(ExitCode::from(2));
+            }
+        }
         KeysCommand::ImportHsm {
             uri,
             module,
@@ -182,13 +227,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             }
             let uri = with_module(&uri, module.as_deref());
             let store = target.store.open()?;
-            let kek = aver_server::kek::resolve(
-                crate::serve::kek_source(target.kek_file.clone())?.as_ref(),
-                &target.store.data_dir,
-                target.store.database_url.is_some(),
-                store.as_ref(),
-            )
-            .map_err(|e| anyhow!(e))?;
+            let kek = target.kek(store.as_ref())?;
             let row = aver_server::keys::import_hsm(
                 store.as_ref(),
                 &kek,

@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// generated into <data-dir>/kek when absent.
     #[arg(long, env = "AVER_KEK_FILE")]
     kek_file: Option<PathBuf>,
+    /// A KEK file that opens keys at rest but never seals (repeatable, or
+    /// comma-separated): a KEK being rotated in or out. See
+    /// docs/management.md, "Rotating the KEK".
+    #[arg(long, env = "AVER_ACCEPT_KEK_FILE", value_delimiter = ',')]
+    accept_kek_file: Vec<PathBuf>,
     /// OIDC issuer whose JWTs may administer providers (with the three
     /// options below).
     #[arg(long, env = "AVER_ADMIN_OIDC_ISSUER", requires_all = ["admin_oidc_audience", "admin_oidc_role", "admin_oidc_jwks"])]
@@ -155,6 +160,7 @@ struct FileConfig {
     database_schema: Option<String>,
     tpm_ek_roots: Option<PathBuf>,
     kek_file: Option<PathBuf>,
+    accept_kek_file: Option<Vec<PathBuf>>,
     admin_oidc_issuer: Option<String>,
     admin_oidc_audience: Option<String>,
     admin_oidc_role: Option<String>,
@@ -264,6 +270,11 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
         })
         .collect::<Result<_>>()?;
     config.kek = kek_source(args.kek_file.or(file.kek_file))?;
+    config.accepted_keks = if args.accept_kek_file.is_empty() {
+        file.accept_kek_file.unwrap_or_default()
+    } else {
+        args.accept_kek_file
+    };
     let issuer = args.admin_oidc_issuer.or(file.admin_oidc_issuer);
     if let Some(issuer) = issuer {
         let missing = |what: &str| anyhow::anyhow!("admin OIDC issuer set without {what}");

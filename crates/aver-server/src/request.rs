@@ -8,6 +8,17 @@ use aver_attestation::TypedData;
 
 use crate::error::ApiError;
 
+/// The request field names the decoders look up (ignoring ASCII case), in
+/// one place for the decoders and the OpenAPI document.
+pub mod fields {
+    pub const RUNTIME_DATA: &str = "runtimeData";
+    pub const INIT_TIME_DATA: &str = "initTimeData";
+    pub const NONCE: &str = "nonce";
+    pub const DRAFT_POLICY: &str = "draftPolicyForAttestation";
+    /// The TPM protocol's message field.
+    pub const TPM_DATA: &str = "data";
+}
+
 /// api-versions accepted on the paths that take one.
 /// `2025-06-01` is what third-party SevSnpVm and TdxVm clients send.
 pub const API_VERSIONS: &[&str] = &["2020-10-01", "2022-08-01", "2025-06-01"];

@@ -91,8 +91,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             routing::route_provider,
+        ))
+        // Outside provider routing, so that a refusal there (an unknown
+        // provider) also has its body drained.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            request::drain_unread_body,
         ))
         .layer(axum::middleware::from_fn(observe::request_context))
 }

@@ -600,3 +600,113 @@ async fn live_answers_have_the_documented_shapes() {
     }
     svc.service.shutdown().await;
 }
+
+/// Schemathesis, installed by `compat/setup.sh` (or `AVER_SCHEMATHESIS`).
+fn schemathesis() -> Result<std::path::PathBuf, String> {
+    let st = std::env::var_os("AVER_SCHEMATHESIS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../compat/schemathesis/.venv/bin/st")
+        });
+    match std::process::Command::new(&st)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(st),
+        Ok(o) => Err(format!(
+            "{} --version failed ({}); run `bash compat/setup.sh`",
+            st.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!(
+            "schemathesis not found ({}: {e}); run `bash compat/setup.sh` or set AVER_SCHEMATHESIS",
+            st.display()
+        )),
+    }
+}
+
+/// Schemathesis generates requests from the served document — valid ones,
+/// and invalid ones (wrong types, missing fields, values outside the
+/// schema) — against a real service with the admin key, and checks that
+/// none is answered with a 5xx: a client's mistake is a 4xx. Bounded by a
+/// fixed number of examples per operation and a fixed seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error() {
+    const TEST: &str = "openapi::schemathesis_finds_no_server_error";
+    let st = match schemathesis() {
+        Ok(st) => st,
+        Err(reason) => {
+            aver_testkit::skip(TEST, &reason);
+            return;
+        }
+    };
+    let svc = TestService::start(false).await;
+    let base = svc.issuer().to_string();
+    let admin = svc.service.new_admin_key.clone().unwrap();
+    let ca = svc.service.tls.cert.clone();
+    let junit = svc.dir.path().join("schemathesis-junit.xml");
+    let args: Vec<String> = vec![
+        "run".into(),
+        format!("{base}/openapi.json"),
+        "--url".into(),
+        base.clone(),
+        "--checks".into(),
+        "not_a_server_error".into(),
+        "--tls-verify".into(),
+        ca.display().to_string(),
+        "-H".into(),
+        format!("Authorization: Bearer {admin}"),
+        "--phases".into(),
+        "examples,coverage,fuzzing".into(),
+        "--max-examples".into(),
+        "30".into(),
+        "--seed".into(),
+        "20261130".into(),
+        "--generation-database".into(),
+        "none".into(),
+        // One worker: with several, CPython 3.11's parser can fail inside
+        // Hypothesis ("AST constructor recursion depth mismatch"), a
+        // schemathesis run error unrelated to the service.
+        "--workers".into(),
+        "1".into(),
+        "--request-timeout".into(),
+        "60".into(),
+        "--no-color".into(),
+        "--report".into(),
+        "junit".into(),
+        "--report-junit-path".into(),
+        junit.display().to_string(),
+    ];
+    let workdir = svc.dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(st)
+            .args(&args)
+            // Its cache directory (.schemathesis) goes there, not into
+            // the source tree.
+            .current_dir(workdir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let tail: String = {
+        let chars: Vec<char> = stdout.chars().collect();
+        chars[chars.len().saturating_sub(20_000)..].iter().collect()
+    };
+    assert!(
+        output.status.success(),
+        "schemathesis found server errors (exit {:?}):\n{tail}\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // It did run: operations were tested.
+    let report = std::fs::read_to_string(&junit).unwrap();
+    let cases = report.matches("<testcase").count();
+    assert!(cases >= 20, "only {cases} operations tested:\n{tail}");
+    eprintln!("schemathesis: {cases} operations, no server error\n{tail}");
+    svc.service.shutdown().await;
+}

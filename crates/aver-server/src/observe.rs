@@ -127,7 +127,9 @@ pub fn route_class(path: &str) -> &'static str {
         "policies" => "policies",
         f if f.starts_with("certificates") => "certificates",
         "audit" => "audit",
-        "keys" => "keys",
+        // `/keys`, `/keys:rotate`, `/keys:retire`.
+        "keys" | "keys:rotate" | "keys:retire" => "keys",
+        "openapi.json" => "openapi",
         "tcbbaselines" => "tcbbaselines",
         _ => "other",
     }
@@ -363,6 +365,9 @@ mod tests {
         assert_eq!(route_class("/attest/SgxEnclave"), "attest");
         assert_eq!(route_class("/providers/acme/attest/Tpm"), "attest");
         assert_eq!(route_class("/certs"), "certs");
+        assert_eq!(route_class("/keys:rotate"), "keys");
+        assert_eq!(route_class("/providers/acme/keys:retire"), "keys");
+        assert_eq!(route_class("/openapi.json"), "openapi");
         assert_eq!(
             route_class("/.well-known/openid-configuration"),
             "openid-configuration"

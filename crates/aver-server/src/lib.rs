@@ -2,7 +2,8 @@
 //!
 //! An HTTP API compatible with Azure Attestation's data plane — attestation
 //! (`/attest/*`), metadata (`/certs`, `/.well-known/openid-configuration`)
-//! and management (`/policies/*`, `/certificates*`) — over TLS, for one or
+//! and management (`/policies/*`, `/certificates*`), described by an OpenAPI
+//! document generated from the code (`/openapi.json`, [`openapi`]) — over TLS, for one or
 //! more providers (tenants), with state in SQLite or PostgreSQL. Handlers
 //! are thin: they decode a request, call the attestation core
 //! (`aver-attestation`) or the store, and

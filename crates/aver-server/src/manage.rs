@@ -351,6 +351,11 @@ pub async fn remove_certificate(
     modify_certificates(state, provider, query, headers, body, false).await
 }
 
+/// Entries `GET /audit` returns without a `limit`.
+pub const AUDIT_LIMIT_DEFAULT: usize = 100;
+/// The most entries one `GET /audit` returns.
+pub const AUDIT_LIMIT_MAX: usize = 10_000;
+
 /// `GET /audit?limit=N`: the provider's audit log, newest first.
 pub async fn get_audit(
     State(state): State<AppState>,
@@ -368,8 +373,8 @@ pub async fn get_audit(
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == "limit")
         .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(100)
-        .min(10_000);
+        .unwrap_or(AUDIT_LIMIT_DEFAULT)
+        .min(AUDIT_LIMIT_MAX);
     let name = provider.name.clone();
     let entries = state
         .blocking(move |store| store.audit_log(&name, limit))

@@ -193,8 +193,8 @@ pub struct AuditResponse {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RotateKeyRequest {
     /// Seconds between publishing the new key in `/certs` and signing
-    /// with it (default and maximum in `docs/management.md`).
-    #[schema(minimum = 0, maximum = 604800)]
+    /// with it (the default and maximum are `keys::DEFAULT_PUBLISH_DELAY_SECS`
+    /// and `keys::MAX_PUBLISH_DELAY_SECS`, set in [`document`]).
     pub publish_delay_secs: Option<u64>,
 }
 
@@ -597,7 +597,6 @@ pub fn document() -> OpenApi {
         CpuPoolHealth,
         AuditResponse,
         crate::store::AuditRecord,
-        RotateKeyRequest,
         RetireKeyRequest,
         JsonWebKey,
         JsonWebKeySet,
@@ -608,6 +607,16 @@ pub fn document() -> OpenApi {
         PolicyCertificatesModificationResult,
         KeysResult,
     );
+    // The rotation delay's bounds are the handler's constants.
+    let mut rotate = RotateKeyRequest::schema();
+    if let RefOr::T(Schema::Object(o)) = &mut rotate
+        && let Some(RefOr::T(Schema::Object(delay))) = o.properties.get_mut("publish_delay_secs")
+    {
+        delay.minimum = Some(0.into());
+        delay.maximum = Some(crate::keys::MAX_PUBLISH_DELAY_SECS.into());
+        delay.default = Some(crate::keys::DEFAULT_PUBLISH_DELAY_SECS.into());
+    }
+    components = components.schema(RotateKeyRequest::name(), rotate);
     let mut jwt = Object::with_type(Type::String);
     jwt.description = Some("An RFC 7515 compact JWS (header.payload.signature).".into());
     jwt.pattern = Some(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$".into());
@@ -911,10 +920,16 @@ pub fn document() -> OpenApi {
     let mut limit_schema = Object::with_type(Type::Integer);
     limit_schema.format = Some(SchemaFormat::KnownFormat(KnownFormat::Int64));
     limit_schema.minimum = Some(0.into());
+    limit_schema.default = Some(crate::manage::AUDIT_LIMIT_DEFAULT.into());
     let mut limit = Parameter::new("limit");
     limit.parameter_in = ParameterIn::Query;
     limit.required = Required::False;
-    limit.description = Some("At most this many entries (default 100, at most 10000).".into());
+    limit.description = Some(format!(
+        "At most this many entries (default {}); more than {} is read as {}.",
+        crate::manage::AUDIT_LIMIT_DEFAULT,
+        crate::manage::AUDIT_LIMIT_MAX,
+        crate::manage::AUDIT_LIMIT_MAX
+    ));
     limit.schema = Some(Schema::Object(limit_schema).into());
     let mut audit = admin(
         "Audit_Get",

@@ -269,6 +269,18 @@ fn shared_paths_carry_azures_request_and_response_names() {
     let runtime_data = json!({"$ref": "#/components/schemas/RuntimeData"});
     let data_type = resolve(&doc, &properties(&doc, &runtime_data)["dataType"]);
     assert_eq!(data_type["enum"], json!(["Binary", "JSON"]));
+
+    // Bounds come from the handlers' constants.
+    let rotate = json!({"$ref": "#/components/schemas/RotateKeyRequest"});
+    let delay = resolve(&doc, &properties(&doc, &rotate)["publish_delay_secs"]);
+    assert_eq!(
+        delay["maximum"],
+        json!(aver_server::keys::MAX_PUBLISH_DELAY_SECS)
+    );
+    assert_eq!(
+        delay["default"],
+        json!(aver_server::keys::DEFAULT_PUBLISH_DELAY_SECS)
+    );
 }
 
 #[test]

@@ -3,13 +3,16 @@
 # crates/aver-server/tests/sdk_compat.rs:
 #   compat/python/.venv   azure-security-attestation 1.0.0 (PyPI), pinned in requirements.txt
 #   compat/js/node_modules @azure/attestation 1.0.0 (npm), pinned in package-lock.json
+# and, for crates/aver-server/tests/openapi.rs:
+#   compat/schemathesis/.venv  schemathesis (PyPI), pinned in requirements.txt
 # Idempotent: re-running only reinstalls what changed. Needs python3 (3.11 on
 # Debian bookworm) with venv support, and Node >= 18 with npm; installs
 # python3-venv through apt when venv support is missing (as root).
 #
 # Environment:
 #   AVER_SDK_SETUP_PYTHON  interpreter used to create the venv (default python3)
-#   AVER_SDK_SETUP_SKIP_JS=1 / AVER_SDK_SETUP_SKIP_PYTHON=1  skip one side
+#   AVER_SDK_SETUP_SKIP_JS=1 / AVER_SDK_SETUP_SKIP_PYTHON=1 /
+#   AVER_SDK_SETUP_SKIP_SCHEMATHESIS=1  skip one part
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -58,6 +61,29 @@ setup_python() {
     log "python SDK installed: $("$venv/bin/python" -m pip show azure-security-attestation 2>/dev/null | sed -n 's/^Version: //p')"
 }
 
+setup_schemathesis() {
+    local dir="$here/schemathesis"
+    local venv="$dir/.venv"
+    local stamp="$venv/.aver-requirements.sha256"
+    local want
+    want="$(sha256sum "$dir/requirements.txt" | cut -d' ' -f1)"
+    if [ -x "$venv/bin/st" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        log "schemathesis venv up to date ($venv)"
+        return 0
+    fi
+    ensure_venv_support
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        rm -rf "$venv"
+        log "creating $venv with $("$py" --version 2>&1)"
+        "$py" -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --no-input -r "$dir/requirements.txt"
+    "$venv/bin/st" --version >/dev/null
+    echo "$want" >"$stamp"
+    log "schemathesis installed: $("$venv/bin/st" --version 2>&1)"
+}
+
 setup_js() {
     local dir="$here/js"
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -79,4 +105,5 @@ setup_js() {
 
 if [ "${AVER_SDK_SETUP_SKIP_PYTHON:-0}" != 1 ]; then setup_python; fi
 if [ "${AVER_SDK_SETUP_SKIP_JS:-0}" != 1 ]; then setup_js; fi
+if [ "${AVER_SDK_SETUP_SKIP_SCHEMATHESIS:-0}" != 1 ]; then setup_schemathesis; fi
 log "done"

@@ -61,8 +61,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
+        let body = crate::openapi::CloudError {
+            error: crate::openapi::CloudErrorBody {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        let body = serde_json::to_string(&body).unwrap_or_else(|_| {
+            // Two strings cannot fail to serialize; keep a valid body anyway.
+            r#"{"error":{"code":"InternalError","message":"encoding the error failed"}}"#.into()
         });
         let mut response = (
             self.status,
@@ -70,7 +77,7 @@ impl IntoResponse for ApiError {
                 axum::http::header::CONTENT_TYPE,
                 "application/json; charset=utf-8",
             )],
-            body.to_string(),
+            body,
         )
             .into_response();
         if let Ok(value) = axum::http::HeaderValue::from_str(self.code) {

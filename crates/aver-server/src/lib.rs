@@ -2,7 +2,8 @@
 //!
 //! An HTTP API compatible with Azure Attestation's data plane — attestation
 //! (`/attest/*`), metadata (`/certs`, `/.well-known/openid-configuration`)
-//! and management (`/policies/*`, `/certificates*`) — over TLS, for one or
+//! and management (`/policies/*`, `/certificates*`), described by an OpenAPI
+//! document generated from the code (`/openapi.json`, [`openapi`]) — over TLS, for one or
 //! more providers (tenants), with state in SQLite or PostgreSQL. Handlers
 //! are thin: they decode a request, call the attestation core
 //! (`aver-attestation`) or the store, and
@@ -22,6 +23,7 @@ pub mod listener;
 pub mod load;
 pub mod manage;
 pub mod observe;
+pub mod openapi;
 pub mod policy_jws;
 pub mod request;
 pub mod routes;
@@ -44,32 +46,45 @@ pub use load::DEFAULT_PROVIDER;
 use state::{AppState, Clock};
 use store::{ProviderRecord, Store};
 
-/// Builds the router over `state`.
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/attest/{kind}", post(routes::attest))
-        .route("/certs", get(routes::certs))
-        .route(
+/// Every route the service serves, with its handlers: the one list the
+/// router is built from, so that `tests/openapi.rs` can check that each is
+/// in the OpenAPI document ([`openapi`]).
+pub fn routes_table() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
+    vec![
+        ("/attest/{kind}", post(routes::attest)),
+        ("/certs", get(routes::certs)),
+        (
             "/.well-known/openid-configuration",
             get(routes::openid_configuration),
-        )
-        .route("/tcbbaselines/{kind}", get(routes::tcb_baselines))
-        .route("/health", get(routes::health))
-        .route("/healthz", get(observe::healthz))
-        .route("/readyz", get(observe::readyz))
-        .route(
+        ),
+        ("/tcbbaselines/{kind}", get(routes::tcb_baselines)),
+        ("/health", get(routes::health)),
+        ("/healthz", get(observe::healthz)),
+        ("/readyz", get(observe::readyz)),
+        (openapi::PATH, get(openapi::serve)),
+        (
             "/policies/{spec}",
             get(manage::get_policy)
                 .put(manage::put_policy)
                 .post(manage::post_policy),
-        )
-        .route("/certificates", get(manage::get_certificates))
-        .route("/certificates:add", post(manage::add_certificate))
-        .route("/certificates:remove", post(manage::remove_certificate))
-        .route("/audit", get(manage::get_audit))
-        .route("/keys", get(manage::get_keys))
-        .route("/keys:rotate", post(manage::rotate_key))
-        .route("/keys:retire", post(manage::retire_key))
+        ),
+        ("/certificates", get(manage::get_certificates)),
+        ("/certificates:add", post(manage::add_certificate)),
+        ("/certificates:remove", post(manage::remove_certificate)),
+        ("/audit", get(manage::get_audit)),
+        ("/keys", get(manage::get_keys)),
+        ("/keys:rotate", post(manage::rotate_key)),
+        ("/keys:retire", post(manage::retire_key)),
+    ]
+}
+
+/// Builds the router over `state`.
+pub fn router(state: AppState) -> Router {
+    let routes = routes_table()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        })
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state.clone());
@@ -78,8 +93,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             routing::route_provider,
+        ))
+        // Outside provider routing, so that a refusal there (an unknown
+        // provider) also has its body drained.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            request::drain_unread_body,
         ))
         .layer(axum::middleware::from_fn(observe::request_context))
 }

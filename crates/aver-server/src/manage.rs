@@ -17,7 +17,7 @@ use crate::admin::Actor;
 use crate::error::ApiError;
 use crate::policy_jws::{self, EMPTY_POLICY_JWS};
 use crate::request::check_api_version;
-use crate::routes::json_response;
+use crate::routes::json_body;
 use crate::routing::Prov;
 use aver_attestation::ActivePolicy;
 use aver_attestation::registry::{self, AttestationType};
@@ -31,7 +31,7 @@ fn token_response(
     now: u64,
 ) -> Result<Response, ApiError> {
     let token = provider.sign_result(claims, now)?;
-    Ok(json_response(json!({ "token": token })))
+    Ok(json_body(&crate::openapi::TokenResponse { token }))
 }
 
 fn audit(provider: &Provider, actor: &Actor, action: &str, target: &str, now: u64) -> AuditRecord {
@@ -50,6 +50,16 @@ fn attestation_type(spec: &str) -> Result<&'static AttestationType, ApiError> {
     registry::require(spec).map_err(ApiError::from)
 }
 
+/// `/policies/{type}:reset` shares the route of `/policies/{type}`; it
+/// takes POST only, so GET and PUT on it are 405 like any other path's
+/// wrong method (not a 400 about an unknown type `SgxEnclave:reset`).
+async fn refuse_reset_path(spec: &str) -> Result<(), ApiError> {
+    if spec.ends_with(":reset") {
+        return Err(crate::routes::method_not_allowed().await);
+    }
+    Ok(())
+}
+
 async fn body_text(state: &AppState, body: Body) -> Result<String, ApiError> {
     let bytes = state.read_body(body).await?;
     String::from_utf8(bytes.to_vec())
@@ -64,6 +74,7 @@ pub async fn get_policy(
     headers: HeaderMap,
     Path(spec): Path<String>,
 ) -> Result<Response, ApiError> {
+    refuse_reset_path(&spec).await?;
     check_api_version(query.as_deref())?;
     let now = state.clock.now();
     state.admin.authenticate(&headers, &provider, now)?;
@@ -86,6 +97,7 @@ pub async fn put_policy(
     Path(spec): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    refuse_reset_path(&spec).await?;
     check_api_version(query.as_deref())?;
     let now = state.clock.now();
     let actor = state.admin.authenticate(&headers, &provider, now)?;
@@ -339,6 +351,11 @@ pub async fn remove_certificate(
     modify_certificates(state, provider, query, headers, body, false).await
 }
 
+/// Entries `GET /audit` returns without a `limit`.
+pub const AUDIT_LIMIT_DEFAULT: usize = 100;
+/// The most entries one `GET /audit` returns.
+pub const AUDIT_LIMIT_MAX: usize = 10_000;
+
 /// `GET /audit?limit=N`: the provider's audit log, newest first.
 pub async fn get_audit(
     State(state): State<AppState>,
@@ -356,13 +373,13 @@ pub async fn get_audit(
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == "limit")
         .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(100)
-        .min(10_000);
+        .unwrap_or(AUDIT_LIMIT_DEFAULT)
+        .min(AUDIT_LIMIT_MAX);
     let name = provider.name.clone();
     let entries = state
         .blocking(move |store| store.audit_log(&name, limit))
         .await?;
-    Ok(json_response(json!({ "entries": entries })))
+    Ok(json_body(&crate::openapi::AuditResponse { entries }))
 }
 
 // ------------------------------------------------------------ signing keys

@@ -25,7 +25,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
 use tracing::Instrument;
 
 use crate::state::AppState;
@@ -128,7 +127,9 @@ pub fn route_class(path: &str) -> &'static str {
         "policies" => "policies",
         f if f.starts_with("certificates") => "certificates",
         "audit" => "audit",
-        "keys" => "keys",
+        // `/keys`, `/keys:rotate`, `/keys:retire`.
+        "keys" | "keys:rotate" | "keys:retire" => "keys",
+        "openapi.json" => "openapi",
         "tcbbaselines" => "tcbbaselines",
         _ => "other",
     }
@@ -228,7 +229,9 @@ pub fn stage(kind: &'static str, stage: &'static str, seconds: f64) {
 /// checked: a liveness probe that fails on a database outage would restart
 /// every replica at once for no gain.
 pub async fn healthz() -> Response {
-    crate::routes::json_response(json!({ "status": "alive" }))
+    crate::routes::json_body(&crate::openapi::HealthResponse {
+        status: "alive".into(),
+    })
 }
 
 /// `GET /readyz`: this replica can serve attestations. Ready when every
@@ -249,28 +252,29 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         ),
         Err(_) => (0, vec!["(providers unavailable)".to_string()]),
     };
-    let store = match state.store_health.failing_since() {
-        None => json!({ "reachable": true, "lastSuccess": state.store_health.last_ok() }),
-        Some(since) => json!({
-            "reachable": false,
-            "failingForSeconds": now.saturating_sub(since),
-            "lastSuccess": state.store_health.last_ok(),
-        }),
+    let failing = state.store_health.failing_since();
+    let store = crate::openapi::StoreHealth {
+        reachable: failing.is_none(),
+        last_success: state.store_health.last_ok(),
+        failing_for_seconds: failing.map(|since| now.saturating_sub(since)),
     };
     let ready = providers > 0 && without_key.is_empty();
-    let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
-        "providers": providers,
-        "providersWithoutSigningKey": without_key,
-        "store": store,
-        "cpuPool": { "running": state.cpu.running(), "capacity": state.cpu.limits().max_concurrent },
-    });
+    let body = crate::openapi::ReadinessResponse {
+        status: if ready { "ready" } else { "not ready" }.into(),
+        providers: providers as u64,
+        providers_without_signing_key: without_key,
+        store,
+        cpu_pool: crate::openapi::CpuPoolHealth {
+            running: state.cpu.running() as u64,
+            capacity: state.cpu.limits().max_concurrent as u64,
+        },
+    };
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, crate::routes::json_response(body)).into_response()
+    (status, crate::routes::json_body(&body)).into_response()
 }
 
 /// Gauges read at scrape time: the CPU pool, key ages, process RSS and CPU.
@@ -361,6 +365,9 @@ mod tests {
         assert_eq!(route_class("/attest/SgxEnclave"), "attest");
         assert_eq!(route_class("/providers/acme/attest/Tpm"), "attest");
         assert_eq!(route_class("/certs"), "certs");
+        assert_eq!(route_class("/keys:rotate"), "keys");
+        assert_eq!(route_class("/providers/acme/keys:retire"), "keys");
+        assert_eq!(route_class("/openapi.json"), "openapi");
         assert_eq!(
             route_class("/.well-known/openid-configuration"),
             "openid-configuration"

@@ -8,6 +8,17 @@ use aver_attestation::TypedData;
 
 use crate::error::ApiError;
 
+/// The request field names the decoders look up (ignoring ASCII case), in
+/// one place for the decoders and the OpenAPI document.
+pub mod fields {
+    pub const RUNTIME_DATA: &str = "runtimeData";
+    pub const INIT_TIME_DATA: &str = "initTimeData";
+    pub const NONCE: &str = "nonce";
+    pub const DRAFT_POLICY: &str = "draftPolicyForAttestation";
+    /// The TPM protocol's message field.
+    pub const TPM_DATA: &str = "data";
+}
+
 /// api-versions accepted on the paths that take one.
 /// `2025-06-01` is what third-party SevSnpVm and TdxVm clients send.
 pub const API_VERSIONS: &[&str] = &[
@@ -123,6 +134,129 @@ pub async fn read_body(
         return Err(too_large());
     }
     Ok(axum::body::Bytes::from(buf))
+}
+
+/// Middleware: reads what a handler left unread of a request body before
+/// the answer goes out.
+///
+/// Many refusals come before the body is read (no `api-version`, no admin
+/// credential, no such path, a wrong method). Left unread, the body makes
+/// the connection unusable: it is closed under a keep-alive client that
+/// will send its next request on it, and a client still writing the body
+/// (Python's `http.client` writes it whole before reading) can get a reset
+/// instead of the answer. So the rest is read and discarded, on the same
+/// terms as [`read_body`]: at most twice the body limit (a larger declared
+/// `Content-Length` is not waited for: that connection is closed, as for a
+/// 413) and within the body time-out.
+pub async fn drain_unread_body(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use http_body::Body as _;
+    let (parts, body) = request.into_parts();
+    if body.is_end_stream() {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let (back, mut left) = tokio::sync::oneshot::channel();
+    let tracked = Body::new(Tracked {
+        inner: Some(body),
+        finished: false,
+        back: Some(back),
+    });
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, tracked))
+        .await;
+    // The handler has returned and its future is dropped, body included:
+    // unread, the body came back through the channel (never waited for).
+    if let Ok(rest) = left.try_recv() {
+        drain(
+            rest,
+            state.max_body_bytes.saturating_mul(2),
+            state.body_read_timeout,
+        )
+        .await;
+    }
+    response
+}
+
+/// Reads and discards `body`, up to `cap` bytes and within `timeout`.
+async fn drain(body: Body, cap: usize, timeout: std::time::Duration) {
+    use http_body_util::BodyExt;
+    if http_body::Body::size_hint(&body)
+        .exact()
+        .is_some_and(|n| n > cap as u64)
+    {
+        return;
+    }
+    let mut body = body;
+    let mut total = 0usize;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total > cap {
+                return;
+            }
+        }
+    }
+}
+
+/// A request body that, dropped before its end, hands itself back to
+/// [`drain_unread_body`].
+struct Tracked {
+    inner: Option<Body>,
+    finished: bool,
+    back: Option<tokio::sync::oneshot::Sender<Body>>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let polled = std::pin::Pin::new(inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))) => {
+                // At its end, or broken (nothing more to read either way).
+                self.finished = true;
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| http_body::SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let (Some(inner), Some(back)) = (self.inner.take(), self.back.take())
+            && !http_body::Body::is_end_stream(&inner)
+        {
+            let _ = back.send(inner);
+        }
+    }
 }
 
 /// Parses a JSON object body. Duplicate keys are refused, including keys

@@ -12,11 +12,11 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
 use crate::error::ApiError;
-use crate::request::{base64_field, check_api_version, field, json_object, typed_data};
+use crate::request::{base64_field, check_api_version, field, fields, json_object, typed_data};
 use crate::routing::Prov;
 use crate::state::AppState;
 
@@ -26,6 +26,14 @@ pub fn json_response(value: Value) -> Response {
         value.to_string(),
     )
         .into_response()
+}
+
+/// A wire type (`crate::openapi`) as a JSON answer.
+pub fn json_body<T: serde::Serialize>(body: &T) -> Response {
+    match serde_json::to_value(body) {
+        Ok(value) => json_response(value),
+        Err(e) => ApiError::internal("encoding the answer failed", e).into_response(),
+    }
 }
 
 /// `POST /attest/{type}`
@@ -163,10 +171,9 @@ async fn attest_single(
                         ""
                     }
                 );
-                let reply = if verbose && draft.is_some() {
-                    json!({ "token": issued.token, "evaluation": issued.evaluation.to_json() })
-                } else {
-                    json!({ "token": issued.token })
+                let reply = crate::openapi::AttestationResponse {
+                    evaluation: (verbose && draft.is_some()).then(|| issued.evaluation.to_json()),
+                    token: issued.token,
                 };
                 Ok(Outcome::Done(reply, log))
             })
@@ -187,13 +194,13 @@ async fn attest_single(
         }
     };
     tracing::info!(attestation = %log, "attestation succeeded");
-    Ok(json_response(reply))
+    Ok(json_body(&reply))
 }
 
 /// What one run of an attestation job on the CPU pool ends with.
 enum Outcome {
     /// The reply and the log line.
-    Done(Value, String),
+    Done(crate::openapi::AttestationResponse, String),
     /// A SevSnpVm request needs this VCEK first.
     NeedVcek(evidence::snp::kds::VcekLookup),
 }
@@ -208,7 +215,7 @@ fn decode_attest_request(
     let obj = json_object(bytes)?;
     let evidence = base64_field(&obj, evidence_field)?
         .ok_or_else(|| ApiError::invalid_parameter(format!("{evidence_field} is required")))?;
-    let nonce = match field(&obj, "nonce") {
+    let nonce = match field(&obj, fields::NONCE) {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
         // The nonce is echoed as given: a number is accepted only when its
@@ -224,12 +231,12 @@ fn decode_attest_request(
     };
     let request = AttestRequest {
         evidence,
-        runtime_data: typed_data(&obj, "runtimeData")?,
-        init_time_data: typed_data(&obj, "initTimeData")?,
+        runtime_data: typed_data(&obj, fields::RUNTIME_DATA)?,
+        init_time_data: typed_data(&obj, fields::INIT_TIME_DATA)?,
         nonce,
         tcb_baseline: Default::default(),
     };
-    let draft = match field(&obj, "draftPolicyForAttestation") {
+    let draft = match field(&obj, fields::DRAFT_POLICY) {
         None => None,
         Some(Value::String(text)) => Some(text.clone()),
         Some(_) => {
@@ -274,10 +281,10 @@ async fn attest_tpm(
     let job_provider = provider.clone();
     let reply = state
         .cpu
-        .run(move |cancel| -> Result<Value, ApiError> {
+        .run(move |cancel| -> Result<crate::openapi::TpmAttestationResponse, ApiError> {
             let provider = job_provider;
             let obj = json_object(&bytes)?;
-            let data = match field(&obj, "data") {
+            let data = match field(&obj, fields::TPM_DATA) {
                 Some(Value::String(s)) => s.clone(),
                 Some(_) => {
                     return Err(ApiError::invalid_parameter(
@@ -290,9 +297,11 @@ async fn attest_tpm(
                 .handle_with(&data, now, &replay, &options)
                 .map_err(aver_attestation::AttestError::from)?;
             match step {
-                aver_tpm_attest::TpmStep::Reply(payload) => Ok(
-                    json!({ "data": aver_tpm_attest::encode_payload(&payload) }),
-                ),
+                aver_tpm_attest::TpmStep::Reply(payload) => {
+                    Ok(crate::openapi::TpmAttestationResponse {
+                        data: aver_tpm_attest::encode_payload(&payload),
+                    })
+                }
                 aver_tpm_attest::TpmStep::Verified(verified) => {
                     let signer = provider.signer(now)?;
                     let issued = tail::finish(
@@ -305,12 +314,14 @@ async fn attest_tpm(
                         &cancel.budget(),
                     )?;
                     tracing::info!(provider = %provider.name, aik_validated = verified.aik_validated, "TPM attestation succeeded");
-                    Ok(json!({ "data": aver_tpm_attest::report_reply(&issued.token) }))
+                    Ok(crate::openapi::TpmAttestationResponse {
+                        data: aver_tpm_attest::report_reply(&issued.token),
+                    })
                 }
             }
         })
         .await??;
-    Ok(json_response(reply))
+    Ok(json_body(&reply))
 }
 
 /// `GET /certs`
@@ -362,15 +373,11 @@ pub async fn tcb_baselines(
         .verifiers
         .default_tcb_baseline
         .or_else(|| numbers.keys().next_back().copied());
-    let entry = |identifier: String, number: u32, is_selected: bool| {
-        let mut e = serde_json::Map::new();
-        e.insert("tcbIdentifier".into(), identifier.into());
-        e.insert("tcbEvaluationDataNumber".into(), number.into());
-        if let Some((_, date)) = numbers.get(&number) {
-            e.insert("tcbReleaseDate".into(), date.clone().into());
-        }
-        e.insert("isSelectedTcb".into(), is_selected.into());
-        Value::Object(e)
+    let entry = |identifier: String, number: u32, is_selected: bool| crate::openapi::TcbBaseline {
+        tcb_identifier: identifier,
+        tcb_evaluation_data_number: number,
+        tcb_release_date: numbers.get(&number).map(|(_, date)| date.clone()),
+        is_selected_tcb: is_selected,
     };
     let mut baselines = Vec::new();
     if let Some(n) = default_number {
@@ -387,7 +394,12 @@ pub async fn tcb_baselines(
             selected == aver_attestation::TcbBaseline::EvaluationDataNumber(*n),
         ));
     }
-    Ok(json_response(json!({ "tcbBaselines": baselines })))
+    let result = crate::openapi::TcbBaselineResult {
+        tcb_baselines: baselines,
+    };
+    Ok(json_response(
+        serde_json::to_value(&result).unwrap_or_else(|_| json!({ "tcbBaselines": [] })),
+    ))
 }
 
 /// `GET /.well-known/openid-configuration`
@@ -411,7 +423,9 @@ pub async fn health(
     Prov(provider): Prov,
 ) -> Result<Response, ApiError> {
     provider.signing_key(state.clock.now())?;
-    Ok(json_response(json!({ "status": "ok" })))
+    Ok(json_body(&crate::openapi::HealthResponse {
+        status: "ok".into(),
+    }))
 }
 
 pub async fn not_found() -> ApiError {

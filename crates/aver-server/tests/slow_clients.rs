@@ -232,3 +232,51 @@ async fn a_malformed_chunk_size_is_a_400() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(reply.contains("MalformedRequest"), "{reply}");
 }
+
+/// A request refused before its body is read (no api-version, no admin
+/// credential, no such path, wrong method) still lets the client write
+/// the whole body and read the refusal, and the connection stays usable:
+/// the service reads what the handler left, up to twice the body limit.
+/// Before this, the answer raced a reset and clients that write the whole
+/// body before reading (Python's http.client) saw a connection error.
+#[tokio::test]
+async fn a_body_refused_before_it_is_read_is_drained_and_the_refusal_arrives() {
+    let svc = start(1024).await;
+    let body = vec![b' '; 900 * 1024];
+    for (request, status, code) in [
+        ("POST /attest/SgxEnclave", "400", "MissingApiVersion"),
+        (
+            "POST /keys:rotate?api-version=2022-08-01",
+            "401",
+            "Unauthorized",
+        ),
+        ("POST /no-such-path", "404", "NotFound"),
+        ("DELETE /certs", "405", "MethodNotAllowed"),
+    ] {
+        let mut s = connect(&svc).await;
+        let head = format!(
+            "{request} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body)
+            .await
+            .unwrap_or_else(|e| panic!("{request}: writing the body failed: {e}"));
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{request}: the next request failed: {e}"));
+        let (reply, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request}: {reply}"
+        );
+        assert!(reply.contains(code), "{request}: {reply}");
+        // The keep-alive connection served the next request too.
+        assert_eq!(
+            reply.matches("HTTP/1.1 200").count(),
+            1,
+            "{request}: no answer to the next request: {reply}"
+        );
+    }
+}

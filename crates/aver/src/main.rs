@@ -96,6 +96,10 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Collateral(collateral::CollateralCommand),
+    /// Print the service's OpenAPI document (what `aver serve` serves at
+    /// /openapi.json), with no service.
+    #[cfg(feature = "server")]
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -286,6 +290,11 @@ fn main() -> std::process::ExitCode {
             Command::Sim(cmd) => sim::run(cmd),
             #[cfg(feature = "server")]
             Command::Collateral(cmd) => collateral::run(cmd),
+            #[cfg(feature = "server")]
+            Command::Openapi => {
+                println!("{}", aver_server::openapi::document_json());
+                Ok(std::process::ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -351,3 +351,28 @@ fn attest_tdx_against_a_running_service() {
         );
     }
 }
+
+/// `aver openapi` prints the document `aver serve` serves, with no service.
+#[test]
+fn openapi_prints_the_document_without_a_service() {
+    let out = aver().arg("openapi").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/attest/SgxEnclave",
+        "/policies/{attestationType}",
+        "/openapi.json",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    assert_eq!(
+        doc,
+        serde_json::to_value(aver_server::openapi::document()).unwrap(),
+        "the same document as the library builds"
+    );
+}

@@ -59,7 +59,8 @@ pub struct PolicyRecord {
 }
 
 /// One audit-log entry: who did what, when, and the new policy's hash.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// Served as is by `GET /audit` (its schema is in the OpenAPI document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub at: i64,
     pub provider: String,

@@ -81,7 +81,7 @@ if [[ $ALG == ES256 ]]; then
 fi
 kill "$prep"; wait "$prep" 2>/dev/null || true
 
-AVER_LOG=warn valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT" \
+AVER_LOG=warn valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$WORK/cg.out" \
   "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1200); do
@@ -116,8 +116,9 @@ callgrind_control -d "$SERVER_PID" >/dev/null
 ok=$(grep -c '^200$' "$WORK/codes" || true)
 [[ $ok == "$REQUESTS" ]] || die "only $ok of $REQUESTS attestations returned 200"
 
-# callgrind_control -d writes "$OUT.<n>" (a numbered dump) next to OUT.
-DUMP=$(ls -t "$OUT".* 2>/dev/null | head -1)
+# callgrind_control -d writes a numbered dump ("cg.out.1"); the server's
+# own dump at exit (collection off by then) stays in the work directory.
+DUMP=$(ls -t "$WORK"/cg.out.* 2>/dev/null | head -1)
 [[ -n $DUMP ]] || die "callgrind wrote no dump"
 mv "$DUMP" "$OUT"
 callgrind_annotate --inclusive=yes --threshold=100 "$OUT" >"$WORK/incl.txt"

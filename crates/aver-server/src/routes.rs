@@ -397,9 +397,9 @@ pub async fn tcb_baselines(
     let result = crate::openapi::TcbBaselineResult {
         tcb_baselines: baselines,
     };
-    Ok(json_response(
-        serde_json::to_value(&result).unwrap_or_else(|_| json!({ "tcbBaselines": [] })),
-    ))
+    Ok(json_response(serde_json::to_value(&result).unwrap_or_else(
+        |_| serde_json::json!({ "tcbBaselines": [] }),
+    )))
 }
 
 /// `GET /.well-known/openid-configuration`

@@ -81,7 +81,7 @@ if [[ $ALG == ES256 ]]; then
 fi
 kill "$prep"; wait "$prep" 2>/dev/null || true
 
-AVER_LOG=warn valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$WORK/cg.out" \
+AVER_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
   "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1200); do

@@ -25,9 +25,11 @@ SIGN = {
 
 
 def name_of(location: str) -> str:
-    # "file:function [object]" -> "function"
+    # "file:function [object]" -> "function"; aws-lc-sys prefixes its C
+    # symbols with its version ("aws_lc_0_47_0_ECDSA_do_verify").
     loc = re.sub(r"\s+\[[^\]]*\]$", "", location)
-    return loc.split(":", 1)[1] if ":" in loc else loc
+    fn = loc.split(":", 1)[1] if ":" in loc and not loc.startswith("<") else loc
+    return re.sub(r"^aws_lc_\d+_\d+_\d+_", "", fn)
 
 
 def main() -> int:

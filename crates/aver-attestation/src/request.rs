@@ -21,4 +21,8 @@ pub struct AttestRequest {
     pub init_time_data: Option<TypedData>,
     /// Echoed in the token's `nonce` claim.
     pub nonce: Option<String>,
+    /// TdxVm only, an Aver extension Azure does not have (`ccelEventLog`
+    /// on the wire): the TD's CCEL event-log area, replayed to the quote's
+    /// RTMRs ([`aver_tpm::ccel`]). Other types refuse it.
+    pub ccel_event_log: Option<Vec<u8>>,
 }

@@ -157,6 +157,7 @@ impl SgxFixture {
             }),
             init_time_data: None,
             nonce: None,
+            ccel_event_log: None,
         }
     }
 

@@ -197,7 +197,10 @@ enum Outcome {
 
 /// An attestation request in Azure's JSON shape: the evidence (base64url
 /// in the type's field), `runtimeData`, `initTimeData`, `nonce`, and the
-/// optional `draftPolicyForAttestation`.
+/// optional `draftPolicyForAttestation`; and Aver's `ccelEventLog`
+/// extension (base64url of a TDX CCEL area; bounded by the body limit
+/// here and by `aver_tpm::ccel::MAX_CCEL_BYTES` in the verifier, and
+/// refused by every type but TdxVm).
 fn decode_attest_request(
     bytes: &[u8],
     evidence_field: &str,
@@ -224,6 +227,7 @@ fn decode_attest_request(
         runtime_data: typed_data(&obj, "runtimeData")?,
         init_time_data: typed_data(&obj, "initTimeData")?,
         nonce,
+        ccel_event_log: base64_field(&obj, "ccelEventLog")?,
     };
     let draft = match field(&obj, "draftPolicyForAttestation") {
         None => None,

@@ -175,6 +175,11 @@ pub struct VerifyTdxArgs {
     /// TDs].
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// The TD's CCEL event log, raw bytes as the guest reads them
+    /// (/sys/firmware/acpi/tables/data/CCEL, padding included): replayed
+    /// to the quote's RTMR0-2 (and RTMR3 when it extends it).
+    #[arg(long, value_name = "FILE")]
+    ccel: Option<PathBuf>,
 }
 
 /// `aver evidence verify tdx`: the service's TdxVm path offline — the
@@ -190,6 +195,7 @@ fn verify_tdx(args: VerifyTdxArgs) -> Result<ExitCode> {
         runtime_data: typed_data(args.runtime_data, args.json)?,
         init_time_data: None,
         nonce: None,
+        ccel_event_log: args.ccel.as_deref().map(files::read).transpose()?,
     };
     let Some(collateral) = args.collateral else {
         return verify_and_print(&TDX_VM, &verifiers, &request, time, args.policy);
@@ -270,6 +276,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         runtime_data: runtime,
         init_time_data: None,
         nonce: None,
+        ccel_event_log: None,
     };
     let mut verifiers = Verifiers::new(DcapVerifier::new(roots));
     verifiers.tcb_acceptance = acceptance(&accept_tcb_status)?;
@@ -363,6 +370,7 @@ fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
         runtime_data: typed_data(args.runtime_data, args.json)?,
         init_time_data: typed_data(args.init_time_data, false)?,
         nonce: None,
+        ccel_event_log: None,
     };
     let mut verifiers = Verifiers::production();
     verifiers.snp = trust;
@@ -421,6 +429,7 @@ fn verify_azure_cvm(args: VerifyAzureCvmArgs) -> Result<ExitCode> {
         runtime_data: None,
         init_time_data: None,
         nonce: Some(args.nonce),
+        ccel_event_log: None,
     };
     let mut verifiers = Verifiers::production();
     verifiers.snp = trust;

@@ -84,6 +84,7 @@ fn real_quote_and_collateral_give_intels_verdict() {
         runtime_data: None,
         init_time_data: None,
         nonce: None,
+        ccel_event_log: None,
     };
     let c = claims(&v, &request);
     let col = c["x-ms-sgx-collateral"].as_object().unwrap();

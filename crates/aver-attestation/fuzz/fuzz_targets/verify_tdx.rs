@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         }),
         init_time_data: None,
         nonce: None,
+        ccel_event_log: None,
     };
     let _ = aver_attestation::verify(&TDX_VM, &verifiers, &request, time);
     let plain = AttestRequest {

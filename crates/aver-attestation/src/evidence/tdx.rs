@@ -485,9 +485,10 @@ pub fn claims(v: &VerifiedTdx, request: &AttestRequest) -> Map<String, Value> {
 
 /// The claims of a replayed CCEL log (Aver's, `x-aver-ccel-*`; Azure has no
 /// CCEL input, so none of its claims changes):
-/// * [`CCEL_REPLAYED_CLAIM`]: `true`;
-/// * [`CCEL_RTMRS_CLAIM`]: the RTMRs compared, e.g. `[0,1,2]`;
-/// * [`CCEL_EVENTS_CLAIM`] (policy-only): `{"Events":[…]}` in the shape of
+/// * `x-aver-ccel-replayed` ([`CCEL_REPLAYED_CLAIM`]) is `true`;
+/// * `x-aver-ccel-rtmrs` ([`CCEL_RTMRS_CLAIM`]) lists the RTMRs compared,
+///   e.g. `[0,1,2]`;
+/// * `x-aver-ccel-events` ([`CCEL_EVENTS_CLAIM`], policy-only) is `{"Events":[…]}` in the shape of
 ///   the TPM `events` claim ([`aver_tpm::claims::events_claim`]: `EventSeq`,
 ///   `PcrIndex` — here the CC MR index —, `EventType`, `EventTypeString`,
 ///   `Digests` as lowercase hex, `ProcessedData` decoded by type), plus

@@ -315,3 +315,51 @@ fn replay_is_independent_of_the_pc_client_pcr_rules() {
     assert_eq!(r.rtmr[1], [0; 48]);
     assert_eq!(r.padding, 0);
 }
+
+/// Every truncation of the real log and a flip of every byte of it return
+/// (never panic) with one of the two codes, and the flips are classified
+/// as they must be: a flipped digest byte is a mismatch of the record's
+/// register; a flipped event-data byte is not seen by the replay (the
+/// digests are what was extended; data is unbound unless it hashes to its
+/// digest, as `docs/tdx.md` says).
+#[test]
+fn every_truncation_and_byte_flip_returns_a_coded_result() {
+    let t = "every_truncation_and_byte_flip_returns_a_coded_result";
+    let (Some(a), Some(q)) = (area(t), quoted(t)) else {
+        return;
+    };
+    let log = &a[..USED];
+    for len in 0..USED {
+        if let Err(e) = verify_ccel(&log[..len], &q) {
+            assert!(
+                ["EventLogMalformed", "EventLogReplayMismatch"].contains(&e.code()),
+                "{len}: {e:?}"
+            );
+        }
+    }
+    let recs = records(&a);
+    let mut m = log.to_vec();
+    for i in 0..USED {
+        m[i] ^= 0x5a;
+        let r = verify_ccel(&m, &q);
+        m[i] ^= 0x5a;
+        let Some(&(_, _, mr, _, digest)) = recs.iter().find(|r| (r.0..r.0 + r.1).contains(&i))
+        else {
+            // The Spec ID header: never extended; a flip either breaks its
+            // structure or changes nothing the replay reads.
+            if let Err(e) = r {
+                assert_eq!(e.code(), "EventLogMalformed", "{i}: {e:?}");
+            }
+            continue;
+        };
+        if (digest..digest + 48).contains(&i) {
+            let e = mismatch(r.unwrap_err());
+            assert_eq!(Some(e.rtmr), rtmr_of(mr), "{i}");
+        } else if i >= digest + 48 + 4 {
+            assert!(r.is_ok(), "{i}: a data byte is not extended");
+        } else if let Err(e) = r {
+            // A header field: some other error, never a panic.
+            let _ = (e.code(), e.to_string());
+        }
+    }
+}

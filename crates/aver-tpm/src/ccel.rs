@@ -101,7 +101,7 @@ pub enum CcelError {
     NotCryptoAgile,
     /// The log has no complete SHA-384 bank.
     #[error(
-        "the CCEL event log has no SHA-384 digest on every extended event (RTMRs are SHA-384 registers){}",
+        "not every extended record of the CCEL event log has a SHA-384 digest (RTMRs are SHA-384 registers){}",
         .seq.map(|s| format!("; record #{s} has none")).unwrap_or_default()
     )]
     NoSha384 {

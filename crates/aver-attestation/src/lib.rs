@@ -106,6 +106,17 @@ pub fn verify(
     request: &AttestRequest,
     time: VerificationTime,
 ) -> Result<Verified, AttestError> {
+    // Only TdxVm reads a CCEL log; any other type would ignore it, and a
+    // client that believes its log was checked must hear that it was not.
+    if request.ccel_event_log.is_some() && ty != &evidence::tdx::TDX_VM {
+        return Err(AttestError::rejected(
+            "InvalidParameter",
+            format!(
+                "ccelEventLog (an Aver extension) is only accepted by TdxVm attestation, not by {}",
+                ty.name
+            ),
+        ));
+    }
     match ty.flow {
         Flow::SingleShot { verify, .. } => verify(verifiers, request, time),
         Flow::Protocol => Err(AttestError::rejected(

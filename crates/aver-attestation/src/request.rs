@@ -25,4 +25,8 @@ pub struct AttestRequest {
     /// ([`crate::PolicyChoice::tcb_baseline`]); set by whoever chose the
     /// policy, read by the SGX and OpenEnclave verifiers.
     pub tcb_baseline: crate::TcbBaseline,
+    /// TdxVm only, an Aver extension Azure does not have (`ccelEventLog`
+    /// on the wire): the TD's CCEL event-log area, replayed to the quote's
+    /// RTMRs ([`aver_tpm::ccel`]). Other types refuse it.
+    pub ccel_event_log: Option<Vec<u8>>,
 }

@@ -85,6 +85,7 @@ fn real_quote_and_collateral_give_intels_verdict() {
         init_time_data: None,
         nonce: None,
         tcb_baseline: Default::default(),
+        ccel_event_log: None,
     };
     let c = claims(&v, &request);
     let col = c["x-ms-sgx-collateral"].as_object().unwrap();

@@ -51,6 +51,7 @@ fn pipeline(c: &mut Criterion) {
             init_time_data: None,
             nonce: None,
             tcb_baseline: Default::default(),
+            ccel_event_log: None,
         };
         let token = attest_and_sign(&request)?;
         serde_json::to_vec(&json!({ "token": token })).ok()

@@ -158,6 +158,7 @@ impl SgxFixture {
             init_time_data: None,
             nonce: None,
             tcb_baseline: Default::default(),
+            ccel_event_log: None,
         }
     }
 

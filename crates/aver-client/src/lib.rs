@@ -94,6 +94,9 @@ pub struct AttestOptions {
     pub init_time_data: Option<(Vec<u8>, DataType)>,
     pub nonce: Option<String>,
     pub draft_policy: Option<String>,
+    /// TdxVm only: the TD's CCEL event log, sent as `ccelEventLog` (an Aver
+    /// extension; Azure does not have it, and Aver's other types refuse it).
+    pub ccel_event_log: Option<Vec<u8>>,
 }
 
 /// Which SGX endpoint to call.
@@ -251,6 +254,12 @@ impl Client {
         }
         if let Some(nonce) = &options.nonce {
             body.insert("nonce".into(), nonce.clone().into());
+        }
+        if let Some(log) = &options.ccel_event_log {
+            body.insert(
+                "ccelEventLog".into(),
+                aver_token::b64::encode_url(log).into(),
+            );
         }
         let reply = self
             .post_json_at(&path, &Value::Object(body), api_version)

@@ -534,6 +534,16 @@ fn attest_request_schema(ty: &AttestationType, evidence_field: &str) -> Schema {
              evaluation trace.",
         ),
     );
+    if ty.name == aver_attestation::evidence::tdx::TDX_VM.name {
+        b = b.property(
+            fields::CCEL_EVENT_LOG,
+            string_schema(
+                Some("base64url"),
+                "Aver extension: the TD's CCEL event-log area (ACPI CCEL), replayed to the \
+                 quote's RTMRs (docs/tdx.md, \"CCEL event logs\"); other types refuse it.",
+            ),
+        );
+    }
     Schema::Object(b.build())
 }
 

@@ -15,6 +15,8 @@ pub mod fields {
     pub const INIT_TIME_DATA: &str = "initTimeData";
     pub const NONCE: &str = "nonce";
     pub const DRAFT_POLICY: &str = "draftPolicyForAttestation";
+    /// Aver's extension on TdxVm: the TD's CCEL event-log area.
+    pub const CCEL_EVENT_LOG: &str = "ccelEventLog";
     /// The TPM protocol's message field.
     pub const TPM_DATA: &str = "data";
 }

@@ -207,7 +207,10 @@ enum Outcome {
 
 /// An attestation request in Azure's JSON shape: the evidence (base64url
 /// in the type's field), `runtimeData`, `initTimeData`, `nonce`, and the
-/// optional `draftPolicyForAttestation`.
+/// optional `draftPolicyForAttestation`; and Aver's `ccelEventLog`
+/// extension (base64url of a TDX CCEL area; bounded by the body limit
+/// here and by `aver_tpm::ccel::MAX_CCEL_BYTES` in the verifier, and
+/// refused by every type but TdxVm).
 fn decode_attest_request(
     bytes: &[u8],
     evidence_field: &str,
@@ -235,6 +238,7 @@ fn decode_attest_request(
         init_time_data: typed_data(&obj, fields::INIT_TIME_DATA)?,
         nonce,
         tcb_baseline: Default::default(),
+        ccel_event_log: base64_field(&obj, fields::CCEL_EVENT_LOG)?,
     };
     let draft = match field(&obj, fields::DRAFT_POLICY) {
         None => None,

@@ -312,3 +312,104 @@ async fn tdx_collateral_is_fetched_from_a_pccs() {
         index.iter().map(|r| &r.key).collect::<Vec<_>>()
     );
 }
+
+/// The GCP TD quote (no collateral: status `Unknown`) with its CCEL event
+/// log in Aver's `ccelEventLog` field: the token says the log replayed to
+/// RTMR0–2 and keeps the event list out; a flipped digest is
+/// `EventLogReplayMismatch` naming the register, garbage is
+/// `EventLogMalformed`, and a log sent to another type is refused.
+#[tokio::test]
+async fn ccel_event_log_is_replayed_to_the_rtmrs() {
+    let (Some(quote), Some(log)) = (
+        vector("tdx/go-tdx-guest-cos113-ccel/quote.bin"),
+        vector("tdx/go-tdx-guest-cos113-ccel/ccel_data.dat"),
+    ) else {
+        return;
+    };
+    // 2025-01-01T00:00:00Z, inside the PCK certificate's validity.
+    let pin = 1_735_689_600;
+    let svc = TestService::start_with(false, Clock::Fixed(pin), |_| {}).await;
+    let with_log = |log: &[u8]| AttestOptions {
+        ccel_event_log: Some(log.to_vec()),
+        ..AttestOptions::default()
+    };
+    let token = svc
+        .client
+        .attest_tdx(&quote, &with_log(&log))
+        .await
+        .unwrap();
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), pin, 60)
+        .await
+        .unwrap();
+    assert_eq!(claims["attester_tcb_status"], "Unknown");
+    assert_eq!(claims["x-aver-ccel-replayed"], true);
+    assert_eq!(claims["x-aver-ccel-rtmrs"], serde_json::json!([0, 1, 2]));
+    assert!(claims.get("x-aver-ccel-events").is_none());
+    assert_eq!(
+        claims["tdx_rtmr0"],
+        "3fa2f61f395b7f5feefb4ec2df61297f109ad8abcd6410c1b7df60f21f37b19297fc35e544039c7e1edece752afd17f6"
+    );
+    // Without a log: no CCEL claim.
+    let token = svc
+        .client
+        .attest_tdx(&quote, &AttestOptions::default())
+        .await
+        .unwrap();
+    let claims = svc
+        .client
+        .verify_token(&token, svc.issuer(), pin, 60)
+        .await
+        .unwrap();
+    assert!(claims.get("x-aver-ccel-replayed").is_none());
+
+    // Negatives: a digest of the first RTMR1 (MR index 2) event flipped is
+    // named by its register.
+    let mut bad = log.clone();
+    let first_rtmr1 = first_record_on(&log, 2);
+    bad[first_rtmr1 + 14] ^= 1;
+    let e = svc
+        .client
+        .attest_tdx(&quote, &with_log(&bad))
+        .await
+        .unwrap_err();
+    match e {
+        ClientError::Service {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!((status, code.as_str()), (400, "EventLogReplayMismatch"));
+            assert!(message.contains("RTMR1"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    let e = svc
+        .client
+        .attest_tdx(&quote, &with_log(b"garbage, not a CCEL area"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused(e), (400, "EventLogMalformed".into()));
+    if let Some(sgx) = vector("sgx/dcap-qvl-sgx-v3/quote.bin") {
+        let e = svc
+            .client
+            .attest_sgx(aver_client::SgxEndpoint::SgxEnclave, &sgx, &with_log(&log))
+            .await
+            .unwrap_err();
+        assert_eq!(refused(e), (400, "InvalidParameter".into()));
+    }
+}
+
+/// Offset of the first crypto-agile record extending MR index `mr` in a
+/// CCEL area whose records carry one SHA-384 digest.
+fn first_record_on(area: &[u8], mr: u32) -> usize {
+    let u32_at = |o: usize| u32::from_le_bytes(area[o..o + 4].try_into().unwrap());
+    let mut o = 32 + u32_at(28) as usize;
+    loop {
+        if u32_at(o) == mr {
+            return o;
+        }
+        o += 12 + 2 + 48 + 4 + u32_at(o + 12 + 2 + 48) as usize;
+    }
+}

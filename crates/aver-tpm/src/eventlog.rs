@@ -43,7 +43,7 @@
 //! | Event with **more** digests than the Spec ID lists, the **same algorithm twice**, or an algorithm not in the Spec ID list | **rejected** (`TPML_DIGEST_VALUES.count` / `TPMT_HA.hashAlg` error naming the event) | A TPM extends each bank once per event; two digests for one bank would let two verifiers replay different values. |
 //! | Zero-size event data (`eventSize` 0) | **accepted** in both formats (go-attestation since 2021/2023) | The digest is what is extended; empty data is legal. |
 //! | Zero bytes after the last event (log buffer larger than the log) | **accepted**: parsing stops at the first event that would start in an all-zero tail; the count is [`EventLog::trailing_zero_bytes`]. An input of only zero bytes is [`EventLogError::Empty`] | Firmware and OS loaders hand over fixed-size, zero-filled log areas. Read as records, the tail would be `EV_PREBOOT_CERT` events on PCR 0 with no (crypto-agile) or an all-zero (legacy) digest, which firmware does not log. Dropping it gives a forger nothing (they could send the log without it), and if such a record had really been extended the replay would mismatch the quote. A log cut inside an event is still an error. |
-//! | Padding with other bytes (TDX CCEL areas are `0xFF`-filled) | **rejected** (the `0xFF…` record is an extended event naming PCR `0xFFFFFFFF`) | Not seen in TPM logs; the CCEL reader must cut its area at the log's end. |
+//! | Padding with other bytes (TDX CCEL areas are `0xFF`-filled) | **rejected** by [`parse_event_log`] (the `0xFF…` record is an extended event naming PCR `0xFFFFFFFF`); [`parse_event_log_padded`] takes the padding byte as an argument, and the CCEL reader ([`crate::ccel`]) uses it with the byte its area is filled with | Not seen in TPM logs. The rule is the zero-tail rule with another byte: a record cannot consist of `0xFF` bytes only (its PCR index would be `0xFFFFFFFF` on an extended event), so cutting an all-`0xFF` tail is as unambiguous as cutting an all-zero one. |
 //! | `EV_SEPARATOR` data other than `00000000` (Windows logs put `"WBCL"` separators on PCRs 12–14) | **accepted**; replay uses the digests only. The `separatorError` claim only considers PCRs 0–7 | PFP separators are on PCRs 0–7; the OS-defined ones are not error markers. |
 //! | EFI event data that does not decode (shim's `EV_EFI_VARIABLE_AUTHORITY` with a stray trailing byte, SbatLevel / MokListTrusted authority data, 32-bit `UINTN` image-load events) | **accepted**; decoding is best-effort ([`decode_event`] gives [`EventData::Raw`] or ignores trailing bytes) and never affects parsing or replay | Event data is unbound unless its digest matches it ([`Event::data_matches_digests`]); claims that depend on data check that. |
 //! | `EV_EFI_ACTION` "UEFI Debug Mode" / "DMA Protection Disabled" on PCR 7 | **accepted**, listed in the `bootSummary.efiActions` claim (go-attestation's Secure Boot check fails on the first) | Whether a debugger or disabled DMA protection is acceptable is a policy decision; the text is bound because the digest of an `EV_EFI_ACTION` is H(text). |
@@ -167,9 +167,9 @@ pub fn event_type_name(t: u32) -> String {
 /// Error from [`parse_event_log`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EventLogError {
-    /// The input is empty or consists of zero bytes only (an unused,
-    /// zero-filled log area).
-    #[error("event log is empty (no bytes, or only zero bytes)")]
+    /// The input is empty or consists of padding bytes only (an unused,
+    /// zero-filled log area; `0xFF`-filled for a CCEL area).
+    #[error("event log is empty (no bytes, or only padding bytes)")]
     Empty,
     /// A structural problem at event number `seq`.
     #[error("event {seq} (offset {offset}): {source}")]
@@ -312,8 +312,9 @@ pub struct EventLog {
     pub spec_id: Option<SpecIdEvent>,
     /// All events including the Spec ID record.
     pub events: Vec<Event>,
-    /// Number of zero bytes after the last event that were read as padding
-    /// (see the tolerance table in the module docs); 0 for an exact log.
+    /// Number of padding bytes after the last event (zero bytes, or the
+    /// byte given to [`parse_event_log_padded`]; see the tolerance table in
+    /// the module docs); 0 for an exact log.
     pub trailing_zero_bytes: usize,
 }
 
@@ -530,10 +531,20 @@ fn read_agile_event(
 /// otherwise. See the module docs for the caps and for every real-world
 /// deviation that is tolerated or rejected.
 pub fn parse_event_log(buf: &[u8]) -> Result<EventLog, EventLogError> {
-    // Everything from `content_end` on is zero. Computed once, so that the
-    // padding check before each event is O(1) (scanning the tail at every
-    // event would be quadratic on a log of many small zero-ish events).
-    let content_end = buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    parse_event_log_padded(buf, 0)
+}
+
+/// [`parse_event_log`] for a log area filled with `padding` after its last
+/// event (TDX CCEL areas are filled with `0xFF`): parsing stops at the
+/// first event that would start in a tail made only of `padding` bytes,
+/// exactly as [`parse_event_log`] does for zero bytes (`padding` 0 is
+/// [`parse_event_log`]). A log cut inside an event is still an error, and
+/// a tail of any other bytes is read as events.
+pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog, EventLogError> {
+    // Everything from `content_end` on is padding. Computed once, so that
+    // the padding check before each event is O(1) (scanning the tail at
+    // every event would be quadratic on a log of many small events).
+    let content_end = buf.iter().rposition(|&b| b != padding).map_or(0, |i| i + 1);
     if content_end == 0 {
         return Err(EventLogError::Empty);
     }

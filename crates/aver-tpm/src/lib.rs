@@ -18,6 +18,9 @@
 //! * [`quote`]: quote verification (magic, type, AK signature via aws-lc-rs,
 //!   extraData challenge, pcrDigest).
 //! * [`claims`]: MAA-style `pcrs` / `events` / `secureBootEnabled` claims.
+//! * [`ccel`]: Intel TDX CC event logs (CCEL): the same parser and replay,
+//!   over the CCEL area's `0xFF` padding and with MR index 1–4 → RTMR0–3,
+//!   compared with a quote's RTMRs.
 //!
 //! ## What a successful verification means
 //! [`quote::verify_quote`] proves that the holder of the given AK signed a
@@ -47,6 +50,7 @@
 )]
 
 pub mod alg;
+pub mod ccel;
 pub mod claims;
 pub mod eventlog;
 pub mod pcrfile;
@@ -56,7 +60,7 @@ pub mod replay;
 pub mod structures;
 
 pub use alg::{HashAlg, PcrValues};
-pub use eventlog::{EventLog, EventLogError, parse_event_log};
+pub use eventlog::{EventLog, EventLogError, parse_event_log, parse_event_log_padded};
 pub use pcrfile::{PcrFileError, parse_pcr_file};
 pub use quote::{AkPublicKey, QuoteError, VerifiedQuote, verify_quote};
 pub use reader::ParseError;

@@ -47,6 +47,12 @@ pub enum AttestCommand {
         /// The quote: raw bytes, or base64/hex text.
         #[arg(long)]
         quote: PathBuf,
+        /// The TD's CCEL event log, raw bytes as the guest reads them
+        /// (/sys/firmware/acpi/tables/data/CCEL), sent as `ccelEventLog`
+        /// (an Aver extension) and replayed by the service to the quote's
+        /// RTMRs.
+        #[arg(long, value_name = "FILE")]
+        ccel: Option<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -104,7 +110,15 @@ impl From<Kind> for DataType {
 
 pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
     let (ty, path, common) = match cmd {
-        AttestCommand::Tdx { quote, common } => (&TDX_VM, quote, common),
+        AttestCommand::Tdx {
+            quote,
+            ccel,
+            common,
+        } => {
+            let evidence = files::read_evidence(&quote)?;
+            let ccel = ccel.as_deref().map(files::read).transpose()?;
+            return send_with(&TDX_VM, &evidence, common, ccel).await;
+        }
         #[cfg(feature = "tpm-client")]
         AttestCommand::Tpm(args) => return crate::tpm_attest::attest(args).await,
         AttestCommand::Sgx { quote, common } => (&SGX_ENCLAVE, quote, common),
@@ -133,6 +147,16 @@ pub async fn run(cmd: AttestCommand) -> Result<ExitCode> {
 
 /// Sends `evidence` to `/attest/{type}` and prints the token.
 async fn send(ty: &AttestationType, evidence: &[u8], common: CommonArgs) -> Result<ExitCode> {
+    send_with(ty, evidence, common, None).await
+}
+
+/// [`send`] with a CCEL event log (TdxVm).
+async fn send_with(
+    ty: &AttestationType,
+    evidence: &[u8],
+    common: CommonArgs,
+    ccel_event_log: Option<Vec<u8>>,
+) -> Result<ExitCode> {
     let options = AttestOptions {
         runtime_data: common
             .runtime_data
@@ -152,6 +176,7 @@ async fn send(ty: &AttestationType, evidence: &[u8], common: CommonArgs) -> Resu
             .as_deref()
             .map(files::read_text)
             .transpose()?,
+        ccel_event_log,
     };
     let ca = common.ca.as_deref().map(files::read).transpose()?;
     let client = Client::new(&common.url, ca.as_deref())?;

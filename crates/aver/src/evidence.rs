@@ -175,6 +175,11 @@ pub struct VerifyTdxArgs {
     /// TDs].
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// The TD's CCEL event log, raw bytes as the guest reads them
+    /// (/sys/firmware/acpi/tables/data/CCEL, padding included): replayed
+    /// to the quote's RTMR0-2 (and RTMR3 when it extends it).
+    #[arg(long, value_name = "FILE")]
+    ccel: Option<PathBuf>,
 }
 
 /// `aver evidence verify tdx`: the service's TdxVm path offline — the
@@ -191,6 +196,7 @@ fn verify_tdx(args: VerifyTdxArgs) -> Result<ExitCode> {
         init_time_data: None,
         nonce: None,
         tcb_baseline: Default::default(),
+        ccel_event_log: args.ccel.as_deref().map(files::read).transpose()?,
     };
     let Some(collateral) = args.collateral else {
         return verify_and_print(&TDX_VM, &verifiers, &request, time, args.policy);
@@ -272,6 +278,7 @@ pub fn run(cmd: EvidenceCommand) -> Result<ExitCode> {
         init_time_data: None,
         nonce: None,
         tcb_baseline: Default::default(),
+        ccel_event_log: None,
     };
     let mut verifiers = Verifiers::new(DcapVerifier::new(roots));
     verifiers.tcb_acceptance = acceptance(&accept_tcb_status)?;
@@ -366,6 +373,7 @@ fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
         init_time_data: typed_data(args.init_time_data, false)?,
         nonce: None,
         tcb_baseline: Default::default(),
+        ccel_event_log: None,
     };
     let mut verifiers = Verifiers::production();
     verifiers.snp = trust;
@@ -425,6 +433,7 @@ fn verify_azure_cvm(args: VerifyAzureCvmArgs) -> Result<ExitCode> {
         init_time_data: None,
         nonce: Some(args.nonce),
         tcb_baseline: Default::default(),
+        ccel_event_log: None,
     };
     let mut verifiers = Verifiers::production();
     verifiers.snp = trust;

@@ -330,6 +330,43 @@ fn attest_tdx_against_a_running_service() {
     assert_eq!(claims["nonce"], "cli");
     assert_eq!(claims["x-ms-runtime"]["keys"][0]["kid"], "HCLAkPub");
 
+    // The GCP TD quote with its CCEL log (--ccel): replayed by the service.
+    if let (Some(gcp), Some(log)) = (
+        aver_testkit::vector(test, "tdx/go-tdx-guest-cos113-ccel/quote.bin"),
+        aver_testkit::read_vector(test, "tdx/go-tdx-guest-cos113-ccel/ccel_data.dat"),
+    ) {
+        let with_ccel = |log: &[u8]| {
+            let path = dir.path().join("ccel.bin");
+            std::fs::write(&path, log).unwrap();
+            let mut cmd = aver();
+            cmd.args(["attest", "tdx", "--quote"])
+                .arg(&gcp)
+                .arg("--ccel")
+                .arg(&path)
+                .args(["--url", &url, "--ca"])
+                .arg(data.join("tls/cert.pem"));
+            cmd.output().unwrap()
+        };
+        let out = with_ccel(&log);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap();
+        let payload = token.trim().split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&aver_token::b64::decode_lenient(payload).unwrap()).unwrap();
+        assert_eq!(claims["x-aver-ccel-replayed"], true);
+        let mut bad = log.clone();
+        bad[100] ^= 1; // inside the first event's SHA-384 digest (RTMR0)
+        let out = with_ccel(&bad);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("EventLogReplayMismatch"), "{stderr}");
+        assert!(stderr.contains("RTMR0"), "{stderr}");
+    }
+
     let other = dir.path().join("other.json");
     std::fs::write(&other, b"{\"other\": true}").unwrap();
     let out = attest(&quote, Some(&other));
@@ -375,4 +412,43 @@ fn openapi_prints_the_document_without_a_service() {
         serde_json::to_value(aver_server::openapi::document()).unwrap(),
         "the same document as the library builds"
     );
+}
+
+/// `aver evidence verify tdx --ccel`: the GCP TD quote and its CCEL log,
+/// offline at a time inside the PCK certificate's validity; the verdict
+/// shows the replay, and a log cut short is refused with its code.
+#[test]
+fn offline_tdx_verification_replays_the_ccel_log() {
+    let test = "offline_tdx_verification_replays_the_ccel_log";
+    let Some(dir) = aver_testkit::vector(test, "tdx/go-tdx-guest-cos113-ccel") else {
+        return;
+    };
+    let run = |log: &std::path::Path| {
+        aver()
+            .args(["evidence", "verify", "tdx"])
+            .arg(dir.join("quote.bin"))
+            .arg("--ccel")
+            .arg(log)
+            .args(["--at", "2025-01-01T00:00:00Z"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&dir.join("ccel_data.dat"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["evidence"]["ccel"]["rtmrs"], serde_json::json!([0, 1, 2]));
+    assert_eq!(v["claims"]["x-aver-ccel-replayed"], true);
+    assert_eq!(v["claims"]["attester_tcb_status"], "Unknown");
+    let tmp = tempfile::tempdir().unwrap();
+    let cut = tmp.path().join("cut.bin");
+    let log = std::fs::read(dir.join("ccel_data.dat")).unwrap();
+    std::fs::write(&cut, &log[..10_000]).unwrap();
+    let out = run(&cut);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "EventLogMalformed");
 }

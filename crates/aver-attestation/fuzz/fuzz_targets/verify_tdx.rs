@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         init_time_data: None,
         nonce: None,
         tcb_baseline: Default::default(),
+        ccel_event_log: None,
     };
     let _ = aver_attestation::verify(&TDX_VM, &verifiers, &request, time);
     let plain = AttestRequest {

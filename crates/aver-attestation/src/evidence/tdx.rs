@@ -21,7 +21,13 @@
 //!   to `MRCONFIGID[0..32]` (SHA-256; Azure does not document a TDX binding
 //!   for init-time data, and MRCONFIGID is the TD's launch-time
 //!   configuration, as CONFIGID is an enclave's);
-//! * the claims ([`claims`]).
+//! * the claims ([`claims`]);
+//! * when the request carries a CCEL event log (`ccelEventLog`, an Aver
+//!   extension), its replay to the verified quote's RTMR0–2 (and RTMR3 when
+//!   the log extends it) with [`aver_tpm::ccel::verify_ccel`], and the log
+//!   as claims (`x-aver-ccel-*`, [`ccel_claims`]). A log that does not
+//!   parse is `EventLogMalformed`, one that does not replay
+//!   `EventLogReplayMismatch` naming the register and its last event.
 //!
 //! A debug TD verifies: `dbgstat` says `enabled` and
 //! `tdx_td_attributes_debug` is true, and the policy decides. The default
@@ -29,6 +35,8 @@
 //! them sets a policy that permits them.
 
 use aver_codec::ParseError;
+use aver_tpm::ccel::CcelError;
+use aver_tpm::eventlog::EventLog;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -59,8 +67,20 @@ pub const TDX_VM: AttestationType = AttestationType {
     },
     default_policy: Some(DEFAULT_TDX_POLICY),
     legacy_aliases: false,
-    policy_only_claims: &[],
+    // The CCEL events (tens of KiB) are a policy input, kept out of tokens
+    // as the TPM `events` claim is; a policy that wants them issues them.
+    policy_only_claims: &[CCEL_EVENTS_CLAIM],
 };
+
+/// Claim `true` when a CCEL event log was sent and replayed to the quote's
+/// RTMRs (absent without a log; a log that does not replay is an error).
+pub const CCEL_REPLAYED_CLAIM: &str = "x-aver-ccel-replayed";
+/// Claim: the RTMR indices the CCEL replay was compared with (`[0,1,2]`,
+/// with 3 when the log extends RTMR3).
+pub const CCEL_RTMRS_CLAIM: &str = "x-aver-ccel-rtmrs";
+/// Claim (policy-only): the CCEL events in the TPM `events` claim's shape,
+/// each with its `Rtmr`.
+pub const CCEL_EVENTS_CLAIM: &str = "x-aver-ccel-events";
 
 /// TD_ATTRIBUTES bits (Intel TDX module ABI, TDREPORT): bit 0 DEBUG.
 const TD_ATTR_DEBUG: u64 = 1;
@@ -83,6 +103,9 @@ pub enum TdxError {
     RuntimeDataMismatch,
     #[error("SHA-256 of initTimeData does not match MRCONFIGID[0..32] of the TD")]
     InitTimeDataMismatch,
+    /// The CCEL event log does not parse or does not replay to the RTMRs.
+    #[error(transparent)]
+    Ccel(#[from] CcelError),
 }
 
 impl TdxError {
@@ -91,6 +114,7 @@ impl TdxError {
             TdxError::Dcap(e) => e.code(),
             TdxError::RuntimeDataMismatch => "RuntimeDataMismatch",
             TdxError::InitTimeDataMismatch => "InitTimeDataMismatch",
+            TdxError::Ccel(e) => e.code(),
         }
     }
 }
@@ -137,6 +161,45 @@ pub struct VerifiedTdx {
     /// The TCB verdict, when the quote was verified with collateral.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcb: Option<TcbVerdict>,
+    /// The CCEL event log, when one was sent and replayed to the RTMRs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ccel: Option<VerifiedCcel>,
+}
+
+/// A CCEL event log that replayed to the quote's RTMRs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedCcel {
+    /// The RTMRs compared (and equal): 0–2, and 3 when the log extends it.
+    pub rtmrs: Vec<usize>,
+    /// Records in the log, the `Spec ID Event03` header included.
+    pub records: usize,
+    /// Extended events per RTMR.
+    pub events_per_rtmr: [usize; 4],
+    /// Padding bytes after the log in the area sent, and their value.
+    pub padding_bytes: usize,
+    pub padding_byte: u8,
+    /// The parsed log, for the claims (not in the verdict's facts).
+    #[serde(skip)]
+    pub log: EventLog,
+}
+
+/// Replays the request's CCEL event log, if any, against the verified
+/// quote's RTMRs. Runs after the quote's checks: its RTMRs are only worth
+/// comparing with once the quote is known to be genuine.
+fn check_ccel(mut v: VerifiedTdx, request: &AttestRequest) -> Result<VerifiedTdx, TdxError> {
+    if let Some(area) = &request.ccel_event_log {
+        let r = aver_tpm::ccel::verify_ccel(area, &v.rtmr)?;
+        v.ccel = Some(VerifiedCcel {
+            rtmrs: r.compared(),
+            records: r.log.events.len(),
+            events_per_rtmr: r.events,
+            padding_bytes: r.log.trailing_zero_bytes,
+            padding_byte: r.padding,
+            log: r.log,
+        });
+    }
+    Ok(v)
 }
 
 fn rtmrs_hex<S: serde::Serializer>(v: &[[u8; 48]; 4], s: S) -> Result<S::Ok, S::Error> {
@@ -192,7 +255,7 @@ pub fn verify(
         if let Some(t) = &v.tcb {
             verifiers.tcb_acceptance.check(t)?;
         }
-        return Ok(v);
+        return check_ccel(v, request);
     }
     let v = verify_evidence(&verifiers.dcap, &request.evidence, runtime, init, time)?;
     if let Some((fmspc, ca)) = fmspc {
@@ -211,7 +274,7 @@ pub fn verify(
             )),
         )));
     }
-    Ok(v)
+    check_ccel(v, request)
 }
 
 /// Verifies a TDX quote at `time` without collateral: parse, the DCAP
@@ -275,6 +338,7 @@ pub fn verify_request_with_collateral(
     if let Some(t) = &v.tcb {
         acceptance.check(t)?;
     }
+    let v = check_ccel(v, request)?;
     Ok(verified(&v, request))
 }
 
@@ -336,6 +400,7 @@ fn finish(
         evidence_hash: sha256(evidence),
         runtime_data_bound,
         tcb,
+        ccel: None,
     })
 }
 
@@ -412,6 +477,44 @@ pub fn claims(v: &VerifiedTdx, request: &AttestRequest) -> Map<String, Value> {
     if let Some(json) = request.init_time_data.as_ref().and_then(|d| d.json.clone()) {
         c.insert("x-ms-inittime".into(), json);
     }
+    if let Some(ccel) = &v.ccel {
+        c.extend(ccel_claims(ccel));
+    }
+    c
+}
+
+/// The claims of a replayed CCEL log (Aver's, `x-aver-ccel-*`; Azure has no
+/// CCEL input, so none of its claims changes):
+/// * `x-aver-ccel-replayed` ([`CCEL_REPLAYED_CLAIM`]) is `true`;
+/// * `x-aver-ccel-rtmrs` ([`CCEL_RTMRS_CLAIM`]) lists the RTMRs compared,
+///   e.g. `[0,1,2]`;
+/// * `x-aver-ccel-events` ([`CCEL_EVENTS_CLAIM`], policy-only) is `{"Events":[…]}` in the shape of
+///   the TPM `events` claim ([`aver_tpm::claims::events_claim`]: `EventSeq`,
+///   `PcrIndex` — here the CC MR index —, `EventType`, `EventTypeString`,
+///   `Digests` as lowercase hex, `ProcessedData` decoded by type), plus
+///   `Rtmr`: the RTMR the event extended (`null` for `EV_NO_ACTION`).
+///
+/// Every event's digest is bound by the replay; its data only where its
+/// digest is the hash of it (e.g. `EV_EFI_ACTION` text, EFI variables),
+/// which a policy relying on `ProcessedData` must keep in mind, as for TPM
+/// logs.
+pub fn ccel_claims(ccel: &VerifiedCcel) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert(CCEL_REPLAYED_CLAIM.into(), true.into());
+    c.insert(CCEL_RTMRS_CLAIM.into(), ccel.rtmrs.clone().into());
+    let mut events =
+        serde_json::to_value(aver_tpm::claims::events_claim(&ccel.log)).unwrap_or(Value::Null);
+    if let Some(list) = events.get_mut("Events").and_then(Value::as_array_mut) {
+        for (ev, parsed) in list.iter_mut().zip(&ccel.log.events) {
+            let rtmr = (parsed.event_type != aver_tpm::eventlog::types::EV_NO_ACTION)
+                .then(|| aver_tpm::ccel::rtmr_of(parsed.pcr_index))
+                .flatten();
+            if let Some(obj) = ev.as_object_mut() {
+                obj.insert("Rtmr".into(), rtmr.map_or(Value::Null, Value::from));
+            }
+        }
+    }
+    c.insert(CCEL_EVENTS_CLAIM.into(), events);
     c
 }
 
@@ -438,6 +541,7 @@ mod tests {
             evidence_hash: [0; 32],
             runtime_data_bound: false,
             tcb: None,
+            ccel: None,
         }
     }
 

@@ -398,10 +398,10 @@ fn verify_tdx_hw(
     };
     let v = tdx::verify(verifiers, &request, time).map_err(|e| match e {
         tdx::TdxError::Dcap(d) => AzureCvmError::Dcap(d),
-        // Neither is given to it, so neither can occur.
-        tdx::TdxError::RuntimeDataMismatch | tdx::TdxError::InitTimeDataMismatch => {
-            AzureCvmError::RuntimeDataMismatch
-        }
+        // None of them is given to it, so none can occur.
+        tdx::TdxError::RuntimeDataMismatch
+        | tdx::TdxError::InitTimeDataMismatch
+        | tdx::TdxError::Ccel(_) => AzureCvmError::RuntimeDataMismatch,
     })?;
     if !v.report_data.starts_with(&runtime_digest(report)) {
         return Err(AzureCvmError::RuntimeDataMismatch);

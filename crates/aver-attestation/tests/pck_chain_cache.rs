@@ -22,6 +22,7 @@ fn crls(p: &SimPlatform, spec: &SimCollateralSpec) -> Collateral {
     let c = p.collateral(spec).unwrap();
     Collateral {
         crls: vec![c.pck_crl, c.root_ca_crl],
+        crl_digest: None,
     }
 }
 

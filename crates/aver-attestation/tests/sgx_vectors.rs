@@ -163,6 +163,7 @@ fn dcap_qvl_crls(test: &str) -> Option<Collateral> {
             hex::decode(c["pck_crl"].as_str().unwrap()).unwrap(),
             hex::decode(c["root_ca_crl"].as_str().unwrap()).unwrap(),
         ],
+        crl_digest: None,
     })
 }
 
@@ -199,6 +200,7 @@ fn crls_are_checked_at_the_verification_time() {
     // Only the root CRL: the PCK leaf's status is unknown, which fails closed.
     let partial = Collateral {
         crls: vec![collateral.crls[1].clone()],
+        crl_digest: None,
     };
     assert!(matches!(
         intel().verify(
@@ -212,6 +214,7 @@ fn crls_are_checked_at_the_verification_time() {
     ));
     let garbage = Collateral {
         crls: vec![vec![0x30, 0x03, 1, 2, 3]],
+        crl_digest: None,
     };
     assert!(matches!(
         intel().verify(

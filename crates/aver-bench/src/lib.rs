@@ -180,15 +180,7 @@ impl SgxFixture {
     /// signature over header + report body (one of the three ECDSA-P256
     /// verifies a full quote verification makes).
     pub fn ecdsa_baseline(&self) -> EcdsaBaseline {
-        let quote = aver_attestation::dcap::parse_quote(&self.quote).expect("fixture quote parses"); // ok: benchmark fixture on fixed inputs
-        let mut public_key = [0u8; 65];
-        public_key[0] = 0x04;
-        public_key[1..].copy_from_slice(quote.attestation_key);
-        EcdsaBaseline {
-            public_key,
-            message: quote.signed_region.to_vec(),
-            signature: *quote.signature,
-        }
+        EcdsaBaseline::from_quote(&self.quote)
     }
 }
 
@@ -200,6 +192,19 @@ pub struct EcdsaBaseline {
 }
 
 impl EcdsaBaseline {
+    /// The quote's own signature: its attestation key over header and body.
+    pub fn from_quote(quote: &[u8]) -> EcdsaBaseline {
+        let quote = aver_attestation::dcap::parse_quote(quote).expect("fixture quote parses"); // ok: benchmark fixture on fixed inputs
+        let mut public_key = [0u8; 65];
+        public_key[0] = 0x04;
+        public_key[1..].copy_from_slice(quote.attestation_key);
+        EcdsaBaseline {
+            public_key,
+            message: quote.signed_region.to_vec(),
+            signature: *quote.signature,
+        }
+    }
+
     /// True when the signature verifies (it always does for the fixture).
     pub fn verify(&self) -> bool {
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.public_key[..])

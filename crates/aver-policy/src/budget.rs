@@ -189,8 +189,16 @@ pub(crate) struct Meter<'b> {
     /// `steps` value above which [`Meter::step`] takes the slow path.
     check_at: u64,
     live: u64,
+    /// Bytes held until the evaluation ends, whatever `release_to` says:
+    /// the JSON texts the JMESPath cache keeps parsed
+    /// ([`crate::jmes::Caches`]). Counted with `live` against the budget.
+    held: u64,
     peak: u64,
     claims: usize,
+    /// The policy's compiled JMESPath queries and the JSON texts parsed in
+    /// this evaluation. Kept here because every function call already
+    /// receives the meter, and because what the cache holds is charged to it.
+    pub(crate) jmes: crate::jmes::Caches,
 }
 
 type R<T> = Result<T, EvalErrorKind>;
@@ -202,8 +210,10 @@ impl<'b> Meter<'b> {
             steps: 0,
             check_at: 0,
             live: 0,
+            held: 0,
             peak: 0,
             claims: 0,
+            jmes: crate::jmes::Caches::default(),
         };
         m.check_at = m.next_check_at();
         m
@@ -279,14 +289,43 @@ impl<'b> Meter<'b> {
     #[inline]
     pub(crate) fn alloc(&mut self, bytes: u64) -> R<()> {
         let next = self.live.saturating_add(bytes);
-        if next > self.budget.max_value_bytes {
+        let total = next.saturating_add(self.held);
+        if total > self.budget.max_value_bytes {
             return Err(self.out_of_bytes(bytes));
         }
         self.live = next;
-        if next > self.peak {
-            self.peak = next;
+        if total > self.peak {
+            self.peak = total;
         }
         Ok(())
+    }
+
+    /// Charges `bytes` that stay allocated until the evaluation ends (a
+    /// cache entry): unlike [`Meter::alloc`], no `release_to` gives them
+    /// back. Fails, without charging, when they do not fit.
+    pub(crate) fn hold(&mut self, bytes: u64) -> R<()> {
+        let held = self.held.saturating_add(bytes);
+        let total = self.live.saturating_add(held);
+        if total > self.budget.max_value_bytes {
+            return Err(self.out_of_bytes(bytes));
+        }
+        self.held = held;
+        if total > self.peak {
+            self.peak = total;
+        }
+        Ok(())
+    }
+
+    /// Bytes held by caches ([`Meter::hold`]).
+    pub(crate) fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Most bytes caches may hold in one evaluation: an eighth of the value
+    /// budget, so that caching never takes more than that from the room a
+    /// policy had before it.
+    pub(crate) fn cache_cap(&self) -> u64 {
+        self.budget.max_value_bytes / 8
     }
 
     #[cold]
@@ -296,7 +335,9 @@ impl<'b> Meter<'b> {
             BudgetResource::ValueBytes,
             format!(
                 "the evaluation would hold more than {} bytes of values ({} in use, {} more needed)",
-                self.budget.max_value_bytes, self.live, bytes
+                self.budget.max_value_bytes,
+                self.live.saturating_add(self.held),
+                bytes
             ),
         )
     }
@@ -311,7 +352,9 @@ impl<'b> Meter<'b> {
 
     /// Bytes that can still be charged.
     pub(crate) fn room(&self) -> u64 {
-        self.budget.max_value_bytes.saturating_sub(self.live)
+        self.budget
+            .max_value_bytes
+            .saturating_sub(self.live.saturating_add(self.held))
     }
 
     /// Bytes currently held.

@@ -118,6 +118,7 @@ pub fn evaluate(
     budget: &Budget,
 ) -> Result<Evaluation, EvalError> {
     let mut meter = Meter::new(budget);
+    meter.jmes.queries = std::sync::Arc::clone(&policy.queries);
     // Before any rule: an expired deadline, a set flag, too many claims.
     if let Err(kind) = meter
         .check_interrupts()
@@ -483,6 +484,9 @@ fn eval_expr<'s>(
             let mut out = Vec::with_capacity(idx.len());
             for c in idx.iter().filter_map(|&i| st.get(i)) {
                 out.push(match prop {
+                    // The only borrowed values: claims', which live
+                    // unchanged until the evaluation ends (the JSON text
+                    // cache, `jmes::Caches`, keys on their address).
                     Prop::Value => Cow::Borrowed(&c.value),
                     Prop::Type => new_string(&c.claim_type, meter)?,
                     Prop::Issuer => new_string(&c.issuer, meter)?,
@@ -586,7 +590,8 @@ fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Val
                     out.push(Cow::Owned(if func == Func::AppendString {
                         append_string(x, y, meter)?
                     } else {
-                        jmes_path(x, y, meter)?
+                        // A borrowed value is a claim's (see `jmes::Caches`).
+                        jmes_path(x, matches!(x, Cow::Borrowed(_)), y, meter)?
                     }));
                 }
             }
@@ -733,7 +738,12 @@ fn jmespath_operators(q: &str) -> usize {
 
 /// `JmesPath(json, query)`: the result is the JSON text of the query result
 /// (a String claim value; a string result is therefore JSON-quoted).
-fn jmes_path(data: &ClaimValue, query: &ClaimValue, meter: &mut Meter<'_>) -> EResult<ClaimValue> {
+fn jmes_path(
+    data: &ClaimValue,
+    claim: bool,
+    query: &ClaimValue,
+    meter: &mut Meter<'_>,
+) -> EResult<ClaimValue> {
     let f = Func::JmesPath;
     let ClaimValue::String(q) = query else {
         return Err(fn_err(
@@ -750,12 +760,24 @@ fn jmes_path(data: &ClaimValue, query: &ClaimValue, meter: &mut Meter<'_>) -> ER
         )));
     }
     meter.step(1 + q.len() as u64 / BYTES_PER_STEP)?;
-    if jmespath_operators(q) > MAX_JMESPATH_OPERATORS {
+    // A query the policy compiled passed the operator check then.
+    let compiled = meter.jmes.queries.get(q);
+    if compiled.is_none() && jmespath_operators(q) > MAX_JMESPATH_OPERATORS {
         return Err(EvalErrorKind::Limit(format!(
             "JmesPath query exceeds {MAX_JMESPATH_QUERY_BYTES} bytes or {MAX_JMESPATH_OPERATORS} operators"
         )));
     }
-    jmes::search(data, q, meter).map(ClaimValue::String)
+    jmes::search(data, claim, q, compiled, meter).map(ClaimValue::String)
+}
+
+/// Whether a query passes the checks [`jmes_path`] makes before parsing it
+/// (not empty, at most [`MAX_JMESPATH_QUERY_BYTES`] bytes and
+/// [`MAX_JMESPATH_OPERATORS`] operators): only such queries are compiled
+/// with the policy.
+pub(crate) fn query_acceptable(q: &str) -> bool {
+    !q.is_empty()
+        && q.len() <= MAX_JMESPATH_QUERY_BYTES
+        && jmespath_operators(q) <= MAX_JMESPATH_OPERATORS
 }
 
 fn single_string(set: Vals<'_>, what: &str) -> EResult<Option<String>> {

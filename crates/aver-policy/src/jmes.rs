@@ -334,7 +334,10 @@ pub(crate) fn json_text_cost(text: &str) -> (u64, u64) {
     let mut depth: u32 = 0;
     let mut in_string = false;
     let mut escaped = false;
-    for &b in text.as_bytes() {
+    let raw = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        i += 1;
         if in_string {
             if escaped {
                 escaped = false;
@@ -342,6 +345,11 @@ pub(crate) fn json_text_cost(text: &str) -> (u64, u64) {
                 escaped = true;
             } else if b == b'"' {
                 in_string = false;
+            } else {
+                // Jump to the next quote or backslash: string contents
+                // (base64 data, names) are most of real texts.
+                let rest = raw.get(i..).unwrap_or_default();
+                i += memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
             }
             continue;
         }
@@ -394,19 +402,190 @@ pub(crate) fn parse_json_text(
     Ok(serde_json::from_str::<Value>(text))
 }
 
+/// The JMESPath queries that are string literals of a policy
+/// (`JmesPath(c.value, "…")`), parsed once when the policy is compiled and
+/// shared by every evaluation of it (and by its clones).
+#[derive(Default)]
+pub(crate) struct Queries {
+    parsed: std::collections::HashMap<String, std::sync::Arc<Ast>>,
+}
+
+impl std::fmt::Debug for Queries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Queries({} compiled)", self.parsed.len())
+    }
+}
+
+impl Queries {
+    /// Adds `query` when it passes the checks an evaluation applies
+    /// ([`crate::eval::query_acceptable`]) and parses; a query that does
+    /// not is left out, so that evaluating it gives the error it always
+    /// gave. The number of entries is bounded by the policy's size.
+    pub(crate) fn add(&mut self, query: &str) {
+        if self.parsed.contains_key(query) || !crate::eval::query_acceptable(query) {
+            return;
+        }
+        if let Ok(ast) = parse_query(query) {
+            self.parsed
+                .insert(query.to_string(), std::sync::Arc::new(ast));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.parsed.len()
+    }
+
+    pub(crate) fn get(&self, query: &str) -> Option<std::sync::Arc<Ast>> {
+        self.parsed.get(query).cloned()
+    }
+}
+
+/// The queries that are literals of `rules` (the second argument of a
+/// `JmesPath` call, anywhere in a condition or an action).
+pub(crate) fn compile_queries<'r>(rules: impl Iterator<Item = &'r crate::ast::Rule>) -> Queries {
+    use crate::ast::{Action, ClaimSpec, Expr, ExprKind, Func};
+    fn walk(e: &Expr, q: &mut Queries) {
+        if let ExprKind::Call { func, args } = &e.kind {
+            if let (Func::JmesPath, [_, query]) = (func, args.as_slice())
+                && let ExprKind::Str(text) = &query.kind
+            {
+                q.add(text);
+            }
+            for a in args {
+                walk(a, q);
+            }
+        }
+    }
+    let mut q = Queries::default();
+    for rule in rules {
+        for cond in &rule.conditions {
+            for p in &cond.props {
+                walk(&p.rhs, &mut q);
+            }
+        }
+        if let Action::Add(spec) | Action::Issue(spec) | Action::IssueProperty(spec) = &rule.action
+            && let ClaimSpec::Fields {
+                claim_type,
+                value,
+                value_type,
+                issuer,
+            } = spec
+        {
+            for e in [
+                Some(claim_type),
+                Some(value),
+                value_type.as_ref(),
+                issuer.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                walk(e, &mut q);
+            }
+        }
+    }
+    q
+}
+
+/// Most JSON texts one evaluation keeps parsed ([`Caches`]).
+const MAX_CACHED_TEXTS: usize = 8;
+
+/// Per evaluation: the policy's compiled queries, and the JSON texts of
+/// claims already parsed (the String a rule's `JmesPath` produced and added
+/// as a claim, queried by later rules; or one claim queried by several
+/// rules), so that each is parsed once.
+///
+/// Only the values of claims are cached, and they are keyed by their
+/// address and length: a claim's value lives, unchanged, until the
+/// evaluation ends (incoming claims are borrowed from the caller, added
+/// ones are kept in the trace, which only grows), so no other text can
+/// appear at that address while the cache exists. Texts built by a
+/// function for one call (`JmesPath(AppendString(…), …)`) are parsed for
+/// that call and dropped, as before.
+///
+/// Bounded: at most [`MAX_CACHED_TEXTS`] texts and [`Meter::cache_cap`]
+/// bytes, charged with [`Meter::hold`] until the evaluation ends; a text
+/// that does not fit is parsed for the call and dropped.
+#[derive(Default)]
+pub(crate) struct Caches {
+    pub(crate) queries: std::sync::Arc<Queries>,
+    texts: Vec<((usize, usize), Rc<Value>)>,
+}
+
+impl Caches {
+    fn find(&self, key: (usize, usize)) -> Option<Rc<Value>> {
+        self.texts
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| Rc::clone(v))
+    }
+}
+
+/// The JSON value of a claim's text: from the evaluation's cache when it was
+/// parsed before, else parsed and charged as [`parse_json_text`] does, and
+/// kept (its memory held to the end) when the cache has room.
+fn cached_json(text: &str, meter: &mut Meter<'_>) -> R<Rc<Value>> {
+    let f = "JmesPath";
+    let key = (text.as_ptr() as usize, text.len());
+    meter.step(1 + meter.jmes.texts.len() as u64)?;
+    if let Some(v) = meter.jmes.find(key) {
+        return Ok(v);
+    }
+    meter.step(1 + text.len() as u64 / BYTES_PER_STEP)?; // the pre-scan
+    let (bytes, steps) = json_text_cost(text);
+    let entry = bytes.saturating_add(2 * size_of::<((usize, usize), Rc<Value>)>() + RC_BYTES);
+    let keep = meter.jmes.texts.len() < MAX_CACHED_TEXTS
+        && meter.held().saturating_add(entry) <= meter.cache_cap();
+    if keep {
+        meter.hold(entry)?;
+    } else {
+        meter.alloc(bytes)?;
+    }
+    meter.step(steps)?;
+    let parsed = serde_json::from_str::<Value>(text).map_err(|e| {
+        crate::eval::fn_err_named(f, format!("the first argument is not valid JSON text: {e}"))
+    })?;
+    let parsed = Rc::new(parsed);
+    if keep {
+        meter.jmes.texts.push((key, Rc::clone(&parsed)));
+    }
+    Ok(parsed)
+}
+
+/// Parses a query with the `jmespath` crate; a panic inside the third-party
+/// parser becomes an error (defence in depth).
+fn parse_query(query: &str) -> Result<Ast, String> {
+    match std::panic::catch_unwind(|| jmespath::parse(query)) {
+        Ok(Ok(ast)) => Ok(ast),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the JMESPath parser failed".into()),
+    }
+}
+
 /// `JmesPath(json, query)` after the query has passed the length and
-/// operator checks: the JSON text of the result.
-pub(crate) fn search(data: &ClaimValue, query: &str, meter: &mut Meter<'_>) -> R<String> {
+/// operator checks: the JSON text of the result. A query the policy
+/// compiled is not parsed again (nor charged for parsing).
+///
+/// `claim` says that `data` is the value of a claim (which lives until the
+/// evaluation ends): its text may then be parsed once and cached
+/// ([`Caches`]).
+pub(crate) fn search(
+    data: &ClaimValue,
+    claim: bool,
+    query: &str,
+    compiled: Option<std::sync::Arc<Ast>>,
+    meter: &mut Meter<'_>,
+) -> R<String> {
     let f = "JmesPath";
     let mark = meter.live();
-    // Parsing is linear in the query (at most MAX_JMESPATH_QUERY_BYTES).
-    meter.step(1 + query.len() as u64)?;
-    meter.alloc(query.len() as u64 * 8)?;
-    // Defence in depth: a panic inside the third-party parser becomes an error.
-    let ast = match std::panic::catch_unwind(|| jmespath::parse(query)) {
-        Ok(Ok(ast)) => ast,
-        Ok(Err(e)) => return Err(err(e.to_string())),
-        Err(_) => return Err(err("the JMESPath parser failed")),
+    let ast = match compiled {
+        Some(ast) => ast,
+        None => {
+            // Parsing is linear in the query (at most MAX_JMESPATH_QUERY_BYTES).
+            meter.step(1 + query.len() as u64)?;
+            meter.alloc(query.len() as u64 * 8)?;
+            std::sync::Arc::new(parse_query(query).map_err(err)?)
+        }
     };
     let parsed;
     let root: Jv<'_> = match data {
@@ -414,13 +593,17 @@ pub(crate) fn search(data: &ClaimValue, query: &str, meter: &mut Meter<'_>) -> R
             if s.is_empty() {
                 return Err(crate::eval::fn_err_named(f, "the JSON argument is empty"));
             }
-            parsed = parse_json_text(s, meter)?.map_err(|e| {
-                crate::eval::fn_err_named(
-                    f,
-                    format!("the first argument is not valid JSON text: {e}"),
-                )
-            })?;
-            Jv::Json(&parsed)
+            parsed = if claim {
+                cached_json(s, meter)?
+            } else {
+                Rc::new(parse_json_text(s, meter)?.map_err(|e| {
+                    crate::eval::fn_err_named(
+                        f,
+                        format!("the first argument is not valid JSON text: {e}"),
+                    )
+                })?)
+            };
+            Jv::Json(parsed.as_ref())
         }
         ClaimValue::Json(j) => Jv::Json(j),
         ClaimValue::Integer(i) => Jv::Num(Number::from(*i)),
@@ -431,7 +614,8 @@ pub(crate) fn search(data: &ClaimValue, query: &str, meter: &mut Meter<'_>) -> R
     let text = it.serialize(&result)?;
     let out = text.capacity() as u64;
     drop(result);
-    // Everything but the output text is dropped when this returns.
+    // Everything but the output text (and what the cache holds) is dropped
+    // when this returns.
     it.meter.release_to(mark);
     it.meter.alloc(out)?;
     Ok(text)
@@ -1319,6 +1503,15 @@ impl Out {
     fn put_quoted(&mut self, meter: &mut Meter<'_>, s: &str) -> R<()> {
         self.put(meter, "\"")?;
         let bytes = s.as_bytes();
+        // Most strings need no escape: one branch-free pass (vectorized)
+        // decides, and the whole string is copied at once.
+        let plain = bytes
+            .iter()
+            .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+        if plain {
+            self.put(meter, s)?;
+            return self.put(meter, "\"");
+        }
         let mut start = 0;
         for (i, &b) in bytes.iter().enumerate() {
             let esc: &str = match b {

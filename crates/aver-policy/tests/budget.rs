@@ -430,6 +430,128 @@ fn jmespath_over_large_runtime_data_is_bounded() {
     assert!(e.rule < 20, "{e}");
 }
 
+/// `n` rules each querying the `doc` claim (JSON text) and issuing the
+/// result, plus the evaluation.
+fn query_doc_rules(n: usize, doc: &str) -> Evaluation {
+    let rules: String = (0..n)
+        .map(|i| {
+            format!(
+                "c:[type==\"doc\"] => issue(type=\"n{i}\", value=JsonToClaimValue(JmesPath(c.value, \"length(items[?v > `{i}`])\")));\n"
+            )
+        })
+        .collect();
+    parse(&issuance(&rules))
+        .evaluate(&[Claim::service("doc", ClaimValue::String(doc.into()))])
+        .unwrap()
+}
+
+#[test]
+fn a_json_text_is_parsed_once_per_evaluation() {
+    let items: Vec<Value> = (0..2000)
+        .map(|i| json!({"v": i % 50, "s": "abc"}))
+        .collect();
+    let doc = json!({ "items": items }).to_string();
+    let one = query_doc_rules(1, &doc);
+    let twenty = query_doc_rules(20, &doc);
+    // Same answers as one rule alone (and as counted here).
+    for (i, e) in [(0, &one), (19, &twenty)] {
+        let expected = (0..2000).filter(|k| k % 50 > i).count() as i64;
+        assert_eq!(
+            e.issued_json()[&format!("n{i}")],
+            json!(expected),
+            "rule {i}"
+        );
+    }
+    // Parsing the text is most of one rule's work; twenty rules parse it
+    // once and then only compare it to the cached text and run their query.
+    assert!(
+        twenty.usage.steps < 4 * one.usage.steps,
+        "one rule {:?}, twenty {:?}",
+        one.usage,
+        twenty.usage
+    );
+    // Each rule still pays for the elements its query visits.
+    assert!(twenty.usage.steps > 20 * 2000, "{:?}", twenty.usage);
+}
+
+#[test]
+fn literal_queries_are_compiled_with_the_policy_and_answer_as_built_ones() {
+    let claims = [Claim::service(
+        "doc",
+        ClaimValue::String(r#"{"a":[{"b":1},{"b":2},{"b":3}]}"#.into()),
+    )];
+    let literal = parse(&issuance(
+        r#"c:[type=="doc"] => issue(type="r", value=JmesPath(c.value, "a[?b > `1`].b"));"#,
+    ));
+    // The same query built at evaluation time is parsed per call.
+    let built = parse(&issuance(
+        r#"c:[type=="doc"] => issue(type="r", value=JmesPath(c.value, AppendString("a[?b > `1`]", ".b")));"#,
+    ));
+    assert_eq!(literal.compiled_jmespath_queries(), 1);
+    assert_eq!(built.compiled_jmespath_queries(), 0);
+    let (a, b) = (
+        literal.evaluate(&claims).unwrap(),
+        built.evaluate(&claims).unwrap(),
+    );
+    assert_eq!(a.issued_json(), b.issued_json());
+    assert_eq!(a.issued_json()["r"], json!("[2,3]"));
+    // Queries that fail their checks or do not parse are not compiled, and
+    // fail at evaluation exactly as before.
+    let bad = parse(&issuance(
+        r#"c:[type=="doc"] => issue(type="r", value=JmesPath(c.value, "a[?"));"#,
+    ));
+    assert_eq!(bad.compiled_jmespath_queries(), 0);
+    assert_eq!(
+        bad.evaluate(&claims).unwrap_err().code(),
+        "PolicyEvaluationError"
+    );
+}
+
+#[test]
+fn the_text_cache_is_bounded_and_answers_by_content() {
+    // Twelve distinct texts (more than the cache keeps), each queried by
+    // three rules: every answer is its own text's.
+    let claims: Vec<Claim> = (0..12)
+        .map(|t| {
+            Claim::service(
+                format!("d{t}"),
+                ClaimValue::String(json!({ "t": t, "pad": "x".repeat(100) }).to_string()),
+            )
+        })
+        .collect();
+    let mut rules = String::new();
+    for round in 0..3 {
+        for t in 0..12 {
+            rules += &format!(
+                "c:[type==\"d{t}\"] => issue(type=\"r{round}_{t}\", value=JsonToClaimValue(JmesPath(c.value, \"t\")));\n"
+            );
+        }
+    }
+    let e = parse(&issuance(&rules)).evaluate(&claims).unwrap();
+    let issued = e.issued_json();
+    for round in 0..3 {
+        for t in 0..12 {
+            assert_eq!(issued[&format!("r{round}_{t}")], json!(t), "{round} {t}");
+        }
+    }
+    // A cached text's memory stays counted to the end of the evaluation:
+    // a budget too small to keep it still evaluates (the text is parsed
+    // per call), and never counts more than the budget.
+    let small = Budget {
+        max_value_bytes: 64 * 1024,
+        ..Budget::default()
+    };
+    let e = parse(&issuance(&rules))
+        .evaluate_with_budget(&claims, &small)
+        .unwrap();
+    assert_eq!(e.issued_json(), issued);
+    assert!(
+        e.usage.value_bytes <= small.max_value_bytes,
+        "{:?}",
+        e.usage
+    );
+}
+
 // ---------------------------------------------------------- 3. claim copies
 
 #[test]

@@ -105,6 +105,13 @@ fn real_heap_stays_within_the_value_bytes_budget() {
         .collect();
     let list: Vec<String> = (0..6000).map(|i| i.to_string()).collect();
     let list = list.join(",");
+    // Distinct JSON texts, more than the evaluation's text cache keeps.
+    let texts: Vec<Claim> = (0..12)
+        .map(|t| {
+            let items: Vec<Value> = (0..1000).map(|i| json!(i * 12 + t)).collect();
+            Claim::service("r", ClaimValue::String(Value::Array(items).to_string()))
+        })
+        .collect();
     let amplify = "blob | ".to_string() + &"[@,@,@,@,@,@,@,@] | ".repeat(6) + "@";
 
     let cases: Vec<(&str, String, &[Claim])> = vec![
@@ -140,6 +147,14 @@ fn real_heap_stays_within_the_value_bytes_budget() {
                     .repeat(200),
             ),
             &runtime_text,
+        ),
+        (
+            "JmesPath doubling copies of cached texts",
+            issuance(
+                &"c:[type==\"r\"] => add(type=\"r\", value=JmesPath(c.value, \"@\"));\n"
+                    .repeat(30),
+            ),
+            &texts,
         ),
         (
             "add(claim=c) doubling",

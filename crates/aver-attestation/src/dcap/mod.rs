@@ -51,6 +51,10 @@ pub struct Collateral {
     /// certificate of the chain must have a known, unrevoked status and the
     /// CRLs must not be past their nextUpdate at the verification time.
     pub crls: Vec<Vec<u8>>,
+    /// [`pck::crl_digest`] of `crls`, when the caller computed it once for
+    /// many quotes (`VerifiedCollateral::crls`); otherwise the PCK chain
+    /// cache computes it per quote. Must be the digest of exactly `crls`.
+    pub crl_digest: Option<[u8; 32]>,
 }
 
 /// Why a DCAP quote was rejected. [`DcapError::code`] is the stable error
@@ -219,17 +223,20 @@ impl DcapVerifier {
     ) -> Result<TcbVerdict, DcapError> {
         collateral.check_time(time)?;
         let pck = self.verify(quote, Some(&collateral.crls()), time)?;
-        let (_, leaf) = x509_parser::parse_x509_certificate(&pck.leaf_der)
-            .map_err(|e| DcapError::CertificateChainMalformed(format!("PCK leaf: {e}")))?;
-        if leaf.issuer().as_raw() != collateral.pck_crl.issuer.as_slice() {
+        if pck.leaf_issuer != collateral.pck_crl.issuer {
+            let issuer = x509_parser::parse_x509_certificate(&pck.leaf_der)
+                .map(|(_, leaf)| leaf.issuer().to_string())
+                .unwrap_or_default();
             return Err(DcapError::CrlIssuerMismatch(format!(
-                "the PCK certificate is issued by {:?} but the PCK CRL by {:?} (a processor-CA CRL for a platform-CA certificate, or the reverse?)",
-                leaf.issuer().to_string(),
+                "the PCK certificate is issued by {issuer:?} but the PCK CRL by {:?} (a processor-CA CRL for a platform-CA certificate, or the reverse?)",
                 collateral.pck_crl.issuer_text
             )));
         }
-        let ext =
-            pck_ext::parse_pck_extensions(&pck.leaf_der).map_err(DcapError::PckExtensionInvalid)?;
+        // Read when the chain was verified, and cached with it.
+        let ext = pck
+            .extensions
+            .clone()
+            .map_err(DcapError::PckExtensionInvalid)?;
         tcb::evaluate(
             quote.header.qe_vendor_id,
             &quote.qe.qe_report,

@@ -22,6 +22,13 @@ pub struct VerifiedPck {
     pub key: Vec<u8>,
     /// DER of the PCK certificate (for its SGX extensions and issuer).
     pub leaf_der: Vec<u8>,
+    /// The PCK certificate's issuer name, DER (matched against the PCK
+    /// CRL's issuer).
+    pub leaf_issuer: Vec<u8>,
+    /// Its SGX extensions, read once when the chain was verified (and kept
+    /// with it in the [`PckChainCache`]), or why they do not parse: only a
+    /// TCB verdict needs them.
+    pub extensions: Result<super::pck_ext::PckExtensions, String>,
 }
 
 /// Most chains kept by a [`PckChainCache`]; a platform has one PCK chain
@@ -51,13 +58,14 @@ struct CachedChain {
 
 impl PckChainCache {
     fn key(pem: &[u8], collateral: Option<&Collateral>) -> [u8; 32] {
+        let crls = match collateral {
+            Some(c) => c.crl_digest.unwrap_or_else(|| crl_digest(&c.crls)),
+            None => crl_digest(&[]),
+        };
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(&(pem.len() as u64).to_be_bytes());
         ctx.update(pem);
-        for crl in collateral.map(|c| c.crls.as_slice()).unwrap_or_default() {
-            ctx.update(&(crl.len() as u64).to_be_bytes());
-            ctx.update(crl);
-        }
+        ctx.update(&crls);
         let mut key = [0u8; 32];
         key.copy_from_slice(ctx.finish().as_ref());
         key
@@ -87,6 +95,19 @@ impl PckChainCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// SHA-256 over the CRLs, each preceded by its length: what the
+/// [`PckChainCache`] key holds of them ([`Collateral::crl_digest`]).
+pub fn crl_digest(crls: &[Vec<u8>]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for crl in crls {
+        ctx.update(&(crl.len() as u64).to_be_bytes());
+        ctx.update(crl);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// The window in which a verified chain's result holds (see
@@ -229,6 +250,8 @@ pub fn verify_pck_chain(
     Ok(VerifiedPck {
         key: parsed.public_key().subject_public_key.data.to_vec(),
         leaf_der: leaf_der.as_ref().to_vec(),
+        leaf_issuer: parsed.issuer().as_raw().to_vec(),
+        extensions: super::pck_ext::parse_pck_extensions(leaf_der.as_ref()),
     })
 }
 

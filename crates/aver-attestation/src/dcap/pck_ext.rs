@@ -9,6 +9,11 @@ use x509_parser::der_parser::parse_der;
 
 /// OID of the SGX extensions, and the prefix of every field inside.
 const SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
+/// The same OID's DER content bytes: fields are matched on these bytes
+/// (formatting every OID as text cost more than the rest of the parse).
+const SGX_EXTENSIONS_DER: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01];
+/// Most arcs read after the SGX prefix (`.2.17` has two).
+const MAX_REL_ARCS: usize = 4;
 
 /// The SGX facts a PCK certificate carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +32,16 @@ pub struct PckExtensions {
 pub fn parse_pck_extensions(leaf_der: &[u8]) -> Result<PckExtensions, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf_der)
         .map_err(|e| format!("the PCK certificate does not parse: {e}"))?;
+    from_certificate(&cert)
+}
+
+/// [`parse_pck_extensions`] of a certificate already parsed.
+pub fn from_certificate(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<PckExtensions, String> {
     let mut value = None;
     for ext in cert.extensions() {
-        if ext.oid.to_id_string() == SGX_EXTENSIONS {
+        if ext.oid.as_bytes() == SGX_EXTENSIONS_DER {
             if value.is_some() {
                 return Err("the PCK certificate has two SGX extensions".into());
             }
@@ -46,14 +58,14 @@ pub fn parse_pck_extensions(leaf_der: &[u8]) -> Result<PckExtensions, String> {
     let mut pce_id = None;
     let mut fmspc = None;
     for (oid, v) in fields(&top)? {
-        match oid.as_str() {
-            ".2" => {
+        match oid.as_slice() {
+            [2] => {
                 for (sub, sv) in fields(v)? {
-                    let Some(n) = sub.strip_prefix(".2.") else {
+                    let [2, n] = sub.as_slice() else {
                         continue;
                     };
-                    match n.parse::<usize>() {
-                        Ok(i @ 1..=16) => {
+                    match usize::from(*n) {
+                        i @ 1..=16 => {
                             let svn = sv
                                 .as_u32()
                                 .ok()
@@ -63,7 +75,7 @@ pub fn parse_pck_extensions(leaf_der: &[u8]) -> Result<PckExtensions, String> {
                                 set_once(slot, svn, "a TCB component")?;
                             }
                         }
-                        Ok(17) => {
+                        17 => {
                             let svn = sv
                                 .as_u32()
                                 .ok()
@@ -75,11 +87,11 @@ pub fn parse_pck_extensions(leaf_der: &[u8]) -> Result<PckExtensions, String> {
                     }
                 }
             }
-            ".3" => {
+            [3] => {
                 let b: [u8; 2] = octets(v, "PCE-ID")?;
                 set_once(&mut pce_id, b, "PCE-ID")?;
             }
-            ".4" => {
+            [4] => {
                 let b: [u8; 6] = octets(v, "FMSPC")?;
                 set_once(&mut fmspc, b, "FMSPC")?;
             }
@@ -114,8 +126,12 @@ fn octets<const N: usize>(v: &BerObject<'_>, what: &str) -> Result<[u8; N], Stri
 }
 
 /// The `SEQUENCE { OID, value }` pairs of a SGX extension sequence, with
-/// each OID given relative to the SGX extension prefix (".2", ".2.17").
-fn fields<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(String, &'b BerObject<'a>)>, String> {
+/// each OID given by its arcs after the SGX extension prefix (`[2]` for
+/// ".2", `[2, 17]` for ".2.17"). Arcs above 127 (never used by Intel) read
+/// as 255, which matches no field.
+fn fields<'a, 'b>(
+    seq: &'b BerObject<'a>,
+) -> Result<Vec<(rel_oid::Arcs, &'b BerObject<'a>)>, String> {
     let items = seq
         .as_sequence()
         .map_err(|_| "SGX extension: expected a SEQUENCE".to_string())?;
@@ -129,12 +145,60 @@ fn fields<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(String, &'b BerObject<'
         };
         let oid = oid
             .as_oid()
-            .map_err(|_| "SGX extension: a field does not start with an OID".to_string())?
-            .to_id_string();
-        let Some(rel) = oid.strip_prefix(SGX_EXTENSIONS) else {
-            return Err(format!("SGX extension: unexpected OID {oid}"));
+            .map_err(|_| "SGX extension: a field does not start with an OID".to_string())?;
+        let Some(rel) = oid.as_bytes().strip_prefix(&SGX_EXTENSIONS_DER[..]) else {
+            return Err(format!(
+                "SGX extension: unexpected OID {} (not under {SGX_EXTENSIONS})",
+                oid.to_id_string()
+            ));
         };
-        out.push((rel.to_string(), value));
+        out.push((rel_oid::Arcs::from_der(rel), value));
     }
     Ok(out)
+}
+
+mod rel_oid {
+    /// The first few arcs of a relative OID (see [`super::fields`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct Arcs {
+        arcs: [u8; super::MAX_REL_ARCS],
+        len: usize,
+    }
+
+    impl Arcs {
+        /// Each arc below 128 is one DER byte; a longer arc (continuation
+        /// bit set) becomes 255 and its bytes are skipped.
+        pub(super) fn from_der(rel: &[u8]) -> Arcs {
+            let mut a = Arcs {
+                arcs: [0; super::MAX_REL_ARCS],
+                len: 0,
+            };
+            let mut in_long = false;
+            for &b in rel {
+                if in_long {
+                    in_long = b & 0x80 != 0;
+                    continue;
+                }
+                let arc = if b & 0x80 != 0 {
+                    in_long = true;
+                    255
+                } else {
+                    b
+                };
+                if let Some(slot) = a.arcs.get_mut(a.len) {
+                    *slot = arc;
+                    a.len += 1;
+                } else {
+                    // More arcs than any field has: matches nothing.
+                    a.len = super::MAX_REL_ARCS + 1;
+                    break;
+                }
+            }
+            a
+        }
+
+        pub(super) fn as_slice(&self) -> &[u8] {
+            self.arcs.get(..self.len).unwrap_or(&[255])
+        }
+    }
 }

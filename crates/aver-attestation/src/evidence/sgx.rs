@@ -286,10 +286,8 @@ pub(crate) fn quote_fmspc(quote: &Quote<'_>) -> Option<([u8; 6], &'static str)> 
     let leaf = CertificateDer::pem_slice_iter(quote.qe.pck_chain_pem)
         .next()?
         .ok()?;
-    let fmspc = crate::dcap::pck_ext::parse_pck_extensions(leaf.as_ref())
-        .ok()?
-        .fmspc;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let fmspc = crate::dcap::pck_ext::from_certificate(&cert).ok()?.fmspc;
     let ca = if cert.issuer().to_string().contains("Platform") {
         "platform"
     } else {

@@ -327,6 +327,9 @@ pub struct VerifiedCollateral {
     /// The earliest nextUpdate of the items (seconds): the collateral's
     /// expiry, after which it must be fetched again.
     pub valid_until: u64,
+    /// [`crate::dcap::pck::crl_digest`] of the PCK and root CA CRLs,
+    /// computed once here rather than by the PCK chain cache per quote.
+    pub crl_digest: [u8; 32],
 }
 
 impl VerifiedCollateral {
@@ -352,6 +355,7 @@ impl VerifiedCollateral {
     pub fn crls(&self) -> super::Collateral {
         super::Collateral {
             crls: vec![self.bundle.pck_crl.clone(), self.bundle.root_ca_crl.clone()],
+            crl_digest: Some(self.crl_digest),
         }
     }
 }
@@ -494,7 +498,10 @@ pub fn verify_collateral(
     .into_iter()
     .min()
     .unwrap_or(0);
+    let crl_digest =
+        crate::dcap::pck::crl_digest(&[bundle.pck_crl.clone(), bundle.root_ca_crl.clone()]);
     Ok(VerifiedCollateral {
+        crl_digest,
         bundle: bundle.clone(),
         tcb_info,
         qe_identity,

@@ -82,9 +82,7 @@ fn load(name: &'static str, dir: &str, time: VerificationTime) -> Sample {
 fn request(quote: &[u8]) -> AttestRequest {
     AttestRequest {
         evidence: quote.to_vec(),
-        runtime_data: None,
-        init_time_data: None,
-        nonce: None,
+        ..AttestRequest::default()
     }
 }
 

@@ -90,3 +90,35 @@ fn cached_chains_are_reused_only_where_the_full_check_would_agree() {
     assert_eq!(v.clone().chain_cache().len(), 2);
     assert!(verifier(&p).chain_cache().is_empty());
 }
+
+#[test]
+fn a_verified_chain_answers_its_platform_identity_without_parsing() {
+    let p = SimPlatform::generate().unwrap();
+    let quote_bytes = p.quote(&EnclaveIdentity::default()).unwrap();
+    let quote = parse_quote(&quote_bytes).unwrap();
+    let pem = quote.qe.pck_chain_pem;
+    let v = verifier(&p);
+    let t = parse_rfc3339("2025-01-15T00:00:00Z").unwrap();
+    let read = ([9u8; 6], "processor");
+    // Not yet verified: the leaf is read (here: the stand-in answer).
+    assert_eq!(v.chain_cache().identity(pem, || Some(read)), Some(read));
+    // A chain that does not verify is never remembered.
+    let far_future = parse_rfc3339("2999-01-01T00:00:00Z").unwrap();
+    assert!(v.verify(&quote, None, far_future).is_err());
+    assert_eq!(v.chain_cache().identity(pem, || None), None);
+    // Once verified, the cached chain answers: the simulated platform's
+    // FMSPC and its platform CA, without calling `read`.
+    v.verify(&quote, None, t).unwrap();
+    let cached = v
+        .chain_cache()
+        .identity(pem, || panic!("the cached chain should answer"));
+    assert_eq!(
+        cached,
+        Some(([0x00, 0x90, 0x6E, 0xD5, 0x00, 0x00], "platform"))
+    );
+    // Other bytes (one flipped) are another chain: read again.
+    let mut other = pem.to_vec();
+    let last = other.len() - 40;
+    other[last] ^= 1;
+    assert_eq!(v.chain_cache().identity(&other, || None), None);
+}

@@ -2,6 +2,8 @@
 //! validated with rustls-webpki to a trusted root at the verification time,
 //! with CRLs as collateral.
 
+use std::collections::HashMap;
+
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use webpki::{
     BorrowedCertRevocationList, CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage,
@@ -36,8 +38,8 @@ pub struct VerifiedPck {
 /// are kept, so an attacker cannot fill it with garbage.
 const MAX_CACHED_CHAINS: usize = 1024;
 
-/// PCK chains that verified, keyed by SHA-256 of the exact chain bytes and
-/// the exact CRLs they were checked against, with the window of time in
+/// PCK chains that verified, keyed by the exact chain bytes and the
+/// digest of the exact CRLs they were checked against, with the window of time in
 /// which that result holds: the latest `notBefore` and `thisUpdate`, the
 /// earliest `notAfter` and `nextUpdate`. A hit inside the window is the
 /// same verdict webpki would give (its only time-dependent checks are those
@@ -46,8 +48,23 @@ const MAX_CACHED_CHAINS: usize = 1024;
 /// It saves the two ECDSA verifications of chain building per quote.
 #[derive(Debug, Default)]
 pub struct PckChainCache {
-    entries: std::sync::RwLock<std::collections::HashMap<[u8; 32], CachedChain>>,
+    /// By the exact chain bytes (std's keyed SipHash: no attacker-chosen
+    /// collisions; equality is on every byte), then by the digest of the
+    /// CRLs the chain was checked against. Keying by the bytes themselves
+    /// rather than by their SHA-256 saves hashing ~3.5 KB per quote.
+    entries: std::sync::RwLock<HashMap<Vec<u8>, CrlSets>>,
 }
+
+/// The FMSPC a PCK certificate states and the kind of its CA
+/// (`processor` or `platform`), unverified.
+pub type PlatformIdentity = ([u8; 6], &'static str);
+
+/// CRL sets remembered per chain (a new set, after a CRL refresh, pushes
+/// out the oldest).
+const CRL_SETS_PER_CHAIN: usize = 4;
+
+/// A chain's verified results, one per CRL set (by its digest).
+type CrlSets = Vec<([u8; 32], CachedChain)>;
 
 #[derive(Debug, Clone)]
 struct CachedChain {
@@ -57,39 +74,60 @@ struct CachedChain {
 }
 
 impl PckChainCache {
-    fn key(pem: &[u8], collateral: Option<&Collateral>) -> [u8; 32] {
-        let crls = match collateral {
+    fn crl_key(collateral: Option<&Collateral>) -> [u8; 32] {
+        match collateral {
             Some(c) => c.crl_digest.unwrap_or_else(|| crl_digest(&c.crls)),
             None => crl_digest(&[]),
-        };
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        ctx.update(&(pem.len() as u64).to_be_bytes());
-        ctx.update(pem);
-        ctx.update(&crls);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(ctx.finish().as_ref());
-        key
-    }
-
-    fn get(&self, key: &[u8; 32], time: VerificationTime) -> Option<VerifiedPck> {
-        let t = i64::try_from(time.unix_seconds()).ok()?;
-        let entries = self.entries.read().ok()?;
-        let hit = entries.get(key)?;
-        (hit.valid_from <= t && t <= hit.valid_until).then(|| hit.pck.clone())
-    }
-
-    fn put(&self, key: [u8; 32], entry: CachedChain) {
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= MAX_CACHED_CHAINS {
-                entries.clear();
-            }
-            entries.insert(key, entry);
         }
     }
 
-    /// Chains held now (tests, metrics).
+    fn get(&self, pem: &[u8], crls: &[u8; 32], time: VerificationTime) -> Option<VerifiedPck> {
+        let t = i64::try_from(time.unix_seconds()).ok()?;
+        let entries = self.entries.read().ok()?;
+        let (_, hit) = entries.get(pem)?.iter().find(|(k, _)| k == crls)?;
+        (hit.valid_from <= t && t <= hit.valid_until).then(|| hit.pck.clone())
+    }
+
+    fn put(&self, pem: &[u8], crls: [u8; 32], entry: CachedChain) {
+        if let Ok(mut entries) = self.entries.write() {
+            if !entries.contains_key(pem) && entries.len() >= MAX_CACHED_CHAINS {
+                entries.clear();
+            }
+            let sets = entries.entry(pem.to_vec()).or_default();
+            sets.retain(|(k, _)| *k != crls);
+            if sets.len() >= CRL_SETS_PER_CHAIN {
+                sets.remove(0);
+            }
+            sets.push((crls, entry));
+        }
+    }
+
+    /// The platform identity of the chain `pem` (FMSPC, PCK CA kind),
+    /// used to pick collateral before the quote is verified: read from a
+    /// cached verified chain with these exact bytes when there is one
+    /// (its extensions were parsed when it was verified), else by `read`
+    /// (parsing the leaf). Nothing is remembered for chains that did not
+    /// verify, so unauthenticated bytes never take space here.
+    pub fn identity(
+        &self,
+        pem: &[u8],
+        read: impl FnOnce() -> Option<PlatformIdentity>,
+    ) -> Option<PlatformIdentity> {
+        let cached = self.entries.read().ok().and_then(|entries| {
+            let (_, hit) = entries.get(pem)?.first()?;
+            let fmspc = hit.pck.extensions.as_ref().ok()?.fmspc;
+            let platform = hit.pck.leaf_issuer.windows(8).any(|w| w == b"Platform");
+            Some((fmspc, if platform { "platform" } else { "processor" }))
+        });
+        cached.or_else(read)
+    }
+
+    /// (Chain, CRL set) pairs held now (tests, metrics).
     pub fn len(&self) -> usize {
-        self.entries.read().map(|e| e.len()).unwrap_or(0)
+        self.entries
+            .read()
+            .map(|e| e.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,8 +183,8 @@ pub fn verify_pck_chain_cached(
     collateral: Option<&Collateral>,
     time: VerificationTime,
 ) -> Result<VerifiedPck, DcapError> {
-    let key = PckChainCache::key(pem, collateral);
-    if let Some(pck) = cache.get(&key, time) {
+    let crls = PckChainCache::crl_key(collateral);
+    if let Some(pck) = cache.get(pem, &crls, time) {
         return Ok(pck);
     }
     let pck = verify_pck_chain(roots, pem, collateral, time)?;
@@ -155,7 +193,8 @@ pub fn verify_pck_chain_cached(
         .collect();
     if let Some((valid_from, valid_until)) = validity_window(&certs, collateral) {
         cache.put(
-            key,
+            pem,
+            crls,
             CachedChain {
                 pck: pck.clone(),
                 valid_from,

@@ -166,9 +166,12 @@ pub fn verify(
 ) -> Result<VerifiedSgx, SgxError> {
     // The FMSPC only picks the cache entry: every byte it came from is
     // verified below.
-    let fmspc = parse_sgx(kind, &request.evidence)
-        .ok()
-        .and_then(|q| quote_fmspc(&q));
+    let fmspc = parse_sgx(kind, &request.evidence).ok().and_then(|q| {
+        verifiers
+            .dcap
+            .chain_cache()
+            .identity(q.qe.pck_chain_pem, || quote_fmspc(&q))
+    });
     // The TCB evaluation data number the policy (or else the service)
     // pins as its baseline; `None`: the newest collateral held.
     let baseline = match request.tcb_baseline {

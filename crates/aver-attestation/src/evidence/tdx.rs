@@ -240,7 +240,12 @@ pub fn verify(
     // FMSPC only picks the cache entry: every byte it came from is
     // verified below.
     let quote = parse_tdx(&request.evidence)?;
-    let fmspc = crate::evidence::sgx::quote_fmspc(&quote);
+    let fmspc = verifiers
+        .dcap
+        .chain_cache()
+        .identity(quote.qe.pck_chain_pem, || {
+            crate::evidence::sgx::quote_fmspc(&quote)
+        });
     if let Some((fmspc, _)) = fmspc
         && let Some(c) = verifiers.collateral.get_for(TeeType::Tdx, &fmspc, time)
     {

@@ -25,7 +25,7 @@
 #   LOAD_CONNECTIONS    concurrent connections [8]
 #   LOAD_THREADS        wrk threads [2]
 #   LOAD_MAX_REQUESTS   cap on requests per measured scenario [1000000]
-#   LOAD_SOAK           seconds of attestations at 80% of saturation, then RSS again [0]
+#   LOAD_SOAK           seconds of attestations at 80% of saturation, RSS sampled ten times [0]
 #   LOAD_SERVER_CPUS    pin the server to these CPUs with taskset (e.g. 0), for scaling runs []
 #   LOAD_ALG            token signing: RS256 (default) or ES256 (the provider is switched to
 #                       a P-256 key through `aver provider configure` and `aver keys rotate`)
@@ -172,7 +172,16 @@ RSS_AFTER=$(rss_kib)
 RSS_SOAK=
 if ((SOAK > 0)); then
   DELAY_MS=$(python3 -c "print(max(1, int($CONNECTIONS * 1000 / (float('$SAT_RPS') * 0.8))))")
-  LOAD_MAX_PER_THREAD=1000000000 LOAD_DELAY_MS=$DELAY_MS run soak "$SOAK" "$ATTEST_URL" "$WORK/attest.json" >/dev/null
+  LOAD_MAX_PER_THREAD=1000000000 LOAD_DELAY_MS=$DELAY_MS run soak "$SOAK" "$ATTEST_URL" "$WORK/attest.json" >/dev/null &
+  soak_pid=$!
+  # RSS every tenth of the soak: "flat" is a shape, not two numbers.
+  samples=()
+  for _ in $(seq 10); do
+    sleep "$(python3 -c "print($SOAK / 10)")"
+    samples+=("$(( $(rss_kib) / 1024 ))")
+  done
+  wait "$soak_pid"
+  echo "load.sh: RSS (MiB) during the soak, every $((SOAK / 10)) s: ${samples[*]}" >&2
   RSS_SOAK=$(rss_kib)
 fi
 

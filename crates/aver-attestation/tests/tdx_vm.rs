@@ -74,6 +74,7 @@ fn v4_quote_gives_azures_tdx_claims_with_the_tcb_verdict() {
     assert_eq!(c["dbgstat"], "disabled");
     assert_eq!(c["intuse"], "generic");
     assert_eq!(c["attester_tcb_status"], "UpToDate");
+    assert_eq!(c["x-aver-td-relaunch-advised"], false);
     assert_eq!(
         c["tdx_mrtd"],
         "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"

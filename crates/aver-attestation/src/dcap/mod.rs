@@ -108,11 +108,13 @@ pub enum DcapError {
     #[error("the TDX module is not the one Intel's TCB info describes: {0}")]
     TdxModuleMismatch(String),
     #[error(
-        "the platform's TCB status {status} is not accepted by this provider (advisories: [{advisories}]); the provider's accepted TCB statuses decide"
+        "the platform's TCB status {status} is not accepted by this provider (advisories: [{advisories}]); the provider's accepted TCB statuses decide{hint}"
     )]
     TcbStatusNotAccepted {
         status: TcbStatus,
         advisories: String,
+        /// Advice that follows the message (TD relaunch), or empty.
+        hint: String,
     },
 }
 

@@ -55,6 +55,14 @@ pub struct TcbVerdict {
     pub collateral_expiry: String,
     /// The collateral items' SHA-256 (the `x-ms-sgx-collateral` claim).
     pub collateral_hashes: CollateralHashes,
+    /// TD 1.5 only: the TD runs on an out-of-date TCB only because it was
+    /// launched before a TD-preserving update of the TDX module; its
+    /// TEE_TCB_SVN_2 (the module now loaded) meets the newest TCB level,
+    /// so relaunching it would bring it up to date. Intel's QVL reports
+    /// this as `TD_RELAUNCH_ADVISED`; Aver keeps the status (OutOfDate or
+    /// OutOfDateConfigurationNeeded, which is what the running TD is)
+    /// and adds this advice.
+    pub td_relaunch_advised: bool,
 }
 
 /// Evaluates an SGX quote's TCB. `qe_vendor_id` and `qe_report` come from
@@ -161,6 +169,27 @@ pub fn evaluate(
             hex::encode_upper(pck.fmspc)
         )));
     };
+    let td_relaunch_advised = td.is_some_and(|td| {
+        let sgx_status = tcb
+            .levels
+            .iter()
+            .find(|l| {
+                l.sgx_components
+                    .iter()
+                    .zip(pck.cpu_svn_components)
+                    .all(|(need, have)| *need <= have)
+                    && l.pce_svn <= pck.pce_svn
+            })
+            .map(|l| l.status);
+        relaunch_advised(
+            td.tee_tcb_svn2,
+            tcb,
+            sgx_status,
+            level.status,
+            module_level.map(|m| m.status),
+            qe_level.status,
+        )
+    });
     let mut status = combine(level.status, qe_level.status);
     let mut advisory_ids = level.advisory_ids.clone();
     let mut extra: Vec<&String> = qe_level.advisory_ids.iter().collect();
@@ -188,7 +217,60 @@ pub fn evaluate(
         collateral_issued: rfc3339(collateral.valid_from),
         collateral_expiry: rfc3339(collateral.valid_until),
         collateral_hashes: collateral.hashes.clone(),
+        td_relaunch_advised,
     })
+}
+
+/// Intel's TD relaunch check (QVL `checkForRelaunch`): a TD 1.5 whose TDX
+/// status is out of date only because of its TDX module — the QE is not
+/// out of date or revoked, the SGX part of the platform is current (up to
+/// date, or needing only configuration or software hardening), the TDX
+/// level is OutOfDate(ConfigurationNeeded) and the module's level is
+/// OutOfDate — while the module loaded now (TEE_TCB_SVN_2) meets the newest
+/// TCB level: its SVN (component 0, or the newest level of its
+/// `TDX_%02X` identity for a module above major version 0) and component
+/// 2. A module identity missing from the TCB info gives no advice.
+fn relaunch_advised(
+    tee_tcb_svn2: Option<&[u8; 16]>,
+    tcb: &super::collateral::TcbInfo,
+    sgx_status: Option<TcbStatus>,
+    tdx_status: TcbStatus,
+    module_status: Option<TcbStatus>,
+    qe_status: TcbStatus,
+) -> bool {
+    use TcbStatus::*;
+    let Some(svn2) = tee_tcb_svn2 else {
+        return false;
+    };
+    let qe_current = !matches!(
+        qe_status,
+        OutOfDate | OutOfDateConfigurationNeeded | Revoked
+    );
+    let sgx_current = matches!(
+        sgx_status,
+        Some(
+            UpToDate | SWHardeningNeeded | ConfigurationNeeded | ConfigurationAndSWHardeningNeeded
+        )
+    );
+    let tdx_out = matches!(tdx_status, OutOfDate | OutOfDateConfigurationNeeded);
+    if !(qe_current && sgx_current && tdx_out && module_status == Some(OutOfDate)) {
+        return false;
+    }
+    let Some(newest) = tcb.levels.first().and_then(|l| l.tdx_components) else {
+        return false;
+    };
+    let (minor, major, component2) = (svn2[0], svn2[1], svn2[2]);
+    let module_current = if major == 0 {
+        minor >= newest[0]
+    } else {
+        let id = format!("TDX_{major:02X}");
+        tcb.tdx_module_identities
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.levels.first())
+            .is_some_and(|l| u16::from(minor) >= l.isv_svn)
+    };
+    module_current && component2 >= newest[2]
 }
 
 /// QVL's combination of the platform status with the QE's.
@@ -360,6 +442,202 @@ impl TcbAcceptance {
         Err(DcapError::TcbStatusNotAccepted {
             status: verdict.status,
             advisories: verdict.advisory_ids.join(", "),
+            hint: if verdict.td_relaunch_advised {
+                ". Intel advises relaunching the TD: the TDX module loaded now is up to date, the TD was launched before it was updated".into()
+            } else {
+                String::new()
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod relaunch_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::dcap::collateral::tcb_info::{TdxModule, TdxModuleIdentity};
+    use crate::dcap::collateral::{QeTcbLevel, TcbInfo, TcbLevel};
+    use TcbStatus::*;
+
+    fn level(tdx: [u8; 16], status: TcbStatus) -> TcbLevel {
+        TcbLevel {
+            sgx_components: [0; 16],
+            pce_svn: 0,
+            tdx_components: Some(tdx),
+            tcb_date: "2025-01-01T00:00:00Z".into(),
+            tcb_date_unix: 0,
+            status,
+            advisory_ids: vec![],
+        }
+    }
+
+    /// The newest level needs TDX components 0 and 2 at 5; module TDX_03's
+    /// newest level needs ISVSVN 5.
+    fn tcb_info() -> TcbInfo {
+        let mut newest = [0u8; 16];
+        newest[0] = 5;
+        newest[2] = 5;
+        let module_level = |svn, status| QeTcbLevel {
+            isv_svn: svn,
+            tcb_date: String::new(),
+            status,
+            advisory_ids: vec![],
+        };
+        TcbInfo {
+            id: "TDX".into(),
+            version: 3,
+            issue_date: 0,
+            next_update: 0,
+            fmspc: [0; 6],
+            pce_id: [0; 2],
+            tcb_evaluation_data_number: 17,
+            levels: vec![level(newest, UpToDate), level([0; 16], OutOfDate)],
+            tdx_module: None,
+            tdx_module_identities: vec![TdxModuleIdentity {
+                id: "TDX_03".into(),
+                module: TdxModule {
+                    mrsigner: [0; 48],
+                    attributes: [0; 8],
+                    attributes_mask: [0; 8],
+                },
+                levels: vec![module_level(5, UpToDate), module_level(2, OutOfDate)],
+            }],
+        }
+    }
+
+    fn svn2(minor: u8, major: u8, c2: u8) -> [u8; 16] {
+        let mut s = [0u8; 16];
+        s[0] = minor;
+        s[1] = major;
+        s[2] = c2;
+        s
+    }
+
+    #[test]
+    fn relaunch_is_advised_only_as_intels_check_says() {
+        let t = tcb_info();
+        let advised = |s2: Option<&[u8; 16]>, sgx, tdx, module, qe| {
+            relaunch_advised(s2, &t, sgx, tdx, module, qe)
+        };
+        let now = svn2(5, 3, 5);
+        // The module loaded now meets the newest level: relaunch.
+        assert!(advised(
+            Some(&now),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        assert!(advised(
+            Some(&now),
+            Some(ConfigurationNeeded),
+            OutOfDateConfigurationNeeded,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        // Module major version 0: component 0 is the module's SVN.
+        assert!(advised(
+            Some(&svn2(5, 0, 5)),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        assert!(!advised(
+            Some(&svn2(4, 0, 5)),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        // Not TD 1.5 (no TEE_TCB_SVN_2): no advice.
+        assert!(!advised(
+            None,
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        // The module now loaded is still behind, or component 2 is.
+        assert!(!advised(
+            Some(&svn2(4, 3, 5)),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        assert!(!advised(
+            Some(&svn2(5, 3, 4)),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        // An unknown module identity: no advice.
+        assert!(!advised(
+            Some(&svn2(5, 4, 5)),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        // Out of date for another reason than the module: no advice.
+        assert!(!advised(
+            Some(&now),
+            Some(OutOfDate),
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        assert!(!advised(
+            Some(&now),
+            Some(UpToDate),
+            OutOfDate,
+            Some(UpToDate),
+            UpToDate
+        ));
+        assert!(!advised(
+            Some(&now),
+            Some(UpToDate),
+            OutOfDate,
+            None,
+            UpToDate
+        ));
+        assert!(!advised(
+            Some(&now),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            OutOfDate
+        ));
+        assert!(!advised(
+            Some(&now),
+            Some(UpToDate),
+            OutOfDate,
+            Some(OutOfDate),
+            Revoked
+        ));
+        assert!(!advised(
+            Some(&now),
+            None,
+            OutOfDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        // Nothing to relaunch for when the TD is current or revoked.
+        assert!(!advised(
+            Some(&now),
+            Some(UpToDate),
+            UpToDate,
+            Some(OutOfDate),
+            UpToDate
+        ));
+        assert!(!advised(
+            Some(&now),
+            Some(UpToDate),
+            Revoked,
+            Some(OutOfDate),
+            UpToDate
+        ));
     }
 }

@@ -75,6 +75,11 @@ pub const TDX_VM: AttestationType = AttestationType {
 /// Claim `true` when a CCEL event log was sent and replayed to the quote's
 /// RTMRs (absent without a log; a log that does not replay is an error).
 pub const CCEL_REPLAYED_CLAIM: &str = "x-aver-ccel-replayed";
+
+/// Whether Intel's TCB evaluation advises relaunching the TD (TD 1.5: the
+/// TD is out of date only because it was launched before a TD-preserving
+/// TDX module update); present when the quote was judged with collateral.
+pub const TD_RELAUNCH_ADVISED_CLAIM: &str = "x-aver-td-relaunch-advised";
 /// Claim: the RTMR indices the CCEL replay was compared with (`[0,1,2]`,
 /// with 3 when the log extends RTMR3).
 pub const CCEL_RTMRS_CLAIM: &str = "x-aver-ccel-rtmrs";
@@ -447,6 +452,13 @@ pub fn claims(v: &VerifiedTdx, request: &AttestRequest) -> Map<String, Value> {
     c.insert("intuse".into(), "generic".into());
     let status = v.tcb.as_ref().map_or("Unknown", |t| t.status.as_str());
     c.insert("attester_tcb_status".into(), status.into());
+    if let Some(t) = &v.tcb {
+        // Aver's: Intel's TD relaunch advice (TD 1.5), see `TcbVerdict`.
+        c.insert(
+            TD_RELAUNCH_ADVISED_CLAIM.into(),
+            t.td_relaunch_advised.into(),
+        );
+    }
     for (name, value) in [
         ("tdx_mrsignerseam", &v.mr_signer_seam[..]),
         ("tdx_mrseam", &v.mr_seam[..]),

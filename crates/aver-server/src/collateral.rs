@@ -136,11 +136,34 @@ impl PccsSource {
     /// `base`, e.g. `https://api.trustedservices.intel.com` or a PCCS's
     /// `https://pccs.example:8081`; each request gives up after `timeout`.
     pub fn new(base: &str, timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        Self::with_ca(base, timeout, None)
+    }
+
+    /// [`PccsSource::new`] trusting only the CA certificates in `ca_pem`
+    /// (PEM) instead of the system's roots: a PCCS commonly runs with a
+    /// self-signed or private-CA certificate.
+    pub fn with_ca(base: &str, timeout: Duration, ca_pem: Option<&[u8]>) -> Result<Self, String> {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .connect_timeout(timeout);
+        if let Some(pem) = ca_pem {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("the collateral source's CA file: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("the collateral source's CA file: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("the collateral source's CA file holds no certificate".into());
+            }
+            let tls = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(PccsSource {
             base: base.trim_end_matches('/').to_string(),
             client,

@@ -54,6 +54,10 @@ pub struct Config {
     /// background for the FMSPCs quotes ask for, refreshed ahead of its
     /// nextUpdate, and shared through the store.
     pub collateral_url: Option<String>,
+    /// CA certificates (PEM) the collateral source's TLS certificate must
+    /// chain to, instead of the system's roots (a PCCS with a self-signed
+    /// or private-CA certificate).
+    pub collateral_ca: Option<PathBuf>,
     /// Time-out of each request to the collateral source.
     pub collateral_timeout: std::time::Duration,
     /// Pause before fetching an FMSPC again after a failed attempt.
@@ -110,6 +114,7 @@ impl Config {
             collateral_retry: std::time::Duration::from_secs(60),
             require_collateral: None,
             tcb_baseline: None,
+            collateral_ca: None,
             accepted_tcb_statuses: Vec::new(),
             limits: crate::listener::ConnectionLimits::default(),
             cpu: crate::cpu::CpuLimits::default(),

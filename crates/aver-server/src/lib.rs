@@ -339,10 +339,21 @@ impl Service {
             .await
             .map_err(|e| StartError::Setup(e.to_string()))??;
         let collateral_source = match &config.collateral_url {
-            Some(url) => Some(
-                collateral::PccsSource::new(url, config.collateral_timeout)
-                    .map_err(StartError::Setup)?,
-            ),
+            Some(url) => {
+                let ca = match &config.collateral_ca {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        StartError::Setup(format!(
+                            "reading the collateral source's CA file {}: {e}",
+                            path.display()
+                        ))
+                    })?),
+                    None => None,
+                };
+                Some(
+                    collateral::PccsSource::with_ca(url, config.collateral_timeout, ca.as_deref())
+                        .map_err(StartError::Setup)?,
+                )
+            }
             None => None,
         };
 

@@ -131,7 +131,13 @@ async fn pccs_with_delay(
     up: Arc<Mutex<bool>>,
     delay: Arc<Mutex<Option<std::time::Duration>>>,
 ) -> String {
-    pccs_serving(std::collections::HashMap::from([(None, c)]), up, delay).await
+    pccs_serving(
+        std::collections::HashMap::from([(None, c)]),
+        up,
+        delay,
+        None,
+    )
+    .await
 }
 
 /// A PCCS holding `by_number`: the `None` entry is its current
@@ -141,6 +147,7 @@ async fn pccs_serving(
     by_number: std::collections::HashMap<Option<u32>, SimCollateral>,
     up: Arc<Mutex<bool>>,
     delay: Arc<Mutex<Option<std::time::Duration>>>,
+    tls: Option<rustls::ServerConfig>,
 ) -> String {
     use axum::extract::RawQuery;
     use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -227,8 +234,29 @@ async fn pccs_serving(
         .route("/sgx/certification/v4/rootcacrl", get(answer("root")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    let Some(tls) = tls else {
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        return format!("http://{addr}");
+    };
+    // HTTPS, as a real PCCS serves it.
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    format!("https://localhost:{}", addr.port())
 }
 
 #[tokio::test]
@@ -570,6 +598,7 @@ async fn a_pinned_baseline_is_fetched_from_the_pccs_by_its_number() {
         ]),
         Arc::new(Mutex::new(true)),
         Arc::new(Mutex::new(None)),
+        None,
     )
     .await;
     let svc = TestService::start_with(true, aver_server::state::Clock::System, |c| {
@@ -607,4 +636,65 @@ async fn a_pinned_baseline_is_fetched_from_the_pccs_by_its_number() {
             .any(|r| r.key == "intel/sgx/collateral/00906ED50000/16"),
         "{index:?}"
     );
+}
+
+#[tokio::test]
+async fn a_pccs_over_https_with_its_own_ca() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // A PCCS with a self-signed certificate, as Intel's PCCS ships.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let platform = SimPlatform::generate().unwrap();
+    let url = pccs_serving(
+        std::collections::HashMap::from([(None, platform.collateral(&spec_now()).unwrap())]),
+        Arc::new(Mutex::new(true)),
+        Arc::new(Mutex::new(None)),
+        Some(tls),
+    )
+    .await;
+    let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
+    let start = |ca: Option<std::path::PathBuf>| {
+        let url = url.clone();
+        TestService::start_with(true, aver_server::state::Clock::System, move |c| {
+            c.collateral_url = Some(url);
+            c.collateral_ca = ca;
+            c.refresh_secs = 1;
+            c.collateral_timeout = std::time::Duration::from_secs(2);
+            c.collateral_retry = std::time::Duration::from_secs(1);
+        })
+    };
+    // With the PCCS's certificate as the CA: fetched over TLS.
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("pccs-ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let svc = start(Some(ca)).await;
+    assert_eq!(code(attest(&svc, &quote).await), "CollateralMissing");
+    let mut claims = None;
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Ok(c) = attest(&svc, &quote).await {
+            claims = Some(c);
+            break;
+        }
+    }
+    let claims = claims.expect("collateral was never fetched from the HTTPS PCCS");
+    assert_eq!(claims["x-ms-sgx-tcb-status"], "UpToDate");
+    // With the system's roots the self-signed certificate is refused:
+    // nothing is fetched, however long the service tries.
+    let strict = start(None).await;
+    for _ in 0..3 {
+        assert_eq!(code(attest(&strict, &quote).await), "CollateralMissing");
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    assert_eq!(code(attest(&strict, &quote).await), "CollateralMissing");
 }

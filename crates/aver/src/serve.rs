@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// shared through the store.
     #[arg(long, env = "AVER_COLLATERAL_URL")]
     collateral_url: Option<String>,
+    /// CA certificates (PEM) the collateral source's TLS certificate must
+    /// chain to, instead of the system's roots: a PCCS with a self-signed
+    /// or private-CA certificate.
+    #[arg(long, env = "AVER_COLLATERAL_CA")]
+    collateral_ca: Option<PathBuf>,
     /// Seconds each request to the collateral source may take [default: 10].
     #[arg(long, env = "AVER_COLLATERAL_TIMEOUT")]
     collateral_timeout: Option<u64>,
@@ -175,6 +180,7 @@ struct FileConfig {
     attestation_deadline: Option<u64>,
     metrics_listen: Option<SocketAddr>,
     collateral_url: Option<String>,
+    collateral_ca: Option<PathBuf>,
     collateral_timeout: Option<u64>,
     require_collateral: Option<bool>,
     tcb_baseline: Option<u32>,
@@ -251,6 +257,7 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
     config.tpm_ek_roots = args.tpm_ek_roots.or(file.tpm_ek_roots);
     config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     config.collateral_url = args.collateral_url.or(file.collateral_url);
+    config.collateral_ca = args.collateral_ca.or(file.collateral_ca);
     if let Some(v) = args.collateral_timeout.or(file.collateral_timeout) {
         config.collateral_timeout = secs(v.max(1));
     }

@@ -81,6 +81,18 @@ async fn attest_map(
         .await
 }
 
+/// Attests every half second until it succeeds (the background source has
+/// fetched what the quote needs), for up to 75 s; panics with `what`.
+async fn attest_eventually(svc: &TestService, quote: &[u8], what: &str) -> serde_json::Value {
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if let Ok(c) = attest(svc, quote).await {
+            return c;
+        }
+    }
+    panic!("{what}");
+}
+
 fn code(r: Result<serde_json::Value, ClientError>) -> String {
     match r {
         Err(ClientError::Service { code, .. }) => code,
@@ -285,15 +297,8 @@ async fn collateral_is_fetched_from_a_pccs_in_the_background_and_shared() {
     // The source comes back: the background round fetches what the quote
     // asked for (after its retry pause), stores and caches it.
     *up.lock().unwrap() = true;
-    let mut claims = None;
-    for _ in 0..150 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if let Ok(c) = attest(&svc, &quote).await {
-            claims = Some(c);
-            break;
-        }
-    }
-    let claims = claims.expect("collateral was never fetched from the PCCS");
+    let claims =
+        attest_eventually(&svc, &quote, "collateral was never fetched from the PCCS").await;
     assert_eq!(claims["x-ms-sgx-tcb-status"], "UpToDate");
     // Shared through the store: a replica (or `aver collateral status`) sees it.
     let index = svc.service.state.store.collateral_index().unwrap();
@@ -618,15 +623,8 @@ async fn a_pinned_baseline_is_fetched_from_the_pccs_by_its_number() {
     // Nothing held for #16 yet: refused by name; the miss makes the
     // refresher ask the PCCS for that number.
     assert_eq!(code(attest(&svc, &quote).await), "TcbBaselineUnavailable");
-    let mut claims = None;
-    for _ in 0..150 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if let Ok(c) = attest(&svc, &quote).await {
-            claims = Some(c);
-            break;
-        }
-    }
-    let claims = claims.expect("baseline #16 was never fetched from the PCCS");
+    let claims =
+        attest_eventually(&svc, &quote, "baseline #16 was never fetched from the PCCS").await;
     assert_eq!(claims["x-ms-sgx-tcb-status"], "UpToDate");
     assert_eq!(claims["x-ms-sgx-tcb-evaluation-data-number"], 16);
     let index = svc.service.state.store.collateral_index().unwrap();
@@ -679,15 +677,12 @@ async fn a_pccs_over_https_with_its_own_ca() {
     std::fs::write(&ca, cert.pem()).unwrap();
     let svc = start(Some(ca)).await;
     assert_eq!(code(attest(&svc, &quote).await), "CollateralMissing");
-    let mut claims = None;
-    for _ in 0..150 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if let Ok(c) = attest(&svc, &quote).await {
-            claims = Some(c);
-            break;
-        }
-    }
-    let claims = claims.expect("collateral was never fetched from the HTTPS PCCS");
+    let claims = attest_eventually(
+        &svc,
+        &quote,
+        "collateral was never fetched from the HTTPS PCCS",
+    )
+    .await;
     assert_eq!(claims["x-ms-sgx-tcb-status"], "UpToDate");
     // With the system's roots the self-signed certificate is refused:
     // nothing is fetched, however long the service tries.

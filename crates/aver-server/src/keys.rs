@@ -239,6 +239,25 @@ pub enum KeyOpError {
     Store(#[from] StoreError),
 }
 
+/// The key signing at `now` (else the first) among `existing`, and the
+/// issuer its certificate names: what a new key inherits.
+fn current_key<'k>(
+    existing: &'k [StoredKey],
+    provider: &str,
+    now: u64,
+) -> Result<(&'k StoredKey, String), KeyOpError> {
+    let times: Vec<KeyTimes> = existing.iter().map(KeyTimes::from).collect();
+    let refs: Vec<&KeyTimes> = times.iter().collect();
+    let current = signing_index(&refs, to_i64(now))
+        .and_then(|i| existing.get(i))
+        .or_else(|| existing.first())
+        .ok_or_else(|| KeyOpError::NoKeys(provider.to_string()))?;
+    let issuer = common_name(&current.certificate).ok_or_else(|| {
+        KeyOpError::Key("the current key's certificate has no common name".into())
+    })?;
+    Ok((current, issuer))
+}
+
 /// Generates a new key for `provider`, published now and signing after
 /// `publish_delay` seconds; returns its stored row. The certificate's
 /// common name (the issuer) is the current signing key's, so this works
@@ -253,15 +272,7 @@ pub fn rotate(
     actor: &str,
 ) -> Result<StoredKey, KeyOpError> {
     let existing = store.signing_keys(provider)?;
-    let times: Vec<KeyTimes> = existing.iter().map(KeyTimes::from).collect();
-    let refs: Vec<&KeyTimes> = times.iter().collect();
-    let current = signing_index(&refs, to_i64(now))
-        .and_then(|i| existing.get(i))
-        .or_else(|| existing.first())
-        .ok_or_else(|| KeyOpError::NoKeys(provider.to_string()))?;
-    let issuer = common_name(&current.certificate).ok_or_else(|| {
-        KeyOpError::Key("the current key's certificate has no common name".into())
-    })?;
+    let (current, issuer) = current_key(&existing, provider, now)?;
     let key = SigningKey::generate_alg(&issuer, alg).map_err(|e| KeyOpError::Key(e.to_string()))?;
     let now_i = to_i64(now);
     let row = StoredKey {
@@ -327,15 +338,7 @@ pub fn import_hsm(
     actor: &str,
 ) -> Result<StoredKey, KeyOpError> {
     let existing = store.signing_keys(provider)?;
-    let times: Vec<KeyTimes> = existing.iter().map(KeyTimes::from).collect();
-    let refs: Vec<&KeyTimes> = times.iter().collect();
-    let current = signing_index(&refs, to_i64(now))
-        .and_then(|i| existing.get(i))
-        .or_else(|| existing.first())
-        .ok_or_else(|| KeyOpError::NoKeys(provider.to_string()))?;
-    let issuer = common_name(&current.certificate).ok_or_else(|| {
-        KeyOpError::Key("the current key's certificate has no common name".into())
-    })?;
+    let (current, issuer) = current_key(&existing, provider, now)?;
     let uri = uri.trim();
     if !uri.as_bytes().starts_with(HSM_REFERENCE_PREFIX) {
         return Err(KeyOpError::Key(

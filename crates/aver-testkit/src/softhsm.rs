@@ -38,7 +38,7 @@ pub fn setup(test: &str, base: impl AsRef<Path>) -> Option<SoftHsm> {
     }
     let dir = crate::swtpm::scratch(base, "softhsm");
     let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
+    std::fs::create_dir_all(&tokens).unwrap(); // ok: test harness set-up; a failure must fail the test
     let conf = dir.join("softhsm2.conf");
     std::fs::write(
         &conf,
@@ -47,9 +47,9 @@ pub fn setup(test: &str, base: impl AsRef<Path>) -> Option<SoftHsm> {
             tokens.display()
         ),
     )
-    .unwrap();
+    .unwrap(); // ok: test harness set-up; a failure must fail the test
     let pin_file = dir.join("pin");
-    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap(); // ok: test harness set-up; a failure must fail the test
     Some(SoftHsm {
         dir,
         conf,
@@ -73,7 +73,7 @@ impl SoftHsm {
                 "87654321",
             ])
             .output()
-            .unwrap();
+            .unwrap(); // ok: test harness set-up; a failure must fail the test
         assert!(
             out.status.success(),
             "softhsm2-util --init-token: {}",

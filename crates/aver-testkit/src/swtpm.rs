@@ -96,7 +96,7 @@ pub fn scratch(base: impl AsRef<Path>, tag: &str) -> PathBuf {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    std::fs::create_dir_all(&d).unwrap(); // ok: test harness set-up; a failure must fail the test
     d
 }
 
@@ -266,7 +266,7 @@ impl Swtpm {
             identity.state.join("tpm2-00.permall"),
             dir.join("tpm2-00.permall"),
         )
-        .unwrap();
+        .unwrap(); // ok: test harness set-up; a failure must fail the test
         let mut last = String::new();
         for _ in 0..10 {
             let port = free_port_pair();
@@ -289,7 +289,7 @@ impl Swtpm {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("spawn swtpm");
+                .expect("spawn swtpm"); // ok: test harness set-up; a failure must fail the test
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -324,7 +324,7 @@ impl Swtpm {
             .env("TPM2TOOLS_TCTI", self.tcti())
             .arg(&spec)
             .output()
-            .expect("run tpm2_pcrextend");
+            .expect("run tpm2_pcrextend"); // ok: test harness set-up; a failure must fail the test
         assert!(
             out.status.success(),
             "tpm2_pcrextend {spec}: {}",
@@ -353,8 +353,8 @@ impl Drop for Swtpm {
 fn free_port_pair() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     loop {
-        let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
-        let p = l.local_addr().unwrap().port();
+        let l = TcpListener::bind(("127.0.0.1", 0)).unwrap(); // ok: test harness set-up; a failure must fail the test
+        let p = l.local_addr().unwrap().port(); // ok: test harness set-up; a failure must fail the test
         if p == u16::MAX || TcpListener::bind(("127.0.0.1", p + 1)).is_err() {
             continue;
         }
@@ -575,7 +575,7 @@ mod tests {
         let bytes = log.bytes();
         let mut at = HEADER_LEN;
         for (pcr, sha1, sha256) in &extended {
-            let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
+            let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()); // ok: test harness set-up; a failure must fail the test
             assert_eq!(u32_at(at), *pcr);
             assert_eq!(u32_at(at + 8), 2, "two digests");
             assert_eq!(&bytes[at + 14..at + 34], sha1.as_slice());

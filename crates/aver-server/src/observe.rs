@@ -387,19 +387,29 @@ mod tests {
     #[test]
     fn the_recorder_comes_with_its_upkeep_thread() {
         let _ = prometheus();
-        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .map(|tasks| {
-                tasks
-                    .filter_map(Result::ok)
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                    .map(|n| n.trim().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        // The kernel keeps 15 bytes of a thread's name.
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .map(|tasks| {
+                    tasks
+                        .filter_map(Result::ok)
+                        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                        .map(|n| n.trim().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        // A new thread names itself once it runs: until then the kernel
+        // shows its parent's name, so wait (bounded) for the rename. The
+        // kernel keeps 15 bytes of a thread's name.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = names();
+        while !seen.iter().any(|n| n == "aver-metrics-up") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            seen = names();
+        }
         assert!(
-            names.iter().any(|n| n == "aver-metrics-up"),
-            "threads: {names:?}"
+            seen.iter().any(|n| n == "aver-metrics-up"),
+            "threads: {seen:?}"
         );
     }
 

@@ -1,44 +1,64 @@
 //! Where CPU-heavy work runs: evidence verification, policy evaluation and
 //! token signing never run on the async I/O workers.
 //!
-//! [`CpuPool::run`] hands a closure to tokio's blocking pool, but admits at
-//! most [`CpuLimits::max_concurrent`] closures at once: a burst of expensive
-//! requests queues here (for at most `queue_timeout`, then `503 ServerBusy`
-//! with `Retry-After`) instead of occupying every thread, so `/health`,
-//! metadata and cheap requests keep being answered.
+//! [`CpuPool`] owns [`CpuLimits::max_concurrent`] threads (`aver-cpu-N`)
+//! that take jobs from one bounded queue. A burst of expensive requests
+//! waits there (for at most `queue_timeout`, then `503 ServerBusy` with
+//! `Retry-After`; a full queue answers the same at once) instead of
+//! occupying every thread, so `/health`, metadata and cheap requests keep
+//! being answered.
+//!
+//! Why its own threads rather than tokio's blocking pool behind a
+//! semaphore (what Aver did first): that design woke a parked thread for
+//! every job and woke another request task for every released slot, about
+//! 3.4 context switches per attestation, ~12% of the server's CPU under
+//! load in a `perf` profile. Here a pool thread that finishes a job takes
+//! the next queued one without sleeping, and a queued request needs no
+//! slot hand-over: under load the threads run back to back
+//! (BENCHMARKS.md, "Handing jobs to the CPU pool").
 //!
 //! Every closure receives a [`Cancel`] flag. It is raised when the request's
 //! future is dropped — the client disconnected, or the server is shutting
-//! down — so evaluation that checks it (the policy engine does, every few
-//! thousand steps) stops consuming CPU for nobody. Each job also gets a
-//! deadline (`job_deadline`) that the policy engine enforces.
+//! down — so a queued job is skipped and a running one that checks it (the
+//! policy engine does, every few thousand steps) stops consuming CPU for
+//! nobody. Each job also gets a deadline (`job_deadline`, counted from when
+//! it starts) that the policy engine enforces.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
 /// Bounds on CPU-heavy work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuLimits {
-    /// Most jobs running at once (default: the number of CPUs).
+    /// Most jobs running at once, i.e. the pool's threads (default: the
+    /// number of CPUs).
     pub max_concurrent: usize,
-    /// Longest a job waits for a slot before the request gets 503.
+    /// Most jobs waiting for a thread; one more is refused at once with
+    /// 503 (default: 64 per thread).
+    pub max_queued: usize,
+    /// Longest a job waits for a thread before the request gets 503.
     pub queue_timeout: Duration,
     /// Longest one job may run; the policy engine stops at this deadline.
     pub job_deadline: Duration,
 }
 
+/// Queued jobs allowed per pool thread by default.
+pub const QUEUED_PER_THREAD: usize = 64;
+
 impl Default for CpuLimits {
     fn default() -> Self {
+        let max_concurrent = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         CpuLimits {
-            max_concurrent: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            max_concurrent,
+            max_queued: max_concurrent.saturating_mul(QUEUED_PER_THREAD),
             queue_timeout: Duration::from_secs(10),
             job_deadline: Duration::from_secs(5),
         }
@@ -94,89 +114,227 @@ impl Drop for RaiseOnDrop {
     }
 }
 
-/// The bounded pool for CPU-heavy work.
-#[derive(Debug, Clone)]
-pub struct CpuPool {
-    slots: Arc<Semaphore>,
+/// Where a queued job stands: exactly one of the pool thread (to run it)
+/// and the waiting request (to give up on it) moves it out of `QUEUED`.
+const QUEUED: u8 = 0;
+const CLAIMED: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+/// A queued job: the closure (which runs the work and sends its result)
+/// and the state the request and the pool thread race on.
+struct Job {
+    state: Arc<AtomicU8>,
+    flag: Arc<AtomicBool>,
+    work: Box<dyn FnOnce(Cancel) + Send>,
+}
+
+/// What the pool threads and the handles share.
+struct Shared {
+    queue: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    closed: AtomicBool,
+    running: AtomicUsize,
+    abandoned: AtomicU64,
     limits: CpuLimits,
-    /// Jobs that ended after their request was abandoned.
-    abandoned: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+        // A job never runs under the lock, so a poisoned queue is intact.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One pool thread: take jobs until the pool is dropped.
+    fn work(&self) {
+        loop {
+            let job = {
+                let mut queue = self.lock();
+                loop {
+                    if let Some(job) = queue.pop_front() {
+                        break job;
+                    }
+                    if self.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    queue = self
+                        .ready
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            // Withdrawn (timed out in the queue) or abandoned (the client
+            // left) before a thread was free: nobody waits for it.
+            if job
+                .state
+                .compare_exchange(QUEUED, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+                || job.flag.load(Ordering::Relaxed)
+            {
+                continue;
+            }
+            self.running.fetch_add(1, Ordering::Relaxed);
+            let cancel = Cancel {
+                flag: job.flag,
+                deadline: Instant::now() + self.limits.job_deadline,
+            };
+            // A panicking job must not take the thread with it: its
+            // request sees the result channel closed (500).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.work)(cancel)));
+            self.running.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Stops the pool threads when the last [`CpuPool`] handle goes (they
+/// finish the jobs already queued first).
+struct Threads(Arc<Shared>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        let _queue = self.0.lock();
+        self.0.ready.notify_all();
+    }
+}
+
+/// The bounded pool for CPU-heavy work.
+#[derive(Clone)]
+pub struct CpuPool {
+    shared: Arc<Shared>,
+    _threads: Arc<Threads>,
+}
+
+impl std::fmt::Debug for CpuPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuPool")
+            .field("limits", &self.shared.limits)
+            .field("running", &self.running())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CpuPool {
+    /// Starts `limits.max_concurrent` pool threads.
     pub fn new(limits: CpuLimits) -> Self {
-        CpuPool {
-            slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+        let limits = CpuLimits {
+            max_concurrent: limits.max_concurrent.max(1),
+            max_queued: limits.max_queued.max(1),
+            ..limits
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            closed: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            abandoned: AtomicU64::new(0),
             limits,
-            abandoned: Arc::default(),
+        });
+        for n in 0..shared.limits.max_concurrent {
+            let worker = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("aver-cpu-{n}"))
+                .spawn(move || worker.work());
+            if let Err(e) = spawned {
+                // Fewer threads only means less parallelism; with none at
+                // all every job waits out its queue time and gets 503.
+                tracing::error!("could not start CPU pool thread {n}: {e}");
+            }
+        }
+        CpuPool {
+            _threads: Arc::new(Threads(shared.clone())),
+            shared,
         }
     }
 
     pub fn limits(&self) -> &CpuLimits {
-        &self.limits
+        &self.shared.limits
     }
 
     /// Jobs that could start right now.
     pub fn available(&self) -> usize {
-        self.slots.available_permits()
+        self.shared
+            .limits
+            .max_concurrent
+            .saturating_sub(self.running())
     }
 
     /// Jobs running right now.
     pub fn running(&self) -> usize {
-        self.limits
-            .max_concurrent
-            .max(1)
-            .saturating_sub(self.slots.available_permits())
+        self.shared.running.load(Ordering::Relaxed)
+    }
+
+    /// Jobs waiting for a thread right now.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().len()
     }
 
     /// Jobs so far that ended after their request had been abandoned (the
     /// client gone): they saw the cancellation flag.
     pub fn abandoned(&self) -> u64 {
-        self.abandoned.load(Ordering::Relaxed)
+        self.shared.abandoned.load(Ordering::Relaxed)
     }
 
-    /// Runs `job` on the blocking pool once a slot is free.
+    /// Runs `job` on a pool thread once one is free.
     pub async fn run<T, F>(&self, job: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Cancel) -> T + Send + 'static,
     {
-        let permit = match tokio::time::timeout(
-            self.limits.queue_timeout,
-            self.slots.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(ApiError::internal("CPU pool closed", "semaphore closed")),
-            Err(_) => {
-                metrics::counter!("aver_load_shed_total").increment(1);
-                return Err(busy());
-            }
-        };
-        let cancel = Cancel {
-            flag: Arc::new(AtomicBool::new(false)),
-            deadline: Instant::now() + self.limits.job_deadline,
-        };
-        let mut raise = RaiseOnDrop(Some(cancel.flag.clone()));
-        let abandoned = self.abandoned.clone();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut raise = RaiseOnDrop(Some(flag.clone()));
+        let shared = self.shared.clone();
         // The job's log lines carry the request's span (its request id).
         let span = tracing::Span::current();
-        let result = tokio::task::spawn_blocking(move || {
+        let work = Box::new(move |cancel: Cancel| {
             let _entered = span.enter();
-            // The slot is held until the job itself ends, even when the
-            // request was abandoned: the CPU is busy until then.
-            let _permit = permit;
             let out = job(&cancel);
             if cancel.is_cancelled() {
-                abandoned.fetch_add(1, Ordering::Relaxed);
+                shared.abandoned.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("a verification job ended after its client left");
             }
-            out
-        })
-        .await;
+            let _ = tx.send(out);
+        });
+        {
+            let mut queue = self.shared.lock();
+            if queue.len() >= self.shared.limits.max_queued {
+                drop(queue);
+                metrics::counter!("aver_load_shed_total").increment(1);
+                raise.0 = None;
+                return Err(busy());
+            }
+            queue.push_back(Job {
+                state: state.clone(),
+                flag,
+                work,
+            });
+            self.shared.ready.notify_one();
+        }
+        let result = match tokio::time::timeout(self.shared.limits.queue_timeout, &mut rx).await {
+            Ok(result) => result,
+            // Still queued after the queue time: withdraw it. If a thread
+            // took it meanwhile, its result is coming (bounded by the job
+            // deadline).
+            Err(_) => {
+                if state
+                    .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    metrics::counter!("aver_load_shed_total").increment(1);
+                    raise.0 = None;
+                    return Err(busy());
+                }
+                rx.await
+            }
+        };
         raise.0 = None;
-        result.map_err(|e| ApiError::internal("a verification task failed", e))
+        result.map_err(|_| {
+            ApiError::internal(
+                "a verification task failed",
+                "the job ended without a result",
+            )
+        })
     }
 }
 
@@ -188,4 +346,194 @@ pub fn busy() -> ApiError {
         "the service is at its limit of concurrent attestations; retry shortly",
     )
     .with_retry_after(1)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn pool(threads: usize, queued: usize, queue_timeout: Duration) -> CpuPool {
+        CpuPool::new(CpuLimits {
+            max_concurrent: threads,
+            max_queued: queued,
+            queue_timeout,
+            job_deadline: Duration::from_secs(5),
+        })
+    }
+
+    /// A job that holds its thread until `release` is sent to.
+    fn blocker(
+        pool: &CpuPool,
+    ) -> (
+        mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), ApiError>>,
+    ) {
+        let (release, wait) = mpsc::channel::<()>();
+        let pool = pool.clone();
+        let handle = tokio::spawn(async move {
+            pool.run(move |_| {
+                let _ = wait.recv();
+            })
+            .await
+        });
+        (release, handle)
+    }
+
+    async fn until(mut what: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("condition not reached within 5 s");
+    }
+
+    #[tokio::test]
+    async fn jobs_run_on_the_pool_threads_and_return_their_results() {
+        let pool = pool(2, 32, Duration::from_secs(10));
+        let name = pool
+            .run(|_| std::thread::current().name().map(str::to_string))
+            .await
+            .unwrap();
+        assert!(name.unwrap().starts_with("aver-cpu-"));
+        let sums: Vec<_> = (0..20u64)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.run(move |_| (0..=i).sum::<u64>()).await })
+            })
+            .collect();
+        for (i, sum) in sums.into_iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(sum.await.unwrap().unwrap(), i * (i + 1) / 2);
+        }
+        // A thread counts itself idle just after sending its result.
+        until(|| pool.running() == 0).await;
+        assert_eq!(pool.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_waits_out_the_queue_time_gets_503_and_never_runs() {
+        let pool = pool(1, 8, Duration::from_millis(100));
+        let (release, held) = blocker(&pool);
+        until(|| pool.running() == 1).await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let e = pool
+            .run(move |_| flag.store(true, Ordering::SeqCst))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "ServerBusy")
+        );
+        assert_eq!(e.retry_after, Some(1));
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        // The withdrawn job was skipped, and the pool still works.
+        assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
+        assert!(!ran.load(Ordering::SeqCst), "a withdrawn job ran");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let pool = pool(1, 2, Duration::from_secs(30));
+        let (release, held) = blocker(&pool);
+        until(|| pool.running() == 1).await;
+        let queued: Vec<_> = (0..2)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.run(move |_| i).await })
+            })
+            .collect();
+        until(|| pool.queued() == 2).await;
+        let started = Instant::now();
+        let e = pool.run(|_| 99).await.unwrap_err();
+        assert_eq!(e.code, "ServerBusy");
+        assert!(started.elapsed() < Duration::from_secs(30), "it waited");
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for (i, q) in queued.into_iter().enumerate() {
+            assert_eq!(q.await.unwrap().unwrap(), i);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_queued_job_is_skipped_and_a_running_one_sees_the_flag() {
+        let pool = pool(1, 8, Duration::from_secs(30));
+        let (release, held) = blocker(&pool);
+        until(|| pool.running() == 1).await;
+        // Queued behind the blocker, then its request goes away.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move |_| flag.store(true, Ordering::SeqCst)).await })
+        };
+        until(|| pool.queued() == 1).await;
+        queued.abort();
+        let _ = queued.await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert_eq!(pool.run(|_| ()).await.ok(), Some(()));
+        assert!(!ran.load(Ordering::SeqCst), "an abandoned job ran");
+
+        // A running job whose request goes away sees its flag raised.
+        let started = Arc::new(AtomicBool::new(false));
+        let running = {
+            let (pool, started) = (pool.clone(), started.clone());
+            tokio::spawn(async move {
+                pool.run(move |cancel| {
+                    started.store(true, Ordering::SeqCst);
+                    while !cancel.is_cancelled() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+                .await
+            })
+        };
+        until(|| started.load(Ordering::SeqCst)).await;
+        running.abort();
+        until(|| pool.abandoned() == 1).await;
+        until(|| pool.running() == 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_a_500_and_the_thread_survives() {
+        let pool = pool(1, 8, Duration::from_secs(10));
+        let e = pool
+            .run(|_| -> u8 { panic!("a bug in a job") })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(pool.run(|_| 5).await.unwrap(), 5);
+    }
+
+    #[test]
+    fn the_threads_end_with_the_last_handle() {
+        let pool = pool(2, 8, Duration::from_secs(10));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Each pool thread holds the shared state until it ends.
+        let shared = Arc::downgrade(&pool.shared);
+        let other = pool.clone();
+        drop(pool);
+        assert_eq!(
+            rt.block_on(other.run(|_| 3)).unwrap(),
+            3,
+            "a clone keeps the pool"
+        );
+        drop(other);
+        for _ in 0..1000 {
+            if shared.strong_count() == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the pool threads outlived the pool");
+    }
 }

@@ -288,6 +288,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         cpu_pool: crate::openapi::CpuPoolHealth {
             running: state.cpu.running() as u64,
             capacity: state.cpu.limits().max_concurrent as u64,
+            queued: state.cpu.queued() as u64,
+            queue_capacity: state.cpu.limits().max_queued as u64,
         },
     };
     let status = if ready {
@@ -303,6 +305,8 @@ fn refresh_gauges(state: &AppState) {
     let limits = state.cpu.limits();
     metrics::gauge!("aver_cpu_pool_capacity").set(limits.max_concurrent as f64);
     metrics::gauge!("aver_cpu_pool_running").set(state.cpu.running() as f64);
+    metrics::gauge!("aver_cpu_pool_queue_capacity").set(limits.max_queued as f64);
+    metrics::gauge!("aver_cpu_pool_queued").set(state.cpu.queued() as f64);
     metrics::gauge!("aver_store_generation")
         .set(state.store_health.generation.load(Ordering::Relaxed) as f64);
     let now = state.clock.now();

@@ -178,9 +178,16 @@ pub struct StoreHealth {
 
 /// The verification CPU pool.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CpuPoolHealth {
+    /// Jobs running now.
     pub running: u64,
+    /// The pool's threads (`--max-concurrent-attestations`).
     pub capacity: u64,
+    /// Jobs waiting for a thread now.
+    pub queued: u64,
+    /// Most jobs that may wait (`--max-queued-attestations`).
+    pub queue_capacity: u64,
 }
 
 /// `GET /audit`: the provider's audit log, newest first.

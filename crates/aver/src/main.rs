@@ -28,6 +28,16 @@ mod tpm_attest;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc. An attestation allocates and frees
+/// a few buffers of 2–8 KB (the request body, the quote, its base64 text,
+/// the token) on whichever pool thread runs it; glibc answers each of
+/// those sizes by consolidating its fast bins under the arena lock, which a
+/// `perf` profile of `aver serve` under load showed as ~11% of the
+/// server's CPU (malloc, free, malloc_consolidate). mimalloc's per-thread
+/// free lists serve them without that (BENCHMARKS.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "aver",
@@ -265,6 +275,14 @@ fn main() -> std::process::ExitCode {
             .with_span_list(false)
             .init(),
     }
+    // `aver serve` sizes its runtime from its configuration (the
+    // connection threads; verification has threads of its own); every
+    // other command takes tokio's default.
+    #[cfg(feature = "server")]
+    let cli = match cli.command {
+        Command::Serve(args) => return serve::main(*args),
+        command => Cli { command, ..cli },
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -275,7 +293,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             #[cfg(feature = "server")]
-            Command::Serve(args) => serve::run(*args).await,
+            Command::Serve(args) => serve::run(serve::resolve(*args)?.config).await,
             #[cfg(feature = "server")]
             Command::Demo(args) => demo::run(args).await,
             Command::Attest(cmd) => attest::run(cmd).await,

@@ -104,9 +104,18 @@ pub struct ServeArgs {
     /// Seconds after which a connection with no traffic is closed [default: 60].
     #[arg(long, env = "AVER_IDLE_TIMEOUT")]
     idle_timeout: Option<u64>,
+    /// Threads that serve connections (TLS, HTTP, the cheap routes); the
+    /// verification work runs on its own threads (--max-concurrent-attestations)
+    /// [default: a quarter of the CPUs, at least 1].
+    #[arg(long, env = "AVER_IO_THREADS")]
+    io_threads: Option<usize>,
     /// Most verifications/policy evaluations running at once [default: CPUs].
     #[arg(long, env = "AVER_MAX_CONCURRENT_ATTESTATIONS")]
     max_concurrent_attestations: Option<usize>,
+    /// Most attestations waiting for a verification thread; one more gets
+    /// 503 at once [default: 64 per thread].
+    #[arg(long, env = "AVER_MAX_QUEUED_ATTESTATIONS")]
+    max_queued_attestations: Option<usize>,
     /// Seconds a request may wait for a verification slot before 503 [default: 10].
     #[arg(long, env = "AVER_QUEUE_TIMEOUT")]
     queue_timeout: Option<u64>,
@@ -175,7 +184,9 @@ struct FileConfig {
     header_timeout: Option<u64>,
     body_timeout: Option<u64>,
     idle_timeout: Option<u64>,
+    io_threads: Option<usize>,
     max_concurrent_attestations: Option<usize>,
+    max_queued_attestations: Option<usize>,
     queue_timeout: Option<u64>,
     attestation_deadline: Option<u64>,
     metrics_listen: Option<SocketAddr>,
@@ -187,8 +198,26 @@ struct FileConfig {
     accept_tcb_status: Option<Vec<String>>,
 }
 
+/// What `aver serve` runs with: the service's configuration and the size
+/// of the async runtime that carries it (which must be known before the
+/// runtime starts, so it is not part of [`Config`]).
+pub struct Resolved {
+    pub config: Config,
+    pub io_threads: usize,
+}
+
+/// The default number of connection threads: a quarter of the CPUs, at
+/// least one. A connection thread's share of an attestation (TLS records,
+/// HTTP, socket calls) is a small fraction of the verification work that
+/// the CPU pool's threads do, and every extra async worker adds wake-ups
+/// between them: with one worker on 2 CPUs an attestation costs 1.7 context
+/// switches instead of 2.7 (BENCHMARKS.md, "Handing jobs to the CPU pool").
+pub fn default_io_threads(cpus: usize) -> usize {
+    (cpus / 4).max(1)
+}
+
 /// Flags and environment over the file over the defaults.
-pub fn resolve(args: ServeArgs) -> Result<Config> {
+pub fn resolve(args: ServeArgs) -> Result<Resolved> {
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -247,6 +276,14 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
     {
         anyhow::ensure!(v > 0, "max_concurrent_attestations must be at least 1");
         config.cpu.max_concurrent = v;
+        config.cpu.max_queued = v.saturating_mul(aver_server::cpu::QUEUED_PER_THREAD);
+    }
+    if let Some(v) = args
+        .max_queued_attestations
+        .or(file.max_queued_attestations)
+    {
+        anyhow::ensure!(v > 0, "max_queued_attestations must be at least 1");
+        config.cpu.max_queued = v;
     }
     if let Some(v) = args.queue_timeout.or(file.queue_timeout) {
         config.cpu.queue_timeout = secs(v);
@@ -301,7 +338,16 @@ pub fn resolve(args: ServeArgs) -> Result<Config> {
                 .ok_or_else(|| missing("admin_oidc_jwks"))?,
         });
     }
-    Ok(config)
+    let io_threads = match args.io_threads.or(file.io_threads) {
+        Some(0) => anyhow::bail!("io_threads must be at least 1"),
+        Some(n) => n,
+        None => default_io_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        ),
+    };
+    Ok(Resolved { config, io_threads })
 }
 
 /// The KEK in force: a file, else `AVER_KEK` (never a flag: command lines
@@ -319,8 +365,26 @@ pub fn kek_source(file: Option<PathBuf>) -> Result<Option<aver_server::kek::KekS
     })
 }
 
-pub async fn run(args: ServeArgs) -> Result<ExitCode> {
-    let config = resolve(args)?;
+/// `aver serve`: resolves the configuration, then runs the service on a
+/// runtime with `io_threads` workers.
+pub fn main(args: ServeArgs) -> ExitCode {
+    let result = resolve(args).and_then(|Resolved { config, io_threads }| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(io_threads)
+            .thread_name("aver-io")
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(run(config))
+    });
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The service on the current runtime, until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> Result<ExitCode> {
     let service = Service::start(&config).await?;
     eprintln!(
         "Aver attestation service listening on https://{}",

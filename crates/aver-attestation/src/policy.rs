@@ -232,12 +232,10 @@ pub fn evaluate(
     service_claims: &Map<String, Value>,
     budget: &Budget,
 ) -> Result<Evaluation, AttestError> {
-    let incoming = aver_policy::claims_from_json(service_claims);
-    let incoming = if ty.legacy_aliases {
-        aver_policy::with_legacy_aliases(&incoming)
-    } else {
-        incoming
-    };
+    let mut incoming = aver_policy::claims_from_json(service_claims);
+    if ty.legacy_aliases {
+        aver_policy::add_legacy_aliases(&mut incoming);
+    }
     let evaluation = policy
         .evaluate_with_budget(&incoming, budget)
         .map_err(|e| AttestError::rejected(e.code(), e.to_string()))?;

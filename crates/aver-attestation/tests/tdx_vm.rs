@@ -129,7 +129,7 @@ fn v4_quote_gives_azures_tdx_claims_with_the_tcb_verdict() {
             "{name}"
         );
     }
-    assert_eq!(v.facts["tcb"]["status"], "UpToDate");
+    assert_eq!(v.facts.to_json()["tcb"]["status"], "UpToDate");
     // The default policy permits a production TD.
     policy_claims(v.claims, TDX_VM.default_policy.unwrap()).unwrap();
 }
@@ -256,7 +256,7 @@ fn azure_cvm_td_quote_binds_its_runtime_json() {
     });
     let v = aver_attestation::verify(&TDX_VM, &Verifiers::production(), &r, time).unwrap();
     assert_eq!(v.claims["x-ms-runtime"], json);
-    assert_eq!(v.facts["runtime_data_bound"], true);
+    assert_eq!(v.facts.to_json()["runtime_data_bound"], true);
     assert!(
         v.claims["tdx_report_data"]
             .as_str()

@@ -651,16 +651,26 @@ pub const LEGACY_ALIASES: [(&str, &str); 9] = [
 /// legacy policies (`c:[type=="$is-debuggable"] => …`) keep working.
 pub fn with_legacy_aliases(incoming: &[Claim]) -> Vec<Claim> {
     let mut out = incoming.to_vec();
+    add_legacy_aliases(&mut out);
+    out
+}
+
+/// [`with_legacy_aliases`] in place: appends the aliases to `claims`
+/// without copying the claims that are already there.
+pub fn add_legacy_aliases(claims: &mut Vec<Claim>) {
+    let original = claims.len();
     for (alias, name) in LEGACY_ALIASES {
-        for c in incoming.iter().filter(|c| c.claim_type == name) {
-            out.push(Claim {
-                claim_type: alias.to_string(),
-                value: c.value.clone(),
-                issuer: c.issuer.clone(),
-            });
+        for i in 0..original {
+            if let Some(c) = claims.get(i).filter(|c| c.claim_type == name) {
+                let copy = Claim {
+                    claim_type: alias.to_string(),
+                    value: c.value.clone(),
+                    issuer: c.issuer.clone(),
+                };
+                claims.push(copy);
+            }
         }
     }
-    out
 }
 
 /// MAA `x-ms-policy-hash`:

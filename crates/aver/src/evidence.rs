@@ -490,7 +490,7 @@ fn print_verdict(
             None,
             &aver_policy::Budget::default(),
         )?;
-        Ok((verified.facts, claims))
+        Ok((verified.facts.to_json(), claims))
     });
     match outcome {
         Ok((facts, claims)) => {

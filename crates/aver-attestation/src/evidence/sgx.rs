@@ -388,7 +388,7 @@ pub fn verify_request_with_collateral(
     if let Some(t) = &v.tcb {
         acceptance.check(t)?;
     }
-    Ok(verified(&v, request))
+    Ok(verified(v, request))
 }
 
 fn verify_sgx_enclave(
@@ -397,7 +397,7 @@ fn verify_sgx_enclave(
     time: VerificationTime,
 ) -> Result<Verified, AttestError> {
     let v = verify(SgxEvidenceKind::Quote, verifiers, request, time)?;
-    Ok(verified(&v, request))
+    Ok(verified(v, request))
 }
 
 fn verify_open_enclave(
@@ -406,14 +406,14 @@ fn verify_open_enclave(
     time: VerificationTime,
 ) -> Result<Verified, AttestError> {
     let v = verify(SgxEvidenceKind::OpenEnclaveReport, verifiers, request, time)?;
-    Ok(verified(&v, request))
+    Ok(verified(v, request))
 }
 
-fn verified(v: &VerifiedSgx, request: &AttestRequest) -> Verified {
+fn verified(v: VerifiedSgx, request: &AttestRequest) -> Verified {
     Verified {
-        claims: claims(v, request),
-        facts: serde_json::to_value(v).unwrap_or(Value::Null),
+        claims: claims(&v, request),
         log_summary: format!("mrenclave {}", hex::encode(v.mr_enclave)),
+        facts: crate::Facts::of(v),
     }
 }
 

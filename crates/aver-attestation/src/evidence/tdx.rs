@@ -349,7 +349,7 @@ pub fn verify_request_with_collateral(
         acceptance.check(t)?;
     }
     let v = check_ccel(v, request)?;
-    Ok(verified(&v, request))
+    Ok(verified(v, request))
 }
 
 /// Parses `evidence` as a DCAP quote and requires a TD body: an SGX quote
@@ -420,15 +420,15 @@ fn verify_tdx_vm(
     time: VerificationTime,
 ) -> Result<Verified, AttestError> {
     let v = verify(verifiers, request, time)?;
-    Ok(verified(&v, request))
+    Ok(verified(v, request))
 }
 
 /// The service's claims and facts for verified TDX evidence.
-pub fn verified(v: &VerifiedTdx, request: &AttestRequest) -> Verified {
+pub fn verified(v: VerifiedTdx, request: &AttestRequest) -> Verified {
     Verified {
-        claims: claims(v, request),
-        facts: serde_json::to_value(v).unwrap_or(Value::Null),
+        claims: claims(&v, request),
         log_summary: format!("mrtd {}", hex::encode(v.mr_td)),
+        facts: crate::Facts::of(v),
     }
 }
 

@@ -563,7 +563,7 @@ fn verify_azure_cvm(
     };
     Ok(Verified {
         claims: claims(&v),
-        facts: serde_json::to_value(&v).unwrap_or(Value::Null),
+        facts: crate::Facts::of(v),
         log_summary,
     })
 }

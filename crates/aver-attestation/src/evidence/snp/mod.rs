@@ -149,8 +149,8 @@ fn verify_sev_snp_vm(
     )?;
     Ok(Verified {
         claims: claims::claims(&v, request),
-        facts: serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
         log_summary: format!("sevsnp measurement {}", hex::encode(v.measurement)),
+        facts: crate::Facts::of(v),
     })
 }
 

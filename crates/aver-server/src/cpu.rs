@@ -24,7 +24,7 @@
 //! nobody. Each job also gets a deadline (`job_deadline`, counted from when
 //! it starts) that the policy engine enforces.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -136,6 +136,9 @@ struct Shared {
     running: AtomicUsize,
     abandoned: AtomicU64,
     limits: CpuLimits,
+    /// Attestations in flight per provider, for providers with a cap
+    /// (an entry goes when its count returns to 0).
+    in_flight: Mutex<HashMap<String, usize>>,
 }
 
 impl Shared {
@@ -228,6 +231,7 @@ impl CpuPool {
             running: AtomicUsize::new(0),
             abandoned: AtomicU64::new(0),
             limits,
+            in_flight: Mutex::new(HashMap::new()),
         });
         for n in 0..shared.limits.max_concurrent {
             let worker = shared.clone();
@@ -272,6 +276,58 @@ impl CpuPool {
     /// client gone): they saw the cancellation flag.
     pub fn abandoned(&self) -> u64 {
         self.shared.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// Admits one attestation of `provider` when it has fewer than `cap`
+    /// in flight (queued or running, from admission until the returned
+    /// slot is dropped); no cap admits all. Beyond the cap: 503
+    /// `ServerBusy` with `Retry-After`, so one tenant's burst cannot take
+    /// every thread and the whole queue from the others.
+    pub fn provider_slot(
+        &self,
+        provider: &str,
+        cap: Option<usize>,
+    ) -> Result<ProviderSlot, ApiError> {
+        let Some(cap) = cap else {
+            return Ok(ProviderSlot(None));
+        };
+        let mut in_flight = self
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = in_flight.entry(provider.to_string()).or_insert(0);
+        if *count >= cap {
+            drop(in_flight);
+            metrics::counter!("aver_load_shed_total").increment(1);
+            metrics::counter!("aver_provider_load_shed_total", "provider" => provider.to_string())
+                .increment(1);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServerBusy",
+                format!(
+                    "provider {provider} is at its limit of {cap} attestation(s) in flight; retry shortly"
+                ),
+            )
+            .with_retry_after(1));
+        }
+        *count += 1;
+        Ok(ProviderSlot(Some((
+            self.shared.clone(),
+            provider.to_string(),
+        ))))
+    }
+
+    /// Attestations of `provider` in flight now (counted only while it has
+    /// a cap).
+    pub fn in_flight(&self, provider: &str) -> usize {
+        self.shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Runs `job` on a pool thread once one is free.
@@ -335,6 +391,27 @@ impl CpuPool {
                 "the job ended without a result",
             )
         })
+    }
+}
+
+/// One admitted attestation of a provider with a cap; its count drops when
+/// this does.
+pub struct ProviderSlot(Option<(Arc<Shared>, String)>);
+
+impl Drop for ProviderSlot {
+    fn drop(&mut self) {
+        if let Some((shared, provider)) = self.0.take() {
+            let mut in_flight = shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(count) = in_flight.get_mut(&provider) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    in_flight.remove(&provider);
+                }
+            }
+        }
     }
 }
 
@@ -509,6 +586,39 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(pool.run(|_| 5).await.unwrap(), 5);
+    }
+
+    #[test]
+    fn a_provider_over_its_cap_gets_503_and_others_are_not_counted() {
+        let pool = pool(1, 8, Duration::from_secs(10));
+        let a1 = pool.provider_slot("a", Some(2)).unwrap();
+        let a2 = pool.provider_slot("a", Some(2)).unwrap();
+        let e = pool.provider_slot("a", Some(2)).err().unwrap();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "ServerBusy")
+        );
+        assert!(
+            e.message.contains("provider a is at its limit of 2"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.retry_after, Some(1));
+        // Another provider, capped or not, is unaffected.
+        let _b = pool.provider_slot("b", Some(1)).unwrap();
+        let _c: Vec<_> = (0..5)
+            .map(|_| pool.provider_slot("c", None).unwrap())
+            .collect();
+        assert_eq!(pool.in_flight("c"), 0, "uncapped providers are not counted");
+        assert_eq!(pool.in_flight("a"), 2);
+        drop(a1);
+        let a3 = pool.provider_slot("a", Some(2)).unwrap();
+        drop((a2, a3));
+        assert_eq!(pool.in_flight("a"), 0);
+        assert!(
+            !pool.shared.in_flight.lock().unwrap().contains_key("a"),
+            "an idle provider's entry stays"
+        );
     }
 
     #[test]

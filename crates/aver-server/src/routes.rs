@@ -60,15 +60,33 @@ pub async fn attest(
         kind: ty.name,
         provider: prov.0.name.clone(),
     };
-    let result = match ty.flow {
-        Flow::SingleShot { evidence_field, .. } => {
-            attest_single(state, prov.0, ty, evidence_field, query, body).await
-        }
-        Flow::Protocol => attest_tpm(state, prov, query, body).await,
+    // The provider's own cap on attestations in flight, held until the
+    // answer is ready.
+    let slot = state
+        .cpu
+        .provider_slot(&prov.0.name, prov.0.settings.max_in_flight);
+    let result = match slot {
+        Err(busy) => Err(busy),
+        Ok(_slot) => attest_flow(state, prov, ty, query, body).await,
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(labels);
     Ok(response)
+}
+
+async fn attest_flow(
+    state: AppState,
+    prov: Prov,
+    ty: &'static AttestationType,
+    query: Option<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    match ty.flow {
+        Flow::SingleShot { evidence_field, .. } => {
+            attest_single(state, prov.0, ty, evidence_field, query, body).await
+        }
+        Flow::Protocol => attest_tpm(state, prov, query, body).await,
+    }
 }
 
 /// One single-shot attestation, timed by stage for the metrics.

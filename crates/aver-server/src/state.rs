@@ -57,6 +57,11 @@ pub struct ProviderSettings {
     /// parties that accept it). A change applies to the next key made
     /// (`aver keys rotate`); published keys keep their algorithm.
     pub token_signing_alg: String,
+    /// Most attestations of this provider in flight at once (queued or
+    /// running) on each replica; beyond it, 503 `ServerBusy`. `None`: only
+    /// the service's limits apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for ProviderSettings {
@@ -65,6 +70,7 @@ impl Default for ProviderSettings {
             min_signer_rsa_bits: aver_token::jws::MIN_RSA_BITS,
             accepted_tcb_statuses: None,
             token_signing_alg: "RS256".into(),
+            max_in_flight: None,
         }
     }
 }
@@ -99,6 +105,11 @@ impl ProviderSettings {
                 "token_signing_alg must be RS256 or ES256, not {:?}",
                 self.token_signing_alg
             ));
+        }
+        if self.max_in_flight == Some(0) {
+            return Err(
+                "max_in_flight must be at least 1 (omit it for no per-provider cap)".into(),
+            );
         }
         if self.min_signer_rsa_bits < aver_token::jws::LEGACY_MIN_RSA_BITS {
             return Err(format!(

@@ -180,6 +180,11 @@ enum ProviderCommand {
         /// `aver keys rotate`.
         #[arg(long)]
         token_signing_alg: Option<String>,
+        /// Most attestations of this provider in flight at once on each
+        /// replica (queued or running); beyond it, 503 ServerBusy. `none`
+        /// removes the cap.
+        #[arg(long)]
+        max_in_flight: Option<String>,
         #[command(flatten)]
         store: provider::StoreArgs,
     },
@@ -235,6 +240,7 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
             min_signer_rsa_bits,
             accept_tcb_status,
             token_signing_alg,
+            max_in_flight,
             store,
         } => provider::provider_configure(
             &store,
@@ -242,6 +248,7 @@ fn provider(cmd: ProviderCommand) -> anyhow::Result<std::process::ExitCode> {
             min_signer_rsa_bits,
             &accept_tcb_status,
             token_signing_alg,
+            max_in_flight.as_deref(),
         ),
         ProviderCommand::Delete { name, store } => provider::provider_delete(&store, &name),
     }

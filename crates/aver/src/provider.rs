@@ -96,6 +96,7 @@ pub fn provider_configure(
     min_signer_rsa_bits: Option<usize>,
     accept_tcb_status: &[String],
     token_signing_alg: Option<String>,
+    max_in_flight: Option<&str>,
 ) -> Result<ExitCode> {
     let store = store.open()?;
     if !store.providers()?.iter().any(|p| p.name == name) {
@@ -132,6 +133,20 @@ pub fn provider_configure(
         let alg = alg.to_ascii_uppercase();
         changes.push(format!("token_signing_alg={alg}"));
         settings.token_signing_alg = alg;
+    }
+    match max_in_flight {
+        None => {}
+        Some(v) if v.eq_ignore_ascii_case("none") => {
+            settings.max_in_flight = None;
+            changes.push("max_in_flight=none".into());
+        }
+        Some(v) => {
+            let n: usize = v.parse().map_err(|_| {
+                anyhow!("--max-in-flight takes a whole number or `none`, not {v:?}")
+            })?;
+            settings.max_in_flight = Some(n);
+            changes.push(format!("max_in_flight={n}"));
+        }
     }
     settings.validate().map_err(|e| anyhow!(e))?;
     if !changes.is_empty() {

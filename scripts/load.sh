@@ -27,6 +27,7 @@
 #   LOAD_MAX_REQUESTS   cap on requests per measured scenario [1000000]
 #   LOAD_SOAK           seconds of attestations at 80% of saturation, RSS sampled ten times [0]
 #   LOAD_SERVER_CPUS    pin the server to these CPUs with taskset (e.g. 0), for scaling runs []
+#   LOAD_WRK_CPUS       pin wrk to these CPUs (e.g. 1), so a pinned server has its core alone []
 #   LOAD_ALG            token signing: RS256 (default) or ES256 (the provider is switched to
 #                       a P-256 key through `aver provider configure` and `aver keys rotate`)
 set -euo pipefail
@@ -42,6 +43,9 @@ THREADS=${LOAD_THREADS:-2}
 MAX_REQUESTS=${LOAD_MAX_REQUESTS:-1000000}
 SOAK=${LOAD_SOAK:-0}
 SERVER_CPUS=${LOAD_SERVER_CPUS:-}
+WRK_CPUS=${LOAD_WRK_CPUS:-}
+WRK_PIN=()
+[[ -n $WRK_CPUS ]] && WRK_PIN=(taskset -c "$WRK_CPUS")
 ALG=${LOAD_ALG:-RS256}
 [[ $ALG == RS256 || $ALG == ES256 ]] || die "LOAD_ALG must be RS256 or ES256"
 
@@ -140,7 +144,7 @@ PER_THREAD=$(( (MAX_REQUESTS + THREADS - 1) / THREADS ))
 run() {
   local name=$1 seconds=$2 url=$3 body=${4:-}
   LOAD_BODY_FILE=$body LOAD_MAX_PER_THREAD=$PER_THREAD \
-    timeout $((seconds + 30)) wrk -t "$THREADS" -c "$CONNECTIONS" -d "${seconds}s" --timeout 10s \
+    timeout $((seconds + 30)) "${WRK_PIN[@]}" wrk -t "$THREADS" -c "$CONNECTIONS" -d "${seconds}s" --timeout 10s \
     -s "$HERE/wrk.lua" "$url" >"$WORK/$name.wrk" 2>&1 \
     || { cat "$WORK/$name.wrk" >&2; die "wrk failed for $name"; }
   grep '^RESULT ' "$WORK/$name.wrk" || { cat "$WORK/$name.wrk" >&2; die "no RESULT from wrk for $name"; }
@@ -188,7 +192,7 @@ fi
 # The floor, measured now on the same machine (server idle).
 FLOOR_ARGS=()
 [[ $ALG == ES256 ]] && FLOOR_ARGS=(--es256)
-FLOOR_LINE=$("$FLOOR" --seconds "$DURATION" "${FLOOR_ARGS[@]}" | grep '^FLOOR ')
+FLOOR_LINE=$("${PIN[@]}" "$FLOOR" --seconds "$DURATION" "${FLOOR_ARGS[@]}" | grep '^FLOOR ')
 
 for scenario in certs attest half; do
   bad=0
@@ -235,4 +239,4 @@ for name, r in (("GET /certs (baseline)", c), ("POST /attest/SgxEnclave", a)):
           f"| {r['p99_ms']:.2f} ms | {failed} | {r['rps'] / c['rps']:.3f} | {r['p50_ms'] / c['p50_ms']:.1f}× |")
 PY
 echo
-echo "Machine: $(nproc) core(s), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per scenario (after ${WARMUP}s warm-up), TLS on loopback, server and wrk on the same cores."
+echo "Machine: $(nproc) core(s), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per scenario (after ${WARMUP}s warm-up), TLS on loopback${SERVER_CPUS:+, server on CPU(s) $SERVER_CPUS}${WRK_CPUS:+, wrk on CPU(s) $WRK_CPUS}."

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aver_server::state::Clock;
-use aver_sim::{EnclaveIdentity, SimPlatform, report_data_for};
-use common::TestService;
-use serde_json::{Value, json};
+use aver_sim::SimPlatform;
+use common::{TestService, create_provider, https_client, large_runtime, sgx_body, slow_policy};
+use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 fn cpu_seconds() -> f64 {
@@ -29,14 +29,6 @@ fn cpu_seconds() -> f64 {
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
 }
 
-/// A stored policy whose every rule runs JMESPath over the runtime data:
-/// it runs until the step budget stops it (a few hundred ms).
-fn heavy_policy() -> String {
-    let rules = "c:[type==\"x-ms-runtime\"] => add(type=\"o\", value=JmesPath(c.value, \"length([*].k)\"));\n"
-        .repeat(600);
-    format!("version=1.2; authorizationrules{{ => permit(); }}; issuancerules{{ {rules} }};")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expensive_requests_do_not_starve_others_and_stop_when_abandoned() {
     let svc = TestService::start_with(true, Clock::System, |c| {
@@ -44,53 +36,21 @@ async fn expensive_requests_do_not_starve_others_and_stop_when_abandoned() {
         c.cpu.max_concurrent = 4;
     })
     .await;
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&svc.ca).unwrap()])
-        .build()
-        .unwrap();
+    let http = https_client(&svc.ca);
     let base = svc.issuer().to_string();
     let platform = SimPlatform::generate().unwrap();
-    let b64 = aver_token::b64::encode_url;
-    let body_for = |runtime: &[u8]| {
-        let quote = platform
-            .quote(&EnclaveIdentity {
-                report_data: report_data_for(runtime),
-                ..EnclaveIdentity::default()
-            })
-            .unwrap();
-        json!({
-            "quote": b64(&quote),
-            "runtimeData": {"data": b64(runtime), "dataType": "JSON"},
-        })
-    };
-    let runtime: Vec<Value> = (0..20_000)
-        .map(|i| json!({"k": i, "v": "xxxxxxxx"}))
-        .collect();
-    let heavy = Arc::new(body_for(&serde_json::to_vec(&runtime).unwrap()));
-    let ordinary = body_for(br#"{"jwk":{"kty":"EC"}}"#);
+    let heavy = Arc::new(sgx_body(&platform, &large_runtime()));
+    let ordinary = sgx_body(&platform, br#"{"jwk":{"kty":"EC"}}"#);
     let attest_url = format!("{base}/attest/SgxEnclave?api-version=2022-08-01");
     // A second provider holds the heavy policy, so the default provider's
     // ordinary attestation keeps the default policy.
-    let state = svc.service.state.clone();
-    let record = aver_server::store::ProviderRecord {
-        name: "heavy".into(),
-        isolated: false,
-        host: None,
-        created_at: common::now() as i64,
-    };
-    let key = tokio::task::spawn_blocking(move || {
-        aver_server::load::create_provider(state.store.as_ref(), &record, &[], "test").unwrap()
-    })
-    .await
-    .unwrap();
-    svc.service.state.reload().await.unwrap();
+    let key = create_provider(&svc, "heavy", None).await;
     let r = http
         .put(format!(
             "{base}/providers/heavy/policies/SgxEnclave?api-version=2022-08-01"
         ))
         .bearer_auth(&key)
-        .body(aver_token::policy::unsigned(Some(&heavy_policy())))
+        .body(aver_token::policy::unsigned(Some(&slow_policy())))
         .send()
         .await
         .unwrap();

@@ -16,17 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aver_server::state::Clock;
-use aver_sim::{EnclaveIdentity, SimPlatform, report_data_for};
-use common::TestService;
-use serde_json::{Value, json};
-
-/// Every rule runs JMESPath over the runtime data: with a large runtime
-/// it runs until the step budget stops it; with a small one it permits.
-fn slow_policy() -> String {
-    let rules = "c:[type==\"x-ms-runtime\"] => add(type=\"o\", value=JmesPath(c.value, \"length([*].k)\"));\n"
-        .repeat(600);
-    format!("version=1.2; authorizationrules{{ => permit(); }}; issuancerules{{ {rules} }};")
-}
+use aver_sim::SimPlatform;
+use common::{TestService, create_provider, https_client, large_runtime, sgx_body, slow_policy};
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_over_its_cap_is_refused_and_others_are_not() {
@@ -34,64 +26,18 @@ async fn a_provider_over_its_cap_is_refused_and_others_are_not() {
         c.cpu.max_concurrent = 4;
     })
     .await;
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&svc.ca).unwrap()])
-        .build()
-        .unwrap();
+    let http = https_client(&svc.ca);
     let base = svc.issuer().to_string();
     let platform = SimPlatform::generate().unwrap();
-    let b64 = aver_token::b64::encode_url;
-    let body_for = |runtime: &[u8]| {
-        let quote = platform
-            .quote(&EnclaveIdentity {
-                report_data: report_data_for(runtime),
-                ..EnclaveIdentity::default()
-            })
-            .unwrap();
-        json!({
-            "quote": b64(&quote),
-            "runtimeData": {"data": b64(runtime), "dataType": "JSON"},
-        })
-    };
-    let runtime: Vec<Value> = (0..20_000)
-        .map(|i| json!({"k": i, "v": "xxxxxxxx"}))
-        .collect();
-    let slow = Arc::new(body_for(&serde_json::to_vec(&runtime).unwrap()));
-    let quick = body_for(br#"[{"k":1}]"#);
+    let slow = Arc::new(sgx_body(&platform, &large_runtime()));
+    let quick = sgx_body(&platform, br#"[{"k":1}]"#);
 
     // Provider "capped": the slow policy and at most one attestation in flight.
-    let state = svc.service.state.clone();
-    let key = tokio::task::spawn_blocking(move || {
-        let store = state.store.as_ref();
-        let record = aver_server::store::ProviderRecord {
-            name: "capped".into(),
-            isolated: false,
-            host: None,
-            created_at: common::now() as i64,
-        };
-        let key = aver_server::load::create_provider(store, &record, &[], "test").unwrap();
-        let settings = aver_server::state::ProviderSettings {
-            max_in_flight: Some(1),
-            ..Default::default()
-        };
-        let audit = aver_server::store::AuditRecord {
-            at: common::now() as i64,
-            provider: "capped".into(),
-            actor: "test".into(),
-            action: "provider.configure".into(),
-            target: "capped".into(),
-            policy_hash: None,
-            detail: "max_in_flight=1".into(),
-        };
-        store
-            .set_provider_settings("capped", &serde_json::to_string(&settings).unwrap(), &audit)
-            .unwrap();
-        key
-    })
-    .await
-    .unwrap();
-    svc.service.state.reload().await.unwrap();
+    let settings = aver_server::state::ProviderSettings {
+        max_in_flight: Some(1),
+        ..Default::default()
+    };
+    let key = create_provider(&svc, "capped", Some(settings)).await;
     let r = http
         .put(format!(
             "{base}/providers/capped/policies/SgxEnclave?api-version=2022-08-01"

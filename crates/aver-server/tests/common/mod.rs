@@ -67,3 +67,84 @@ impl TestService {
 pub fn now() -> u64 {
     aver_client::unix_now()
 }
+
+/// A reqwest client that trusts the service's (self-signed) certificate.
+pub fn https_client(ca: &[u8]) -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca).unwrap()])
+        .build()
+        .unwrap()
+}
+
+/// A stored policy whose every rule runs JMESPath over the runtime data:
+/// on [`large_runtime`] it runs until the step budget stops it (a few
+/// hundred ms, `PolicyStepLimitExceeded`); on a small runtime it permits.
+pub fn slow_policy() -> String {
+    let rules = "c:[type==\"x-ms-runtime\"] => add(type=\"o\", value=JmesPath(c.value, \"length([*].k)\"));\n"
+        .repeat(600);
+    format!("version=1.2; authorizationrules{{ => permit(); }}; issuancerules{{ {rules} }};")
+}
+
+/// JSON runtime data large enough for [`slow_policy`] to hit its budget.
+pub fn large_runtime() -> Vec<u8> {
+    let items: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| serde_json::json!({"k": i, "v": "xxxxxxxx"}))
+        .collect();
+    serde_json::to_vec(&items).unwrap()
+}
+
+/// An SgxEnclave request body: a simulated quote bound to `runtime` (JSON).
+pub fn sgx_body(platform: &aver_sim::SimPlatform, runtime: &[u8]) -> serde_json::Value {
+    let b64 = aver_token::b64::encode_url;
+    let quote = platform
+        .quote(&aver_sim::EnclaveIdentity {
+            report_data: aver_sim::report_data_for(runtime),
+            ..aver_sim::EnclaveIdentity::default()
+        })
+        .unwrap();
+    serde_json::json!({
+        "quote": b64(&quote),
+        "runtimeData": {"data": b64(runtime), "dataType": "JSON"},
+    })
+}
+
+/// Creates provider `name` in the service's store, optionally with
+/// `settings`, reloads the service, and returns the provider's admin key.
+pub async fn create_provider(
+    svc: &TestService,
+    name: &str,
+    settings: Option<aver_server::state::ProviderSettings>,
+) -> String {
+    let state = svc.service.state.clone();
+    let name = name.to_string();
+    let key = tokio::task::spawn_blocking(move || {
+        let store = state.store.as_ref();
+        let record = aver_server::store::ProviderRecord {
+            name: name.clone(),
+            isolated: false,
+            host: None,
+            created_at: now() as i64,
+        };
+        let key = aver_server::load::create_provider(store, &record, &[], "test").unwrap();
+        if let Some(settings) = settings {
+            let audit = aver_server::store::AuditRecord {
+                at: now() as i64,
+                provider: name.clone(),
+                actor: "test".into(),
+                action: "provider.configure".into(),
+                target: name.clone(),
+                policy_hash: None,
+                detail: "test settings".into(),
+            };
+            store
+                .set_provider_settings(&name, &serde_json::to_string(&settings).unwrap(), &audit)
+                .unwrap();
+        }
+        key
+    })
+    .await
+    .unwrap();
+    svc.service.state.reload().await.unwrap();
+    key
+}

@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use aver_server::state::Clock;
 use aver_sim::SimPlatform;
-use common::{TestService, create_provider, https_client, large_runtime, sgx_body, slow_policy};
+use common::{
+    TestService, create_provider, https_client, large_runtime, set_sgx_policy, sgx_body,
+    slow_policy,
+};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -45,16 +48,7 @@ async fn expensive_requests_do_not_starve_others_and_stop_when_abandoned() {
     // A second provider holds the heavy policy, so the default provider's
     // ordinary attestation keeps the default policy.
     let key = create_provider(&svc, "heavy", None).await;
-    let r = http
-        .put(format!(
-            "{base}/providers/heavy/policies/SgxEnclave?api-version=2022-08-01"
-        ))
-        .bearer_auth(&key)
-        .body(aver_token::policy::unsigned(Some(&slow_policy())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    set_sgx_policy(&http, &base, "heavy", &key, &slow_policy()).await;
     let heavy_url = format!("{base}/providers/heavy/attest/SgxEnclave?api-version=2022-08-01");
 
     // One heavy request alone: its code and its CPU cost.

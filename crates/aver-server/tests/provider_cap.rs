@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use aver_server::state::Clock;
 use aver_sim::SimPlatform;
-use common::{TestService, create_provider, https_client, large_runtime, sgx_body, slow_policy};
+use common::{
+    TestService, create_provider, https_client, large_runtime, set_sgx_policy, sgx_body,
+    slow_policy,
+};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,16 +41,7 @@ async fn a_provider_over_its_cap_is_refused_and_others_are_not() {
         ..Default::default()
     };
     let key = create_provider(&svc, "capped", Some(settings)).await;
-    let r = http
-        .put(format!(
-            "{base}/providers/capped/policies/SgxEnclave?api-version=2022-08-01"
-        ))
-        .bearer_auth(&key)
-        .body(aver_token::policy::unsigned(Some(&slow_policy())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    set_sgx_policy(&http, &base, "capped", &key, &slow_policy()).await;
     let capped_url = format!("{base}/providers/capped/attest/SgxEnclave?api-version=2022-08-01");
     let default_url = format!("{base}/attest/SgxEnclave?api-version=2022-08-01");
 

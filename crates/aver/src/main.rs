@@ -299,6 +299,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            // Taken above, on its own runtime; here only for the match to
+            // be complete (it would serve on the default runtime).
             #[cfg(feature = "server")]
             Command::Serve(args) => serve::run(serve::resolve(*args)?.config).await,
             #[cfg(feature = "server")]

@@ -148,3 +148,24 @@ pub async fn create_provider(
     svc.service.state.reload().await.unwrap();
     key
 }
+
+/// Sets provider `provider`'s SgxEnclave policy to `text` (unsigned JWS,
+/// admin key `key`) and checks that the service took it.
+pub async fn set_sgx_policy(
+    http: &reqwest::Client,
+    base: &str,
+    provider: &str,
+    key: &str,
+    text: &str,
+) {
+    let r = http
+        .put(format!(
+            "{base}/providers/{provider}/policies/SgxEnclave?api-version=2022-08-01"
+        ))
+        .bearer_auth(key)
+        .body(aver_token::policy::unsigned(Some(text)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}

@@ -14,6 +14,8 @@ mod demo_tpm;
 mod evidence;
 mod files;
 #[cfg(feature = "server")]
+mod io_sched;
+#[cfg(feature = "server")]
 mod keys;
 mod policy;
 #[cfg(feature = "server")]

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use aver_server::{Config, Service};
+
+use crate::io_sched::IoScheduling;
 use clap::Args;
 use serde::Deserialize;
 
@@ -109,6 +111,12 @@ pub struct ServeArgs {
     /// [default: a quarter of the CPUs, at least 1].
     #[arg(long, env = "AVER_IO_THREADS")]
     io_threads: Option<usize>,
+    /// How Linux schedules the connection threads: `batch` (SCHED_BATCH: a
+    /// request arriving does not preempt a verification in progress; more
+    /// attestations per core, answers may wait up to a time slice on a
+    /// saturated core) or `normal` (the default policy) [default: batch].
+    #[arg(long, env = "AVER_IO_SCHEDULING", value_enum)]
+    io_scheduling: Option<IoScheduling>,
     /// Most verifications/policy evaluations running at once [default: CPUs].
     #[arg(long, env = "AVER_MAX_CONCURRENT_ATTESTATIONS")]
     max_concurrent_attestations: Option<usize>,
@@ -185,6 +193,7 @@ struct FileConfig {
     body_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     io_threads: Option<usize>,
+    io_scheduling: Option<IoScheduling>,
     max_concurrent_attestations: Option<usize>,
     max_queued_attestations: Option<usize>,
     queue_timeout: Option<u64>,
@@ -204,6 +213,7 @@ struct FileConfig {
 pub struct Resolved {
     pub config: Config,
     pub io_threads: usize,
+    pub io_scheduling: IoScheduling,
 }
 
 /// The default number of connection threads: a quarter of the CPUs, at
@@ -347,7 +357,15 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved> {
                 .unwrap_or(1),
         ),
     };
-    Ok(Resolved { config, io_threads })
+    let io_scheduling = args
+        .io_scheduling
+        .or(file.io_scheduling)
+        .unwrap_or_default();
+    Ok(Resolved {
+        config,
+        io_threads,
+        io_scheduling,
+    })
 }
 
 /// The KEK in force: a file, else `AVER_KEK` (never a flag: command lines
@@ -366,12 +384,18 @@ pub fn kek_source(file: Option<PathBuf>) -> Result<Option<aver_server::kek::KekS
 }
 
 /// `aver serve`: resolves the configuration, then runs the service on a
-/// runtime with `io_threads` workers.
+/// runtime with `io_threads` workers under `io_scheduling`.
 pub fn main(args: ServeArgs) -> ExitCode {
-    let result = resolve(args).and_then(|Resolved { config, io_threads }| {
+    let result = resolve(args).and_then(|resolved| {
+        let Resolved {
+            config,
+            io_threads,
+            io_scheduling,
+        } = resolved;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(io_threads)
             .thread_name("aver-io")
+            .on_thread_start(move || crate::io_sched::apply_or_warn(io_scheduling))
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;

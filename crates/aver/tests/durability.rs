@@ -7,74 +7,13 @@
     clippy::panic
 )]
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn aver() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aver"));
-    cmd.env("AVER_LOG", "warn");
-    cmd
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path, port: u16) -> Server {
-    serve_with(dir, port, &[])
-}
-
-fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Server {
-    let child = aver()
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    // Ready when /health answers over TLS.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = dir.join("tls/cert.pem").exists()
-            && aver()
-                .args(["policy", "get", "--type", "SgxEnclave", "--url"])
-                .arg(format!("https://127.0.0.1:{port}"))
-                .arg("--ca")
-                .arg(dir.join("tls/cert.pem"))
-                .arg("--admin-key")
-                .arg(format!("@{}", dir.join("admin-key").display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-        if ok {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "aver serve did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::{aver, free_port, serve, serve_with};
 
 fn policy(n: usize) -> String {
     format!(

@@ -1,0 +1,127 @@
+//! How the kernel schedules the threads that serve connections.
+//!
+//! Why this exists: every request that arrives, and every attestation the
+//! CPU pool finishes, wakes an async I/O thread. Under Linux's default
+//! policy a woken thread preempts whatever runs on its core, so on a busy
+//! core the I/O thread interrupts a pool thread in the middle of its ECDSA
+//! work for each event: 3.6 context switches per attestation on a saturated
+//! core, which with the reschedule interrupts and the caches refilled after
+//! them cost about a seventh of the server's CPU (BENCHMARKS.md, "The I/O
+//! threads no longer preempt the verification").
+//!
+//! Under `SCHED_BATCH` a woken thread does not preempt a running one: the
+//! I/O thread runs when a core is free (at light load, at once) or when the
+//! running pool thread's time slice ends (a few milliseconds at most), and
+//! then reads, hands over and answers everything that arrived meanwhile in
+//! one go. The thread's share of the CPU is unchanged (its nice value
+//! stays 0); only wake-up preemption goes. The price is latency on a
+//! saturated core, where an answer may wait for the end of a slice instead
+//! of being written at once; [`IoScheduling::Normal`] keeps the default.
+//!
+//! The policy applies to each thread of the async runtime as it starts
+//! (tokio's workers and its blocking threads, named `aver-io`), never to
+//! the CPU pool's threads (`aver-cpu-N`). Elsewhere than on Linux it does
+//! nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The kernel scheduling policy of the I/O threads (`--io-scheduling`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoScheduling {
+    /// `SCHED_BATCH`: an I/O thread that wakes up does not preempt a
+    /// verification in progress (fewer context switches; more throughput
+    /// per core, more latency on a saturated core).
+    #[default]
+    Batch,
+    /// The policy the process was started with (normally `SCHED_OTHER`):
+    /// a woken I/O thread may preempt a verification.
+    Normal,
+}
+
+/// Puts the calling thread under `policy`. `Normal` changes nothing.
+///
+/// The one `unsafe` outside tests in Aver's own code: a single system call
+/// with no pointer kept and no memory written, rather than a dependency
+/// that would wrap the same call.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn apply(policy: IoScheduling) -> std::io::Result<()> {
+    let linux_policy = match policy {
+        IoScheduling::Batch => libc::SCHED_BATCH,
+        IoScheduling::Normal => return Ok(()),
+    };
+    // SCHED_BATCH takes static priority 0; no privilege is needed for it.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` that outlives the call, which
+    // only reads it; pid 0 names the calling thread, so no other thread's
+    // state is touched.
+    let rc = unsafe { libc::sched_setscheduler(0, linux_policy, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts the calling thread under `policy`: nothing to do off Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn apply(_policy: IoScheduling) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// [`apply`] for a runtime's `on_thread_start`: a refusal (a sandbox that
+/// forbids `sched_setscheduler`, say) is not fatal, the threads keep the
+/// default policy, and it is logged once rather than per thread.
+pub fn apply_or_warn(policy: IoScheduling) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if let Err(e) = apply(policy)
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "could not put the I/O threads under {policy:?} scheduling ({e}); they keep the default policy"
+        );
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used, unsafe_code)]
+    use super::*;
+
+    fn policy_of_this_thread() -> i32 {
+        // SAFETY: no arguments besides pid 0 (the calling thread).
+        unsafe { libc::sched_getscheduler(0) }
+    }
+
+    #[test]
+    fn batch_puts_the_calling_thread_alone_under_sched_batch() {
+        let before = policy_of_this_thread();
+        let (inside, outside) = std::thread::scope(|s| {
+            let inside = s
+                .spawn(|| {
+                    apply(IoScheduling::Batch).unwrap();
+                    policy_of_this_thread()
+                })
+                .join()
+                .unwrap();
+            (inside, s.spawn(policy_of_this_thread).join().unwrap())
+        });
+        assert_eq!(inside, libc::SCHED_BATCH);
+        // Neither the caller nor a thread started afterwards is touched.
+        assert_eq!(policy_of_this_thread(), before);
+        assert_eq!(outside, before);
+    }
+
+    #[test]
+    fn normal_leaves_the_policy_alone() {
+        let before = policy_of_this_thread();
+        let policy = std::thread::spawn(|| {
+            apply(IoScheduling::Normal).unwrap();
+            policy_of_this_thread()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, before);
+    }
+}

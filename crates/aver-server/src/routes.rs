@@ -42,6 +42,42 @@ pub fn json_body<T: serde::Serialize>(body: &T) -> Response {
     }
 }
 
+/// An attestation's answer as a response. The usual answer is a token
+/// alone, whose characters (base64url and the two dots) never need JSON
+/// escaping: it is written between its braces in one copy, where
+/// serde_json would check the 1–3 KB character by character (~1.5% of an
+/// ES256 attestation in a `perf` profile). Anything else (a trace, a
+/// character outside that alphabet) goes through serde_json. Both ways give
+/// the same bytes (tested).
+fn attestation_body(reply: &crate::openapi::AttestationResponse) -> Response {
+    match token_only_json(reply) {
+        Some(bytes) => (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            bytes,
+        )
+            .into_response(),
+        None => json_body(reply),
+    }
+}
+
+/// `{"token":"…"}` for a reply that is only a token in the JWS alphabet.
+fn token_only_json(reply: &crate::openapi::AttestationResponse) -> Option<Vec<u8>> {
+    const OPEN: &[u8] = br#"{"token":""#;
+    const CLOSE: &[u8] = br#""}"#;
+    let token = reply.token.as_bytes();
+    let plain = token
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if reply.evaluation.is_some() || !plain {
+        return None;
+    }
+    let mut out = Vec::with_capacity(OPEN.len() + token.len() + CLOSE.len());
+    out.extend_from_slice(OPEN);
+    out.extend_from_slice(token);
+    out.extend_from_slice(CLOSE);
+    Some(out)
+}
+
 /// `POST /attest/{type}`
 pub async fn attest(
     State(state): State<AppState>,
@@ -218,7 +254,7 @@ async fn attest_single(
         }
     };
     tracing::info!(attestation = %log, "attestation succeeded");
-    Ok(json_body(&reply))
+    Ok(attestation_body(&reply))
 }
 
 /// What one run of an attestation job on the CPU pool ends with.
@@ -466,4 +502,45 @@ pub async fn method_not_allowed() -> ApiError {
         "MethodNotAllowed",
         "this endpoint does not accept that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::openapi::AttestationResponse;
+
+    fn reply(token: &str, evaluation: Option<Value>) -> AttestationResponse {
+        AttestationResponse {
+            token: token.to_string(),
+            evaluation,
+        }
+    }
+
+    #[test]
+    fn a_token_alone_is_written_as_serde_json_writes_it() {
+        for token in [
+            "eyJhbGciOiJFUzI1NiJ9.eyJ4IjoxfQ.c2ln-_",
+            "a.b.",
+            "",
+            "A-Z_0.9",
+        ] {
+            let r = reply(token, None);
+            assert_eq!(
+                token_only_json(&r).unwrap(),
+                serde_json::to_vec(&r).unwrap(),
+                "{token:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn anything_else_goes_through_serde_json() {
+        // Characters that would need escaping, or are outside the alphabet.
+        for token in ["a\"b", "a\\b", "a\nb", "é.b.c", "a b", "a+b/c="] {
+            assert!(token_only_json(&reply(token, None)).is_none(), "{token:?}");
+        }
+        let traced = reply("a.b.c", Some(serde_json::json!({"rules": []})));
+        assert!(token_only_json(&traced).is_none());
+    }
 }

@@ -198,7 +198,7 @@ impl DcapVerifier {
         quote: &Quote<'_>,
         collateral: Option<&Collateral>,
         time: VerificationTime,
-    ) -> Result<pck::VerifiedPck, DcapError> {
+    ) -> Result<std::sync::Arc<pck::VerifiedPck>, DcapError> {
         let pck = pck::verify_pck_chain_cached(
             &self.chains,
             &self.roots,
@@ -206,7 +206,7 @@ impl DcapVerifier {
             collateral,
             time,
         )?;
-        verify_qe_report(quote, &pck.key)?;
+        verify_qe_report(quote, &pck)?;
         verify_quote_signature(quote)?;
         Ok(pck)
     }
@@ -249,11 +249,15 @@ impl DcapVerifier {
     }
 }
 
-fn verify_qe_report(quote: &Quote<'_>, pck_key: &[u8]) -> Result<(), DcapError> {
+fn verify_qe_report(quote: &Quote<'_>, pck: &pck::VerifiedPck) -> Result<(), DcapError> {
     let qe = &quote.qe;
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pck_key)
-        .verify(qe.qe_report_raw, qe.qe_report_signature)
-        .map_err(|_| DcapError::QeReportSignatureInvalid)?;
+    // The key parsed when the chain was verified (cached with it).
+    match &pck.parsed_key.0 {
+        Some(key) => key.verify_sig(qe.qe_report_raw, qe.qe_report_signature),
+        None => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &pck.key)
+            .verify(qe.qe_report_raw, qe.qe_report_signature),
+    }
+    .map_err(|_| DcapError::QeReportSignatureInvalid)?;
     let mut bound = Vec::with_capacity(64 + qe.qe_authentication_data.len());
     bound.extend_from_slice(quote.attestation_key);
     bound.extend_from_slice(qe.qe_authentication_data);

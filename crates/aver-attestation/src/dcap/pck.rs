@@ -3,6 +3,9 @@
 //! with CRLs as collateral.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
 
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use webpki::{
@@ -31,6 +34,48 @@ pub struct VerifiedPck {
     /// with it in the [`PckChainCache`]), or why they do not parse: only a
     /// TCB verdict needs them.
     pub extensions: Result<super::pck_ext::PckExtensions, String>,
+    /// `key` parsed for ECDSA-P256-SHA256 verification once, when the chain
+    /// was verified, instead of for every quote's QE report; `None` if
+    /// aws-lc refuses the point (then the QE report check parses `key` and
+    /// fails as it always did).
+    pub parsed_key: PckKey,
+}
+
+/// The PCK's public key, parsed (what `ParsedPublicKey` lacks to sit in a
+/// comparable struct: equality is that of the key's encoding).
+#[derive(Clone)]
+pub struct PckKey(pub Option<Arc<ParsedPublicKey>>);
+
+impl PckKey {
+    fn parse(key: &[u8]) -> Self {
+        PckKey(
+            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+                .ok()
+                .map(Arc::new),
+        )
+    }
+}
+
+impl PartialEq for PckKey {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => a.as_ref().as_ref() == b.as_ref().as_ref(),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PckKey {}
+
+impl std::fmt::Debug for PckKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "PckKey(parsed)"
+        } else {
+            "PckKey(unparsed)"
+        })
+    }
 }
 
 /// Most chains kept by a [`PckChainCache`]; a platform has one PCK chain
@@ -72,7 +117,8 @@ type CrlSets = Vec<([u8; 32], CachedChain)>;
 
 #[derive(Debug, Clone)]
 struct CachedChain {
-    pck: VerifiedPck,
+    /// Shared with every quote that hits: nothing is copied per quote.
+    pck: Arc<VerifiedPck>,
     valid_from: i64,
     valid_until: i64,
 }
@@ -85,7 +131,7 @@ impl PckChainCache {
         }
     }
 
-    fn get(&self, pem: &[u8], crls: &[u8; 32], time: VerificationTime) -> Option<VerifiedPck> {
+    fn get(&self, pem: &[u8], crls: &[u8; 32], time: VerificationTime) -> Option<Arc<VerifiedPck>> {
         let t = i64::try_from(time.unix_seconds()).ok()?;
         let entries = self.entries.read().ok()?;
         let (_, hit) = entries.get(pem)?.iter().find(|(k, _)| k == crls)?;
@@ -186,12 +232,12 @@ pub fn verify_pck_chain_cached(
     pem: &[u8],
     collateral: Option<&Collateral>,
     time: VerificationTime,
-) -> Result<VerifiedPck, DcapError> {
+) -> Result<Arc<VerifiedPck>, DcapError> {
     let crls = PckChainCache::crl_key(collateral);
     if let Some(pck) = cache.get(pem, &crls, time) {
         return Ok(pck);
     }
-    let pck = verify_pck_chain(roots, pem, collateral, time)?;
+    let pck = Arc::new(verify_pck_chain(roots, pem, collateral, time)?);
     let certs: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(pem)
         .filter_map(Result::ok)
         .collect();
@@ -290,8 +336,10 @@ pub fn verify_pck_chain(
 
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf_der.as_ref())
         .map_err(|e| DcapError::CertificateChainMalformed(format!("PCK leaf: {e}")))?;
+    let key = parsed.public_key().subject_public_key.data.to_vec();
     Ok(VerifiedPck {
-        key: parsed.public_key().subject_public_key.data.to_vec(),
+        parsed_key: PckKey::parse(&key),
+        key,
         leaf_der: leaf_der.as_ref().to_vec(),
         leaf_issuer: parsed.issuer().as_raw().to_vec(),
         extensions: super::pck_ext::parse_pck_extensions(leaf_der.as_ref()),

@@ -128,21 +128,29 @@ impl HashAlg {
         }
     }
 
+    /// The aws-lc-rs algorithm computing this hash (the implementation
+    /// the quote's signature check already uses).
+    fn digest_algorithm(self) -> &'static aws_lc_rs::digest::Algorithm {
+        match self {
+            Self::Sha1 => &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            Self::Sha256 => &aws_lc_rs::digest::SHA256,
+            Self::Sha384 => &aws_lc_rs::digest::SHA384,
+            Self::Sha512 => &aws_lc_rs::digest::SHA512,
+        }
+    }
+
+    /// The hash of the concatenation of `parts`, without allocating.
+    pub fn digest_parts(self, parts: &[&[u8]]) -> aws_lc_rs::digest::Digest {
+        let mut ctx = aws_lc_rs::digest::Context::new(self.digest_algorithm());
+        for p in parts {
+            ctx.update(p);
+        }
+        ctx.finish()
+    }
+
     /// Hashes the concatenation of `parts`.
     pub fn hash_parts(self, parts: &[&[u8]]) -> Vec<u8> {
-        fn run<D: sha1::Digest>(parts: &[&[u8]]) -> Vec<u8> {
-            let mut d = D::new();
-            for p in parts {
-                d.update(p);
-            }
-            d.finalize().to_vec()
-        }
-        match self {
-            Self::Sha1 => run::<sha1::Sha1>(parts),
-            Self::Sha256 => run::<sha2::Sha256>(parts),
-            Self::Sha384 => run::<sha2::Sha384>(parts),
-            Self::Sha512 => run::<sha2::Sha512>(parts),
-        }
+        self.digest_parts(parts).as_ref().to_vec()
     }
 
     /// Hashes `data`.

@@ -48,6 +48,9 @@ const ELEM_BYTES: u64 = 2 * size_of::<Jv<'static>>();
 /// Bytes charged per entry of an object the interpreter builds (key string,
 /// value and B-tree node share), on top of the key's length.
 const ENTRY_BYTES: u64 = size_of::<String>() + size_of::<Jv<'static>>() + 16;
+/// Largest input JSON object whose fields are found by a scan rather than
+/// by hashing the key ([`Jv::obj_get`]).
+const LINEAR_LOOKUP_MAX: usize = 16;
 /// Header of an `Rc` allocation (strong and weak counts).
 const RC_BYTES: u64 = 16;
 
@@ -250,6 +253,13 @@ impl<'a> Jv<'a> {
     fn obj_get(&self, key: &str) -> Option<Jv<'a>> {
         match self {
             Jv::Obj(o) => o.get(key).cloned(),
+            // Keys are unique, so a scan finds what the hash lookup finds;
+            // on the small objects of real claims (a few keys) comparing
+            // lengths and bytes is far cheaper than hashing the key.
+            Jv::Json(Value::Object(o)) if o.len() <= LINEAR_LOOKUP_MAX => o
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| Jv::Json(v)),
             Jv::Json(Value::Object(o)) => o.get(key).map(Jv::Json),
             Jv::Lit(Variable::Object(o)) => o.get(key).map(|r| Jv::Lit(r)),
             _ => None,

@@ -58,7 +58,7 @@ const JSON_ENTRY_BYTES: u64 = 8 + size_of::<String>() + size_of::<Value>();
 /// a hash index of a power-of-two number of buckets (at least 4, at most
 /// 7/8 full; an 8-byte slot and a control byte each, plus a 16-byte control
 /// group) and an entry vector with the index's capacity.
-fn json_map_bytes(n: usize) -> u64 {
+pub(crate) fn json_map_bytes(n: usize) -> u64 {
     if n == 0 {
         return 0;
     }
@@ -390,6 +390,11 @@ fn json_heap_bytes(v: &Value, meter: &mut Meter<'_>, depth: usize) -> EResult<u6
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
     Ok(total)
+}
+
+#[cfg(test)]
+pub(crate) fn json_heap_bytes_for_test(v: &Value, meter: &mut Meter<'_>) -> u64 {
+    json_heap_bytes(v, meter, 0).unwrap_or(u64::MAX)
 }
 
 /// Heap bytes of a claim value beyond its inline size.

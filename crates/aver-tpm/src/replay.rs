@@ -153,15 +153,13 @@ struct BankPcrs {
 }
 
 impl BankPcrs {
+    /// Every PCR at its reset value ([`reset_value`]).
     fn new(alg: HashAlg) -> BankPcrs {
-        let mut b = BankPcrs {
-            alg,
-            values: [[0; MAX_PCR_SIZE]; PCR_COUNT as usize],
-        };
-        for pcr in 0..PCR_COUNT {
-            b.set(pcr, &reset_value(alg, pcr));
+        let mut values = [[0; MAX_PCR_SIZE]; PCR_COUNT as usize];
+        for v in values.get_mut(17..=22).into_iter().flatten() {
+            v.fill(0xff);
         }
-        b
+        BankPcrs { alg, values }
     }
 
     /// The PCR's value (empty for an index outside 0–23, which the

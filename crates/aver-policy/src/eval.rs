@@ -940,6 +940,10 @@ fn make_claims(
             }
             let mut out = Vec::with_capacity(types.len() * values.len());
             let mut total = 0;
+            // With one type each value makes one claim: an owned value (a
+            // function's result) moves into it instead of being copied.
+            let single = types.len() == 1;
+            let mut values = values;
             for t in &types {
                 let ClaimValue::String(t) = t.as_ref() else {
                     return Err(EvalErrorKind::Type(format!(
@@ -947,10 +951,14 @@ fn make_claims(
                         t.value_type()
                     )));
                 };
-                for (v, size) in values.iter().zip(&sizes) {
+                for (v, size) in values.iter_mut().zip(&sizes) {
                     let bytes = CLAIM_BYTES + t.len() as u64 + iss.len() as u64 + size;
                     meter.produce(bytes)?;
-                    let v = v.as_ref().clone();
+                    let v = if single {
+                        std::mem::replace(v, Cow::Owned(ClaimValue::Bool(false))).into_owned()
+                    } else {
+                        v.as_ref().clone()
+                    };
                     total += bytes;
                     let v = match &vt {
                         Some(vt) => {

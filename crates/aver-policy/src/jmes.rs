@@ -1664,7 +1664,11 @@ impl Out {
 
     fn put(&mut self, meter: &mut Meter<'_>, s: &str) -> R<()> {
         self.reserve(meter, s.len())?;
-        self.buf.push_str(s);
+        match s.as_bytes() {
+            // Punctuation: a one-byte `str` is ASCII, pushed without a copy call.
+            [b] => self.buf.push(char::from(*b)),
+            _ => self.buf.push_str(s),
+        }
         Ok(())
     }
 

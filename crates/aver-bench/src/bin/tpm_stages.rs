@@ -14,6 +14,15 @@
 //! `all` (quote + replay + policy, as the bench's `quote_replay_policy`) or
 //! `none` (set-up only). Instructions per run of a stage:
 //! `(Ir(STAGE, N2) - Ir(STAGE, N1)) / (N2 - N1)`, which removes the set-up.
+//!
+//! Valgrind does not execute the CPU's SHA extensions (it hides them from
+//! CPUID), so under callgrind the `sha1`/`sha2` crates the replay uses run
+//! their portable code while aws-lc (the floor) runs its AVX code: hashing
+//! weighs differently there than on the machine. `tpm-stages time [ROUNDS]`
+//! measures natively instead: every stage, interleaved, ROUNDS times
+//! (default 200), keeping each stage's fastest batch — the minimum, unlike
+//! a mean or median, is barely moved by other load on a shared machine —
+//! and prints microseconds per run and each stage's ratio to the floor.
 // A benchmark tool on fixed inputs: a failed set-up is a bug to stop at.
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -46,6 +55,31 @@ fn main() {
             .evaluate(black_box(&incoming))
             .is_ok_and(|e| e.decision == Decision::Permit)
     };
+    if stage == "time" {
+        let rounds = if n > 1 { n } else { 200 };
+        let stages: [(&str, &dyn Fn() -> bool); 5] = [
+            ("floor", &|| black_box(&floor).run()),
+            ("quote", &quote),
+            ("replay", &parse_replay),
+            ("policy", &evaluate),
+            ("all", &|| quote() && parse_replay() && evaluate()),
+        ];
+        let mut best = [f64::MAX; 5];
+        const BATCH: u32 = 20;
+        for _ in 0..rounds {
+            for ((_, f), b) in stages.iter().zip(best.iter_mut()) {
+                let t = std::time::Instant::now();
+                for _ in 0..BATCH {
+                    assert!(f(), "a stage failed");
+                }
+                *b = b.min(t.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH));
+            }
+        }
+        for ((name, _), b) in stages.iter().zip(best) {
+            println!("{name:7} {b:8.2} us  {:5.2}x floor", b / best[0]);
+        }
+        return;
+    }
     let mut ok = true;
     for _ in 0..n {
         ok &= match stage.as_str() {
@@ -55,7 +89,9 @@ fn main() {
             "policy" => evaluate(),
             "all" => quote() && parse_replay() && evaluate(),
             "none" => true,
-            other => panic!("unknown stage {other:?} (floor, quote, replay, policy, all, none)"),
+            other => {
+                panic!("unknown stage {other:?} (floor, quote, replay, policy, all, none, time)")
+            }
         };
     }
     assert!(ok, "stage {stage} failed");

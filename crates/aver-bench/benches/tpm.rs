@@ -19,91 +19,10 @@
 
 use std::hint::black_box;
 
-use aver_bench::{GCP, GcpQuote, KEYLIME_MB_LOG, parse_policy, require_vector, sha256};
+use aver_bench::{GCP, GcpQuote, KEYLIME_MB_LOG, TpmFloor, parse_policy, require_vector, sha256};
 use aver_policy::Decision;
-use aver_tpm::quote::AkPublicKey;
-use aver_tpm::structures::Signature;
-use aver_tpm::{EventLog, HashAlg, parse_event_log, replay, verify_quote};
-use aws_lc_rs::digest;
-use aws_lc_rs::signature as sig;
+use aver_tpm::{parse_event_log, replay, verify_quote};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-
-/// The floor of [`tpm_attest`]'s work: what its cryptography costs alone.
-struct Floor {
-    n: Vec<u8>,
-    e: Vec<u8>,
-    attest: Vec<u8>,
-    signature: Vec<u8>,
-    /// The quoted PCR values, concatenated (SHA-1 bank, PCRs 0..23).
-    pcrs: Vec<u8>,
-    /// One (algorithm, event digest) per extend the replay performs.
-    extends: Vec<(&'static digest::Algorithm, Vec<u8>)>,
-}
-
-fn aws_alg(alg: HashAlg) -> &'static digest::Algorithm {
-    match alg {
-        HashAlg::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
-        HashAlg::Sha256 => &digest::SHA256,
-        HashAlg::Sha384 => &digest::SHA384,
-        HashAlg::Sha512 => &digest::SHA512,
-    }
-}
-
-impl Floor {
-    fn new(q: &GcpQuote, log: &EventLog) -> Floor {
-        let AkPublicKey::Rsa { n, e } = &q.ak else {
-            panic!("the GCP AK is RSA")
-        };
-        let Signature::RsaSsa { sig: signature, .. } = &q.signature else {
-            panic!("the GCP quote is RSASSA")
-        };
-        let sha1 = q.pcrs.get(&HashAlg::Sha1).expect("SHA-1 PCRs");
-        let pcrs: Vec<u8> = (0..24u32)
-            .flat_map(|i| sha1.get(&i).expect("PCR 0..23").clone())
-            .collect();
-        let banks = replay(log).expect("replays").banks;
-        let mut extends = Vec::new();
-        for ev in &log.events {
-            if ev.event_type == aver_tpm::eventlog::types::EV_NO_ACTION {
-                continue;
-            }
-            for alg in banks.keys() {
-                extends.push((aws_alg(*alg), ev.digest(*alg).expect("digest").to_vec()));
-            }
-        }
-        Floor {
-            n: n.clone(),
-            e: e.clone(),
-            attest: q.attest.clone(),
-            signature: signature.clone(),
-            pcrs,
-            extends,
-        }
-    }
-
-    fn run(&self) -> bool {
-        let ok = sig::RsaPublicKeyComponents {
-            n: &self.n,
-            e: &self.e,
-        }
-        .verify(
-            &sig::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-            &self.attest,
-            &self.signature,
-        )
-        .is_ok();
-        let pcr_digest = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &self.pcrs);
-        let mut acc = [0u8; 64];
-        for (alg, d) in &self.extends {
-            let mut ctx = digest::Context::new(alg);
-            ctx.update(&acc[..alg.output_len()]);
-            ctx.update(d);
-            let out = ctx.finish();
-            acc[..out.as_ref().len()].copy_from_slice(out.as_ref());
-        }
-        ok && pcr_digest.as_ref().len() == 20 && acc[0] != 0xff
-    }
-}
 
 fn tpm(c: &mut Criterion) {
     let log_bytes = require_vector(KEYLIME_MB_LOG);
@@ -153,7 +72,7 @@ fn tpm_attest(c: &mut Criterion) {
     let text = String::from_utf8(require_vector(aver_bench::TPM_POLICY_VECTOR)).expect("utf-8");
     let policy = parse_policy(&text);
     let incoming = aver_bench::tpm_incoming_claims(&require_vector(&format!("{GCP}/eventlog.bin")));
-    let floor = Floor::new(&q, &log);
+    let floor = TpmFloor::new(&q, &log);
     assert!(floor.run(), "the floor's signature verifies");
     let attest = || {
         verify_quote(black_box(&q.attest), &q.signature, &q.ak, &[], &q.pcrs).is_ok()

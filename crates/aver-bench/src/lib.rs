@@ -329,6 +329,84 @@ impl GcpQuote {
     }
 }
 
+/// The floor of the `tpm_attest` bench's work (and of `tpm-stages`): what its cryptography costs alone.
+pub struct TpmFloor {
+    n: Vec<u8>,
+    e: Vec<u8>,
+    attest: Vec<u8>,
+    signature: Vec<u8>,
+    /// The quoted PCR values, concatenated (SHA-1 bank, PCRs 0..23).
+    pcrs: Vec<u8>,
+    /// One (algorithm, event digest) per extend the replay performs.
+    extends: Vec<(&'static aws_lc_rs::digest::Algorithm, Vec<u8>)>,
+}
+
+fn aws_alg(alg: HashAlg) -> &'static aws_lc_rs::digest::Algorithm {
+    match alg {
+        HashAlg::Sha1 => &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        HashAlg::Sha256 => &aws_lc_rs::digest::SHA256,
+        HashAlg::Sha384 => &aws_lc_rs::digest::SHA384,
+        HashAlg::Sha512 => &aws_lc_rs::digest::SHA512,
+    }
+}
+
+impl TpmFloor {
+    pub fn new(q: &GcpQuote, log: &aver_tpm::EventLog) -> TpmFloor {
+        let AkPublicKey::Rsa { n, e } = &q.ak else {
+            panic!("the GCP AK is RSA")
+        };
+        let Signature::RsaSsa { sig: signature, .. } = &q.signature else {
+            panic!("the GCP quote is RSASSA")
+        };
+        let sha1 = q.pcrs.get(&HashAlg::Sha1).expect("SHA-1 PCRs");
+        let pcrs: Vec<u8> = (0..24u32)
+            .flat_map(|i| sha1.get(&i).expect("PCR 0..23").clone())
+            .collect();
+        let banks = aver_tpm::replay(log).expect("replays").banks;
+        let mut extends = Vec::new();
+        for ev in &log.events {
+            if ev.event_type == aver_tpm::eventlog::types::EV_NO_ACTION {
+                continue;
+            }
+            for alg in banks.keys() {
+                extends.push((aws_alg(*alg), ev.digest(*alg).expect("digest").to_vec()));
+            }
+        }
+        TpmFloor {
+            n: n.clone(),
+            e: e.clone(),
+            attest: q.attest.clone(),
+            signature: signature.clone(),
+            pcrs,
+            extends,
+        }
+    }
+
+    pub fn run(&self) -> bool {
+        let ok = aws_lc_rs::signature::RsaPublicKeyComponents {
+            n: &self.n,
+            e: &self.e,
+        }
+        .verify(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            &self.attest,
+            &self.signature,
+        )
+        .is_ok();
+        let pcr_digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.pcrs);
+        let mut acc = [0u8; 64];
+        for (alg, d) in &self.extends {
+            let mut ctx = aws_lc_rs::digest::Context::new(alg);
+            ctx.update(&acc[..alg.output_len()]);
+            ctx.update(d);
+            let out = ctx.finish();
+            acc[..out.as_ref().len()].copy_from_slice(out.as_ref());
+        }
+        ok && pcr_digest.as_ref().len() == 20 && acc[0] != 0xff
+    }
+}
+
 /// `{"sha1": {"0": "hex", ...}, "sha256": ...}` → [`PcrValues`] (keys
 /// starting with `_` are notes).
 pub fn pcrs_from_json(v: &Value) -> PcrValues {

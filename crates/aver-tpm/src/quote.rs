@@ -334,8 +334,17 @@ pub fn pcr_digest(
     pcrs: &PcrValues,
     hash: HashAlg,
 ) -> Result<(Vec<u8>, SelectedPcrs), QuoteError> {
-    let mut concat = Vec::new();
-    let mut selected = Vec::new();
+    // Sized up front from the selection bitmaps (which their parser caps),
+    // and capped again here: at most what the loop below would push.
+    let (mut count, mut bytes) = (0usize, 0usize);
+    for s in selection {
+        let n: usize = s.select.iter().map(|b| b.count_ones() as usize).sum();
+        let size = HashAlg::from_tpm(s.hash_alg).map_or(0, HashAlg::size);
+        count = count.saturating_add(n);
+        bytes = bytes.saturating_add(n.saturating_mul(size));
+    }
+    let mut concat = Vec::with_capacity(bytes.min(1 << 16));
+    let mut selected = Vec::with_capacity(count.min(1 << 12));
     for s in selection {
         let indices = s.pcrs();
         if indices.is_empty() {

@@ -142,6 +142,58 @@ fn is_hcrtm(ev: &crate::eventlog::Event) -> bool {
     ev.event_type == types::EV_EFI_HCRTM_EVENT && ev.pcr_index == 0
 }
 
+/// Largest digest Aver computes (SHA-512).
+const MAX_PCR_SIZE: usize = 64;
+
+/// One bank's 24 PCRs during a replay, extended in place: an extend hashes
+/// into a stack buffer instead of allocating a new value per event.
+struct BankPcrs {
+    alg: HashAlg,
+    values: [[u8; MAX_PCR_SIZE]; PCR_COUNT as usize],
+}
+
+impl BankPcrs {
+    /// Every PCR at its reset value ([`reset_value`]).
+    fn new(alg: HashAlg) -> BankPcrs {
+        let mut values = [[0; MAX_PCR_SIZE]; PCR_COUNT as usize];
+        for v in values.get_mut(17..=22).into_iter().flatten() {
+            v.fill(0xff);
+        }
+        BankPcrs { alg, values }
+    }
+
+    /// The PCR's value (empty for an index outside 0–23, which the
+    /// callers have ruled out).
+    fn value(&self, pcr: u32) -> &[u8] {
+        self.values
+            .get(pcr as usize)
+            .and_then(|v| v.get(..self.alg.size()))
+            .unwrap_or_default()
+    }
+
+    fn value_mut(&mut self, pcr: u32) -> Option<&mut [u8]> {
+        let size = self.alg.size();
+        self.values
+            .get_mut(pcr as usize)
+            .and_then(|v| v.get_mut(..size))
+    }
+
+    /// Sets a PCR to `value` (of the bank's size).
+    fn set(&mut self, pcr: u32, value: &[u8]) {
+        if let Some(v) = self.value_mut(pcr)
+            && v.len() == value.len()
+        {
+            v.copy_from_slice(value);
+        }
+    }
+
+    /// PCR extend: H(old || digest), written in place.
+    fn extend(&mut self, pcr: u32, digest: &[u8]) {
+        let new = self.alg.digest_parts(&[self.value(pcr), digest]);
+        self.set(pcr, new.as_ref());
+    }
+}
+
 /// Replays all banks of `log`.
 pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
     // A bank is replayed only when every extending event carries a digest
@@ -157,11 +209,11 @@ pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
     if banks_list.is_empty() {
         return Err(ReplayError::NoKnownBank);
     }
-    let mut banks: PcrValues = BTreeMap::new();
-    for &b in &banks_list {
-        banks.insert(b, (0..PCR_COUNT).map(|p| (p, reset_value(b, p))).collect());
-    }
-    let mut last_extend = BTreeMap::new();
+    // `banks()` is sorted and deduplicated: the same order as a `PcrValues`.
+    let mut banks: Vec<BankPcrs> = banks_list.iter().map(|&b| BankPcrs::new(b)).collect();
+    // PCR → sequence number of the last event that extended it.
+    let mut last_extend: [Option<u32>; PCR_COUNT as usize] = [None; PCR_COUNT as usize];
+    let pcr0_extended = |last: &[Option<u32>]| last.first().is_some_and(Option::is_some);
     let mut startup: Option<(u32, u8)> = None;
     let mut hcrtm_seq = None;
     for ev in &log.events {
@@ -173,12 +225,12 @@ pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
                         first_seq,
                     });
                 }
-                if last_extend.contains_key(&0) {
+                if pcr0_extended(&last_extend) {
                     return Err(ReplayError::LateStartupLocality { seq: ev.seq });
                 }
                 startup = Some((ev.seq, loc));
-                for (b, vals) in banks.iter_mut() {
-                    vals.insert(0, locality_value(*b, loc));
+                for b in banks.iter_mut() {
+                    b.set(0, &locality_value(b.alg, loc));
                 }
             }
             continue;
@@ -190,27 +242,37 @@ pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
             });
         }
         if is_hcrtm(ev) {
-            if last_extend.contains_key(&0) {
+            if pcr0_extended(&last_extend) {
                 return Err(ReplayError::LateHcrtm { seq: ev.seq });
             }
             hcrtm_seq = Some(ev.seq);
-            for (b, vals) in banks.iter_mut() {
-                vals.insert(0, locality_value(*b, HCRTM_LOCALITY));
+            for b in banks.iter_mut() {
+                b.set(0, &locality_value(b.alg, HCRTM_LOCALITY));
             }
         }
-        for (b, vals) in banks.iter_mut() {
-            let d = ev.digest(*b).ok_or(ReplayError::MissingDigest {
+        for b in banks.iter_mut() {
+            let d = ev.digest(b.alg).ok_or(ReplayError::MissingDigest {
                 seq: ev.seq,
-                bank: *b,
+                bank: b.alg,
             })?;
-            let old = vals.get(&ev.pcr_index).cloned().unwrap_or_default();
-            vals.insert(ev.pcr_index, b.extend(&old, d));
+            b.extend(ev.pcr_index, d);
         }
-        last_extend.insert(ev.pcr_index, ev.seq);
+        if let Some(last) = last_extend.get_mut(ev.pcr_index as usize) {
+            *last = Some(ev.seq);
+        }
     }
     Ok(Replay {
-        banks,
-        last_extend,
+        banks: banks
+            .iter()
+            .map(|b| {
+                let values = (0..PCR_COUNT).map(|p| (p, b.value(p).to_vec())).collect();
+                (b.alg, values)
+            })
+            .collect(),
+        last_extend: (0..PCR_COUNT)
+            .zip(last_extend)
+            .filter_map(|(pcr, seq)| Some((pcr, seq?)))
+            .collect(),
         startup_locality: startup.map(|(_, loc)| loc),
         hcrtm_seq,
         incomplete_banks,

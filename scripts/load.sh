@@ -28,9 +28,13 @@
 #   LOAD_SOAK           seconds of attestations at 80% of saturation, RSS sampled ten times [0]
 #   LOAD_SERVER_CPUS    pin the server to these CPUs with taskset (e.g. 0), for scaling runs []
 #   LOAD_WRK_CPUS       pin wrk to these CPUs (e.g. 1), so a pinned server has its core alone []
+#   LOAD_IO_SCHEDULING  the server's --io-scheduling: normal (default) or batch (SCHED_BATCH
+#                       connection threads; for a server with its cores to itself)
 #   LOAD_ALG            token signing: RS256 (default) or ES256 (the provider is switched to
 #                       a P-256 key through `aver provider configure` and `aver keys rotate`)
 set -euo pipefail
+
+die() { echo "load.sh: $*" >&2; exit 1; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HERE="$ROOT/scripts/load"
@@ -47,9 +51,10 @@ WRK_CPUS=${LOAD_WRK_CPUS:-}
 WRK_PIN=()
 [[ -n $WRK_CPUS ]] && WRK_PIN=(taskset -c "$WRK_CPUS")
 ALG=${LOAD_ALG:-RS256}
+IO_SCHEDULING=${LOAD_IO_SCHEDULING:-normal}
 [[ $ALG == RS256 || $ALG == ES256 ]] || die "LOAD_ALG must be RS256 or ES256"
+[[ $IO_SCHEDULING == normal || $IO_SCHEDULING == batch ]] || die "LOAD_IO_SCHEDULING must be normal or batch"
 
-die() { echo "load.sh: $*" >&2; exit 1; }
 
 for v in DURATION WARMUP CONNECTIONS THREADS MAX_REQUESTS SOAK; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
@@ -109,7 +114,7 @@ ATTEST_URL="$BASE/attest/SgxEnclave?api-version=2022-08-01"
 
 PIN=()
 [[ -n $SERVER_CPUS ]] && PIN=(taskset -c "$SERVER_CPUS")
-AVER_LOG=warn "${PIN[@]}" "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
+AVER_LOG=warn "${PIN[@]}" "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --io-scheduling "$IO_SCHEDULING" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
@@ -239,4 +244,4 @@ for name, r in (("GET /certs (baseline)", c), ("POST /attest/SgxEnclave", a)):
           f"| {r['p99_ms']:.2f} ms | {failed} | {r['rps'] / c['rps']:.3f} | {r['p50_ms'] / c['p50_ms']:.1f}× |")
 PY
 echo
-echo "Machine: $(nproc) core(s), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per scenario (after ${WARMUP}s warm-up), TLS on loopback${SERVER_CPUS:+, server on CPU(s) $SERVER_CPUS}${WRK_CPUS:+, wrk on CPU(s) $WRK_CPUS}."
+echo "Machine: $(nproc) core(s), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); wrk -t$THREADS -c$CONNECTIONS, ${DURATION}s per scenario (after ${WARMUP}s warm-up), TLS on loopback, --io-scheduling $IO_SCHEDULING${SERVER_CPUS:+, server on CPU(s) $SERVER_CPUS}${WRK_CPUS:+, wrk on CPU(s) $WRK_CPUS}."

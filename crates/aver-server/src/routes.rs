@@ -547,7 +547,11 @@ mod tests {
         for b in 0..=0x7fu8 {
             let token = format!("a{}b", char::from(b));
             let jws = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-            assert_eq!(token_only_json(&reply(&token, None)).is_some(), jws, "{b:#x}");
+            assert_eq!(
+                token_only_json(&reply(&token, None)).is_some(),
+                jws,
+                "{b:#x}"
+            );
         }
     }
 

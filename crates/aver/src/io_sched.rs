@@ -6,17 +6,20 @@
 //! core the I/O thread interrupts a pool thread in the middle of its ECDSA
 //! work for each event: 3.6 context switches per attestation on a saturated
 //! core, which with the reschedule interrupts and the caches refilled after
-//! them cost about a seventh of the server's CPU (BENCHMARKS.md, "The I/O
-//! threads no longer preempt the verification").
+//! them cost about a seventh of the server's CPU (BENCHMARKS.md, "Who
+//! preempts whom").
 //!
-//! Under `SCHED_BATCH` a woken thread does not preempt a running one: the
-//! I/O thread runs when a core is free (at light load, at once) or when the
-//! running pool thread's time slice ends (a few milliseconds at most), and
-//! then reads, hands over and answers everything that arrived meanwhile in
-//! one go. The thread's share of the CPU is unchanged (its nice value
-//! stays 0); only wake-up preemption goes. The price is latency on a
-//! saturated core, where an answer may wait for the end of a slice instead
-//! of being written at once; [`IoScheduling::Normal`] keeps the default.
+//! Under `SCHED_BATCH` (`--io-scheduling batch`) a woken thread does not
+//! preempt a running one: the I/O thread runs when a core is free (at light
+//! load, at once) or when the running thread's time slice ends, and then
+//! reads, hands over and answers everything that arrived meanwhile in one
+//! go: 20–30% more attestations on a dedicated core. It is not the default
+//! because the same rule holds against every other process: on a core
+//! shared with other busy work, even a `nice 19` one, the I/O thread waits
+//! for the end of their time slices, and a measured run lost both latency
+//! (p50 0.9 → 3.8 ms at half load) and throughput (−20%) to one `nice 19`
+//! busy loop. So `batch` is for cores Aver has to itself; the default,
+//! [`IoScheduling::Normal`], leaves the kernel's default policy.
 //!
 //! The policy applies to each thread of the async runtime as it starts
 //! (tokio's workers and its blocking threads, named `aver-io`), never to
@@ -29,14 +32,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IoScheduling {
-    /// `SCHED_BATCH`: an I/O thread that wakes up does not preempt a
-    /// verification in progress (fewer context switches; more throughput
-    /// per core, more latency on a saturated core).
-    #[default]
-    Batch,
     /// The policy the process was started with (normally `SCHED_OTHER`):
     /// a woken I/O thread may preempt a verification.
+    #[default]
     Normal,
+    /// `SCHED_BATCH`: an I/O thread that wakes up does not preempt a
+    /// verification in progress, nor anything else (fewer context
+    /// switches and more throughput on a dedicated core; longer waits on a
+    /// core shared with other busy processes).
+    Batch,
 }
 
 /// Puts the calling thread under `policy`. `Normal` changes nothing.

@@ -111,10 +111,11 @@ pub struct ServeArgs {
     /// [default: a quarter of the CPUs, at least 1].
     #[arg(long, env = "AVER_IO_THREADS")]
     io_threads: Option<usize>,
-    /// How Linux schedules the connection threads: `batch` (SCHED_BATCH: a
-    /// request arriving does not preempt a verification in progress; more
-    /// attestations per core, answers may wait up to a time slice on a
-    /// saturated core) or `normal` (the default policy) [default: batch].
+    /// How Linux schedules the connection threads: `normal` (the kernel's
+    /// default) or `batch` (SCHED_BATCH: a request arriving does not
+    /// preempt a verification in progress; 20-30% more attestations per
+    /// core on cores Aver has to itself, but slower answers on cores shared
+    /// with other busy processes) [default: normal].
     #[arg(long, env = "AVER_IO_SCHEDULING", value_enum)]
     io_scheduling: Option<IoScheduling>,
     /// Most verifications/policy evaluations running at once [default: CPUs].

@@ -1,6 +1,7 @@
-//! `aver serve`'s threads as the kernel sees them: the connection threads
-//! (`aver-io`) run under SCHED_BATCH unless `--io-scheduling normal`, and
-//! the CPU pool's threads (`aver-cpu-N`) keep the default policy. Read
+//! `aver serve`'s threads as the kernel sees them: with
+//! `--io-scheduling batch` the connection threads (`aver-io`) run under
+//! SCHED_BATCH and the CPU pool's threads (`aver-cpu-N`) keep the default
+//! policy; by default every thread keeps it. Read
 //! from `/proc/<pid>/task/*/stat` of a real server process (Linux only).
 #![cfg(target_os = "linux")]
 #![allow(
@@ -53,12 +54,19 @@ fn by_kind(pid: u32) -> BTreeMap<&'static str, Vec<u32>> {
 }
 
 #[test]
-fn connection_threads_run_under_sched_batch_and_the_cpu_pool_does_not() {
+fn with_batch_the_connection_threads_run_under_sched_batch_and_the_cpu_pool_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve_with(
         dir.path(),
         free_port(),
-        &["--io-threads", "2", "--max-concurrent-attestations", "2"],
+        &[
+            "--io-scheduling",
+            "batch",
+            "--io-threads",
+            "2",
+            "--max-concurrent-attestations",
+            "2",
+        ],
     );
     let kinds = by_kind(server.0.id());
     let io = &kinds["io"];
@@ -73,17 +81,27 @@ fn connection_threads_run_under_sched_batch_and_the_cpu_pool_does_not() {
 }
 
 #[test]
-fn io_scheduling_normal_in_the_config_file_keeps_the_default_policy() {
+fn by_default_every_thread_keeps_the_default_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("aver.toml");
-    std::fs::write(&config, "io_scheduling = \"normal\"\n").unwrap();
-    let data = dir.path().join("data");
-    let server = serve_with(&data, free_port(), &["--config", config.to_str().unwrap()]);
+    let server = serve_with(dir.path(), free_port(), &[]);
     let kinds = by_kind(server.0.id());
     assert!(!kinds["io"].is_empty(), "{kinds:?}");
     for policies in kinds.values() {
         assert!(policies.iter().all(|&p| p == SCHED_OTHER), "{kinds:?}");
     }
+}
+
+#[test]
+fn io_scheduling_batch_in_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("aver.toml");
+    std::fs::write(&config, "io_scheduling = \"batch\"\n").unwrap();
+    let data = dir.path().join("data");
+    let server = serve_with(&data, free_port(), &["--config", config.to_str().unwrap()]);
+    let kinds = by_kind(server.0.id());
+    assert!(!kinds["io"].is_empty(), "{kinds:?}");
+    assert!(kinds["io"].iter().all(|&p| p == SCHED_BATCH), "{kinds:?}");
+    assert!(kinds["cpu"].iter().all(|&p| p == SCHED_OTHER), "{kinds:?}");
 }
 
 #[test]

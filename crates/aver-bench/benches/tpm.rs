@@ -19,8 +19,7 @@
 
 use std::hint::black_box;
 
-use aver_bench::{GCP, GcpQuote, KEYLIME_MB_LOG, TpmFloor, parse_policy, require_vector, sha256};
-use aver_policy::Decision;
+use aver_bench::{GcpQuote, KEYLIME_MB_LOG, TpmAttest, require_vector, sha256};
 use aver_tpm::{parse_event_log, replay, verify_quote};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -66,41 +65,20 @@ fn tpm(c: &mut Criterion) {
 }
 
 fn tpm_attest(c: &mut Criterion) {
-    let log_bytes = require_vector(KEYLIME_MB_LOG);
-    let log = parse_event_log(&log_bytes).expect("log parses");
-    let q = GcpQuote::load();
-    let text = String::from_utf8(require_vector(aver_bench::TPM_POLICY_VECTOR)).expect("utf-8");
-    let policy = parse_policy(&text);
-    let incoming = aver_bench::tpm_incoming_claims(&require_vector(&format!("{GCP}/eventlog.bin")));
-    let floor = TpmFloor::new(&q, &log);
-    assert!(floor.run(), "the floor's signature verifies");
-    let attest = || {
-        verify_quote(black_box(&q.attest), &q.signature, &q.ak, &[], &q.pcrs).is_ok()
-            && parse_event_log(black_box(&log_bytes))
-                .ok()
-                .and_then(|l| replay(&l).ok())
-                .is_some()
-            && policy
-                .evaluate(black_box(&incoming))
-                .is_ok_and(|e| e.decision == Decision::Permit)
-    };
-    assert!(attest(), "quote verifies, log replays, policy permits");
+    let work = TpmAttest::load();
+    assert!(work.floor.run(), "the floor's signature verifies");
+    assert!(work.all(), "quote verifies, log replays, policy permits");
 
     let mut g = c.benchmark_group("tpm_attest");
     g.bench_function("baseline_crypto_floor", |b| {
-        b.iter(|| black_box(&floor).run())
+        b.iter(|| black_box(&work.floor).run())
     });
     g.bench_function(BenchmarkId::new("policy", "secureboot-hvci-v1.2"), |b| {
-        b.iter(|| {
-            policy
-                .evaluate(black_box(&incoming))
-                .map(|e| e.decision)
-                .ok()
-        })
+        b.iter(|| work.policy())
     });
     g.bench_function(
         BenchmarkId::new("quote_replay_policy", "gcp-quote+mb_log+secureboot-hvci"),
-        |b| b.iter(attest),
+        |b| b.iter(|| work.all()),
     );
     g.finish();
 }

@@ -329,6 +329,70 @@ impl GcpQuote {
     }
 }
 
+/// The `tpm_attest` bench's work on its fixed inputs, stage by stage (the
+/// bench and `tpm-stages` run the same closures): the GCP quote, the
+/// keylime `mb_log.bin`, MAA's Secure Boot / HVCI / malicious-driver sample
+/// and the GCP event-log claims it is evaluated on, and the floor.
+pub struct TpmAttest {
+    log_bytes: Vec<u8>,
+    quote: GcpQuote,
+    policy: Policy,
+    incoming: Vec<Claim>,
+    pub floor: TpmFloor,
+}
+
+impl TpmAttest {
+    pub fn load() -> TpmAttest {
+        let log_bytes = require_vector(KEYLIME_MB_LOG);
+        let log = aver_tpm::parse_event_log(&log_bytes).expect("log parses"); // ok: benchmark fixture on fixed inputs
+        let quote = GcpQuote::load();
+        let text = String::from_utf8(require_vector(TPM_POLICY_VECTOR)).expect("utf-8"); // ok: benchmark fixture on fixed inputs
+        let policy = parse_policy(&text);
+        let incoming = tpm_incoming_claims(&require_vector(&format!("{GCP}/eventlog.bin")));
+        let floor = TpmFloor::new(&quote, &log);
+        TpmAttest {
+            log_bytes,
+            quote,
+            policy,
+            incoming,
+            floor,
+        }
+    }
+
+    /// `verify_quote` on the GCP quote.
+    pub fn quote(&self) -> bool {
+        let q = &self.quote;
+        aver_tpm::verify_quote(
+            std::hint::black_box(&q.attest),
+            &q.signature,
+            &q.ak,
+            &[],
+            &q.pcrs,
+        )
+        .is_ok()
+    }
+
+    /// `parse_event_log` + `replay` of `mb_log.bin`.
+    pub fn parse_and_replay(&self) -> bool {
+        aver_tpm::parse_event_log(std::hint::black_box(&self.log_bytes))
+            .ok()
+            .and_then(|l| aver_tpm::replay(&l).ok())
+            .is_some()
+    }
+
+    /// The sample policy on the GCP claims; true when it permits.
+    pub fn policy(&self) -> bool {
+        self.policy
+            .evaluate(std::hint::black_box(&self.incoming))
+            .is_ok_and(|e| e.decision == aver_policy::Decision::Permit)
+    }
+
+    /// Quote + replay + policy: one TPM attestation's verification work.
+    pub fn all(&self) -> bool {
+        self.quote() && self.parse_and_replay() && self.policy()
+    }
+}
+
 /// The floor of the `tpm_attest` bench's work (and of `tpm-stages`): what its cryptography costs alone.
 pub struct TpmFloor {
     n: Vec<u8>,

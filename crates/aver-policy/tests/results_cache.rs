@@ -11,6 +11,10 @@
     clippy::panic
 )]
 
+mod common;
+
+use common::reference;
+
 use aver_policy::{Budget, Claim, ClaimValue, Decision, EvalErrorKind, Policy};
 use serde_json::{Value, json};
 
@@ -68,28 +72,6 @@ const SECOND: &[&str] = &[
     "Alpha",
     "sort(@)",
 ];
-
-fn reference(query: &str, data: &Value) -> Result<String, String> {
-    let mut rt = jmespath::Runtime::new();
-    rt.register_builtin_functions();
-    rt.register_function(
-        "equals_ignore_case",
-        Box::new(
-            |args: &[jmespath::Rcvar], _ctx: &mut jmespath::Context<'_>| {
-                let eq = match (args.first().map(|a| &**a), args.get(1).map(|a| &**a)) {
-                    (Some(jmespath::Variable::String(a)), Some(jmespath::Variable::String(b))) => {
-                        a.to_lowercase() == b.to_lowercase()
-                    }
-                    _ => false,
-                };
-                Ok(jmespath::Rcvar::new(jmespath::Variable::Bool(eq)))
-            },
-        ),
-    );
-    let expr = rt.compile(query).map_err(|e| e.to_string())?;
-    let result = expr.search(data).map_err(|e| e.to_string())?;
-    serde_json::to_string(&*result).map_err(|e| e.to_string())
-}
 
 fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")

@@ -28,41 +28,25 @@
 
 use std::hint::black_box;
 
-use aver_bench::{GCP, GcpQuote, KEYLIME_MB_LOG, TpmFloor, parse_policy, require_vector};
-use aver_policy::Decision;
-use aver_tpm::{parse_event_log, replay, verify_quote};
+use aver_bench::TpmAttest;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let stage = args.next().unwrap_or_else(|| "none".into());
     let n: u32 = args.next().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let log_bytes = require_vector(KEYLIME_MB_LOG);
-    let log = parse_event_log(&log_bytes).expect("log parses");
-    let q = GcpQuote::load();
-    let text = String::from_utf8(require_vector(aver_bench::TPM_POLICY_VECTOR)).expect("utf-8");
-    let policy = parse_policy(&text);
-    let incoming = aver_bench::tpm_incoming_claims(&require_vector(&format!("{GCP}/eventlog.bin")));
-    let floor = TpmFloor::new(&q, &log);
-    let quote = || verify_quote(black_box(&q.attest), &q.signature, &q.ak, &[], &q.pcrs).is_ok();
-    let parse_replay = || {
-        parse_event_log(black_box(&log_bytes))
-            .ok()
-            .and_then(|l| replay(&l).ok())
-            .is_some()
-    };
-    let evaluate = || {
-        policy
-            .evaluate(black_box(&incoming))
-            .is_ok_and(|e| e.decision == Decision::Permit)
-    };
+    let work = TpmAttest::load();
+    let floor = || black_box(&work.floor).run();
+    let quote = || work.quote();
+    let parse_replay = || work.parse_and_replay();
+    let evaluate = || work.policy();
     if stage == "time" {
         let rounds = if n > 1 { n } else { 200 };
         let stages: [(&str, &dyn Fn() -> bool); 5] = [
-            ("floor", &|| black_box(&floor).run()),
+            ("floor", &floor),
             ("quote", &quote),
             ("replay", &parse_replay),
             ("policy", &evaluate),
-            ("all", &|| quote() && parse_replay() && evaluate()),
+            ("all", &|| work.all()),
         ];
         let mut best = [f64::MAX; 5];
         const BATCH: u32 = 20;
@@ -83,11 +67,11 @@ fn main() {
     let mut ok = true;
     for _ in 0..n {
         ok &= match stage.as_str() {
-            "floor" => black_box(&floor).run(),
+            "floor" => floor(),
             "quote" => quote(),
             "replay" => parse_replay(),
             "policy" => evaluate(),
-            "all" => quote() && parse_replay() && evaluate(),
+            "all" => work.all(),
             "none" => true,
             other => {
                 panic!("unknown stage {other:?} (floor, quote, replay, policy, all, none, time)")

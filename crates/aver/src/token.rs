@@ -55,7 +55,13 @@ pub async fn run(cmd: TokenCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("token rejected: {e}");
+            // A token error already reads "token rejected: ..."; the others
+            // (the service unreachable, a bad CA file) say why it could not
+            // be checked.
+            match e {
+                aver_client::ClientError::Token(_) => eprintln!("{e}"),
+                _ => eprintln!("token rejected: {e}"),
+            }
             Ok(ExitCode::from(2))
         }
     }

@@ -189,9 +189,36 @@ pub struct Expr {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExprKind {
-    Str(String),
+    Str(StrLit),
     Int(i64),
     Bool(bool),
     Ref { ident: String, prop: Prop },
     Call { func: Func, args: Vec<Expr> },
+}
+
+/// A string literal, held as the String claim value it evaluates to: an
+/// evaluation lends that value to every rule that reads it (a claim type
+/// compared, a `JmesPath` query) instead of copying the text each time.
+#[derive(Clone, Debug)]
+pub struct StrLit(Box<crate::ClaimValue>);
+
+impl StrLit {
+    pub fn new(text: String) -> StrLit {
+        StrLit(Box::new(crate::ClaimValue::String(text)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_text().unwrap_or_default()
+    }
+
+    /// The value the literal evaluates to (always a `ClaimValue::String`).
+    pub(crate) fn value(&self) -> &crate::ClaimValue {
+        &self.0
+    }
+}
+
+impl Serialize for StrLit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }

@@ -357,11 +357,6 @@ impl<'b> Meter<'b> {
             .saturating_sub(self.live.saturating_add(self.held))
     }
 
-    /// Steps that can still be charged.
-    pub(crate) fn spare_steps(&self) -> u64 {
-        self.budget.max_steps.saturating_sub(self.steps)
-    }
-
     /// Bytes currently held.
     #[inline]
     pub(crate) fn live(&self) -> u64 {

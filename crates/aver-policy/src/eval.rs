@@ -46,8 +46,13 @@ const CLAIM_BYTES: u64 = 2 * size_of::<Claim>();
 /// Bytes charged per trace entry (plus its claims): the entry and its
 /// action name.
 const TRACE_ENTRY_BYTES: u64 = 2 * size_of::<TraceEntry>() + 16;
-/// Bytes charged per claim added to the incoming set (an index into the trace).
-const ADDED_BYTES: u64 = 2 * size_of::<(usize, usize)>();
+/// Bytes charged per claim added to the incoming set (an index into the
+/// trace, and its entry in the type index).
+const ADDED_BYTES: u64 = 2 * size_of::<(usize, usize)>() + TYPE_INDEX_BYTES;
+/// Bytes charged per claim in the type index ([`TypeIndex`]): its slot in a
+/// growing list and, at most, a table entry of its own (key, list, control
+/// byte) in a table up to twice as large as its entries.
+const TYPE_INDEX_BYTES: u64 = 2 * size_of::<usize>() + 2 * (size_of::<(u64, Vec<usize>)>() + 1);
 /// Bytes charged per bound claim (an index into the incoming set).
 const HIT_BYTES: u64 = 2 * size_of::<usize>();
 /// Heap bytes per entry of a JSON object (`serde_json` with
@@ -82,12 +87,70 @@ type Vals<'s> = Vec<Cow<'s, ClaimValue>>;
 struct State<'i> {
     /// The caller's incoming claims, borrowed (never copied).
     base: &'i [Claim],
+    /// Incoming claims (base and added) by type.
+    types: TypeIndex,
     /// Claims rules added to the incoming set: `(trace entry, produced claim)`.
     /// Every added claim is also in the trace, so it is stored once.
     added: Vec<(usize, usize)>,
     issued: Vec<Claim>,
     properties: Vec<Claim>,
     trace: Vec<TraceEntry>,
+}
+
+/// The incoming claims' indices (ascending) by a key of their type, so that
+/// a condition testing `type == "…"` looks only at claims that may have
+/// that type instead of at every claim: most rules of real policies test
+/// one type, and TPM evidence brings dozens of claims. Keys may collide
+/// (two types, one key): the condition still compares every candidate's
+/// type, so a collision costs a comparison, never a wrong match.
+#[derive(Default)]
+struct TypeIndex(std::collections::HashMap<u64, Vec<usize>, KeyHasher>);
+
+impl TypeIndex {
+    fn add(&mut self, claim_type: &str, index: usize) {
+        self.0.entry(type_key(claim_type)).or_default().push(index);
+    }
+
+    /// Ascending indices of the claims that may have type `t`.
+    fn candidates(&self, t: &str) -> &[usize] {
+        self.0.get(&type_key(t)).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A constant-time key of a claim type: its length and its first and last
+/// eight bytes (claim types differ in length or at their ends).
+fn type_key(t: &str) -> u64 {
+    let b = t.as_bytes();
+    let word = |s: &[u8]| s.iter().take(8).fold(0u64, |w, &x| w << 8 | u64::from(x));
+    let head = word(b);
+    let tail = word(b.get(b.len().saturating_sub(8)..).unwrap_or_default());
+    (b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ head ^ tail.rotate_left(29)
+}
+
+/// Hashes a [`type_key`] by one multiplication (it is already a mix of
+/// the type's bytes; the table needs its high bits spread).
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
 }
 
 impl State<'_> {
@@ -133,8 +196,27 @@ pub fn evaluate(
             usage: meter.usage(),
         });
     }
+    // The type index of the incoming claims: one step and its bytes each.
+    let mut types = TypeIndex::default();
+    if let Err(kind) = meter
+        .step(incoming.len() as u64)
+        .and_then(|()| meter.alloc(incoming.len() as u64 * TYPE_INDEX_BYTES))
+    {
+        return Err(EvalError {
+            section: None,
+            rule: 0,
+            line: 0,
+            column: 0,
+            kind,
+            usage: meter.usage(),
+        });
+    }
+    for (i, c) in incoming.iter().enumerate() {
+        types.add(&c.claim_type, i);
+    }
     let mut st = State {
         base: incoming,
+        types,
         added: Vec::new(),
         issued: Vec::new(),
         properties: Vec::new(),
@@ -231,7 +313,19 @@ fn run_rule(
             rhs_sets.push(set);
         }
         let mut hits: Vec<usize> = Vec::new();
-        for i in 0..snapshot {
+        let (mut typed, mut every);
+        let scan: &mut dyn Iterator<Item = usize> = match typed_candidates(cond, &rhs_sets, st) {
+            Some(candidates) => {
+                meter.step(1)?;
+                typed = candidates.iter().copied().take_while(|&i| i < snapshot);
+                &mut typed
+            }
+            None => {
+                every = 0..snapshot;
+                &mut every
+            }
+        };
+        for i in scan {
             let Some(c) = st.get(i) else { break };
             let mut all = true;
             for ((p, rhs), cost) in cond.props.iter().zip(&rhs_sets).zip(&costs) {
@@ -332,7 +426,10 @@ fn run_rule(
             }
             if to_incoming {
                 let t = st.trace.len();
-                st.added.extend((0..n).map(|p| (t, p)));
+                for (p, c) in claims.iter().enumerate() {
+                    st.types.add(&c.claim_type, st.incoming_len());
+                    st.added.push((t, p));
+                }
             }
             entry.produced = claims;
             Outcome::Continue
@@ -343,6 +440,27 @@ fn run_rule(
     Ok(outcome)
 }
 
+/// When a condition tests `type == v` for a single value `v`, the only
+/// claims it can match: those the type index holds under `v`'s key (none
+/// when `v` is not a String).
+fn typed_candidates<'s>(
+    cond: &Condition,
+    rhs_sets: &[Vals<'_>],
+    st: &'s State<'_>,
+) -> Option<&'s [usize]> {
+    cond.props
+        .iter()
+        .zip(rhs_sets)
+        .find_map(|(p, rhs)| match (p.prop, p.op, rhs.as_slice()) {
+            (Prop::Type, Op::Eq, [only]) => Some(
+                only.as_ref()
+                    .as_text()
+                    .map_or(&[][..], |t| st.types.candidates(t)),
+            ),
+            _ => None,
+        })
+}
+
 /// Steps to compare one claim property against every value of `rhs`: one
 /// per value, plus the length of long strings and the size of JSON values
 /// (equality of those is linear in their size).
@@ -351,6 +469,8 @@ fn compare_cost(rhs: &Vals<'_>, meter: &mut Meter<'_>) -> EResult<u64> {
     for v in rhs {
         let extra = match v.as_ref() {
             ClaimValue::String(s) => s.len() as u64 / COMPARE_BYTES_PER_STEP,
+            // Compared by its text, which a comparison may first write.
+            ClaimValue::JsonString(j) => j.text_len() as u64 / BYTES_PER_STEP,
             ClaimValue::Json(j) => json_heap_bytes(j, meter, 0)? / COMPARE_BYTES_PER_STEP,
             _ => 0,
         };
@@ -402,6 +522,7 @@ fn value_heap_bytes(v: &ClaimValue, meter: &mut Meter<'_>) -> EResult<u64> {
     match v {
         ClaimValue::Bool(_) | ClaimValue::Integer(_) => Ok(0),
         ClaimValue::String(s) => Ok(s.capacity() as u64),
+        ClaimValue::JsonString(j) => Ok(j.heap_bytes()),
         ClaimValue::Json(j) => json_heap_bytes(j, meter, 0),
     }
 }
@@ -439,9 +560,7 @@ fn prop_matches(c: &Claim, prop: Prop, op: Op, rhs: &[Cow<'_, ClaimValue>]) -> b
 /// the String values of the set; ordering operators never match them (the
 /// parser only allows ordering on `value`).
 fn string_cmp(s: &str, op: Op, rhs: &[Cow<'_, ClaimValue>]) -> bool {
-    let any = rhs
-        .iter()
-        .any(|r| matches!(r.as_ref(), ClaimValue::String(x) if x == s));
+    let any = rhs.iter().any(|r| r.as_ref().as_text() == Some(s));
     match op {
         Op::Eq => any,
         Op::Ne => !any,
@@ -473,13 +592,18 @@ fn new_scalar<'s>(v: ClaimValue, meter: &mut Meter<'_>) -> EResult<Cow<'s, Claim
 /// is the values of every claim bound to `c` (borrowed, not copied); scalar
 /// functions apply element-wise (cartesian product for two arguments).
 fn eval_expr<'s>(
-    e: &Expr,
+    e: &'s Expr,
     env: &Env<'_>,
     st: &'s State<'_>,
     meter: &mut Meter<'_>,
 ) -> EResult<Vals<'s>> {
     match &e.kind {
-        ExprKind::Str(s) => Ok(vec![new_string(s, meter)?]),
+        // Lent, like a claim's value: the policy outlives the evaluation.
+        ExprKind::Str(s) => {
+            meter.alloc(VALUE_BYTES)?;
+            meter.step(1)?;
+            Ok(vec![Cow::Borrowed(s.value())])
+        }
         ExprKind::Int(i) => Ok(vec![new_scalar(ClaimValue::Integer(*i), meter)?]),
         ExprKind::Bool(b) => Ok(vec![new_scalar(ClaimValue::Bool(*b), meter)?]),
         ExprKind::Ref { ident, prop } => {
@@ -489,9 +613,10 @@ fn eval_expr<'s>(
             let mut out = Vec::with_capacity(idx.len());
             for c in idx.iter().filter_map(|&i| st.get(i)) {
                 out.push(match prop {
-                    // The only borrowed values: claims', which live
-                    // unchanged until the evaluation ends (the JSON text
-                    // cache, `jmes::Caches`, keys on their address).
+                    // Borrowed values are claims' and the policy's
+                    // literals, which live unchanged until the evaluation
+                    // ends (the JSON text cache, `jmes::Caches`, keys on
+                    // their address).
                     Prop::Value => Cow::Borrowed(&c.value),
                     Prop::Type => new_string(&c.claim_type, meter)?,
                     Prop::Issuer => new_string(&c.issuer, meter)?,
@@ -595,7 +720,8 @@ fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Val
                     out.push(Cow::Owned(if func == Func::AppendString {
                         append_string(x, y, meter)?
                     } else {
-                        // A borrowed value is a claim's (see `jmes::Caches`).
+                        // A borrowed value is a claim's or a literal's
+                        // (see `jmes::Caches`).
                         jmes_path(x, matches!(x, Cow::Borrowed(_)), y, meter)?
                     }));
                 }
@@ -606,8 +732,8 @@ fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Val
 }
 
 fn append_string(a: &ClaimValue, b: &ClaimValue, meter: &mut Meter<'_>) -> EResult<ClaimValue> {
-    match (a, b) {
-        (ClaimValue::String(x), ClaimValue::String(y)) => {
+    match (a.as_text(), b.as_text()) {
+        (Some(x), Some(y)) => {
             // The length is known first: charged before anything is allocated.
             let len = x.len().saturating_add(y.len());
             meter.produce(len as u64)?;
@@ -616,12 +742,12 @@ fn append_string(a: &ClaimValue, b: &ClaimValue, meter: &mut Meter<'_>) -> EResu
             s.push_str(y);
             Ok(ClaimValue::String(s))
         }
-        (x, y) => Err(fn_err(
+        _ => Err(fn_err(
             Func::AppendString,
             format!(
                 "expects two Strings, got {} and {}",
-                x.value_type(),
-                y.value_type()
+                a.value_type(),
+                b.value_type()
             ),
         )),
     }
@@ -644,6 +770,8 @@ fn json_to_claim_value<'s>(
                 .map_err(|e| fn_err(f, format!("argument is not valid JSON text: {e}")))?;
             &parsed
         }
+        // A `JmesPath` result: its structure, not its text, is read.
+        ClaimValue::JsonString(j) => j.value(),
         ClaimValue::Json(j) => j,
         ClaimValue::Bool(_) | ClaimValue::Integer(_) => {
             out.push(new_scalar(v.clone(), meter)?);
@@ -750,7 +878,7 @@ fn jmes_path(
     meter: &mut Meter<'_>,
 ) -> EResult<ClaimValue> {
     let f = Func::JmesPath;
-    let ClaimValue::String(q) = query else {
+    let Some(q) = query.as_text() else {
         return Err(fn_err(
             f,
             format!("the query must be a String, got {}", query.value_type()),
@@ -772,7 +900,7 @@ fn jmes_path(
             "JmesPath query exceeds {MAX_JMESPATH_QUERY_BYTES} bytes or {MAX_JMESPATH_OPERATORS} operators"
         )));
     }
-    jmes::search(data, claim, q, compiled, meter).map(ClaimValue::String)
+    jmes::search(data, claim, q, compiled, meter)
 }
 
 /// Whether a query passes the checks [`jmes_path`] makes before parsing it
@@ -790,6 +918,7 @@ fn single_string(set: Vals<'_>, what: &str) -> EResult<Option<String>> {
         [] => Ok(None),
         [v] => match v.as_ref() {
             ClaimValue::String(s) => Ok(Some(s.clone())),
+            ClaimValue::JsonString(j) => Ok(Some(j.as_str().to_owned())),
             other => Err(EvalErrorKind::Type(format!(
                 "{what} must be a String, got {}",
                 other.value_type()
@@ -862,15 +991,20 @@ fn convert_value_type(v: ClaimValue, vt: &str, meter: &mut Meter<'_>) -> EResult
         ))
     };
     match vt.to_ascii_lowercase().as_str() {
+        // Already a String (its text is charged already).
+        "string" if matches!(v, ClaimValue::JsonString(_)) => Ok(v),
         "string" => Ok(ClaimValue::String(match v {
             ClaimValue::String(s) => s,
+            ClaimValue::JsonString(j) => j.as_str().to_owned(),
             ClaimValue::Integer(i) => i.to_string(),
             ClaimValue::Bool(b) => b.to_string(),
             ClaimValue::Json(j) => json_to_text(&j, meter)?,
         })),
         "integer" => match &v {
             ClaimValue::Integer(_) => Ok(v),
-            ClaimValue::String(s) => s
+            ClaimValue::String(_) | ClaimValue::JsonString(_) => v
+                .as_text()
+                .unwrap_or("")
                 .trim()
                 .parse::<i64>()
                 .map(ClaimValue::Integer)
@@ -879,8 +1013,12 @@ fn convert_value_type(v: ClaimValue, vt: &str, meter: &mut Meter<'_>) -> EResult
         },
         "boolean" => match &v {
             ClaimValue::Bool(_) => Ok(v),
-            ClaimValue::String(s) if s.eq_ignore_ascii_case("true") => Ok(ClaimValue::Bool(true)),
-            ClaimValue::String(s) if s.eq_ignore_ascii_case("false") => Ok(ClaimValue::Bool(false)),
+            _ if v.as_text().is_some_and(|s| s.eq_ignore_ascii_case("true")) => {
+                Ok(ClaimValue::Bool(true))
+            }
+            _ if v.as_text().is_some_and(|s| s.eq_ignore_ascii_case("false")) => {
+                Ok(ClaimValue::Bool(false))
+            }
             _ => Err(bad(&v)),
         },
         _ => Err(EvalErrorKind::Type(format!(
@@ -945,7 +1083,7 @@ fn make_claims(
             let single = types.len() == 1;
             let mut values = values;
             for t in &types {
-                let ClaimValue::String(t) = t.as_ref() else {
+                let Some(t) = t.as_ref().as_text() else {
                     return Err(EvalErrorKind::Type(format!(
                         "claim type must be a String, got {}",
                         t.value_type()
@@ -971,7 +1109,7 @@ fn make_claims(
                         None => v,
                     };
                     out.push(Claim {
-                        claim_type: t.clone(),
+                        claim_type: t.to_owned(),
                         value: v,
                         issuer: iss.clone(),
                     });

@@ -459,7 +459,7 @@ pub(crate) fn compile_queries<'r>(rules: impl Iterator<Item = &'r crate::ast::Ru
             if let (Func::JmesPath, [_, query]) = (func, args.as_slice())
                 && let ExprKind::Str(text) = &query.kind
             {
-                q.add(text);
+                q.add(text.as_str());
             }
             for a in args {
                 walk(a, q);
@@ -499,44 +499,33 @@ pub(crate) fn compile_queries<'r>(rules: impl Iterator<Item = &'r crate::ast::Ru
 
 /// Most JSON texts one evaluation keeps parsed ([`Caches`]).
 const MAX_CACHED_TEXTS: usize = 8;
-/// Most `JmesPath` results one evaluation keeps structured ([`Caches`]).
-const MAX_CACHED_RESULTS: usize = 8;
-/// Deepest `JmesPath` result kept structured: far below the 128 levels
-/// `serde_json` accepts when parsing, so a text served from the cache is
-/// always one that parsing would have accepted.
-const MAX_CACHED_RESULT_DEPTH: usize = 64;
+/// Deepest `JmesPath` result returned structured ([`crate::JsonString`]):
+/// deeper results are returned as text. Far below the 128 levels
+/// `serde_json` accepts when parsing, and bounds the recursion of writing
+/// the text later.
+const MAX_STRUCTURED_DEPTH: usize = 64;
 
-/// Per evaluation: the policy's compiled queries, the JSON texts of claims
-/// already parsed (one claim queried by several rules), and the array and
-/// object results of `JmesPath` calls kept structured (the String a rule's
-/// `JmesPath` produced and added as a claim, queried by later rules), so
-/// that no text is parsed twice and a result's text is not parsed at all.
+/// Per evaluation: the policy's compiled queries and the JSON texts of
+/// claims already parsed (one claim queried by several rules), so that no
+/// text is parsed twice. (A `JmesPath` result that a later rule queries is
+/// not text at all: it is a [`crate::JsonString`], read in place.)
 ///
-/// Parsed texts are those of claims' values, keyed by their address and
-/// length: a claim's value lives, unchanged, until the
-/// evaluation ends (incoming claims are borrowed from the caller, added
-/// ones are kept in the trace, which only grows), so no other text can
+/// Parsed texts are those of claims' values (and of the policy's string
+/// literals), keyed by their address and length: a claim's value lives,
+/// unchanged, until the evaluation ends (incoming claims are borrowed from
+/// the caller, added ones are kept in the trace, which only grows; the
+/// policy is borrowed for the whole evaluation), so no other text can
 /// appear at that address while the cache exists. Texts built by a
 /// function for one call (`JmesPath(AppendString(…), …)`) are parsed for
 /// that call and dropped, as before.
 ///
-/// Results are keyed by their text itself (a copy, compared byte for byte
-/// with the claim text being queried), so a hit never depends on where a
-/// text lives; only claims' texts are looked up.
-///
-/// Bounded: at most [`MAX_CACHED_TEXTS`] texts, [`MAX_CACHED_RESULTS`]
-/// results and, together, [`Meter::cache_cap`] bytes, charged with
-/// [`Meter::hold`] until the evaluation ends; a text that does not fit is
-/// parsed for the call and dropped, a result that does not fit is not kept.
+/// Bounded: at most [`MAX_CACHED_TEXTS`] texts and [`Meter::cache_cap`]
+/// bytes, charged with [`Meter::hold`] until the evaluation ends; a text
+/// that does not fit is parsed for the call and dropped.
 #[derive(Default)]
 pub(crate) struct Caches {
     pub(crate) queries: std::sync::Arc<Queries>,
     texts: Vec<((usize, usize), Rc<Value>)>,
-    /// `JmesPath` results kept structured, with their JSON text as the key
-    /// (compared byte for byte, so nothing depends on where a text lives):
-    /// a rule that queries a claim holding one of these texts reads the
-    /// structure instead of parsing the text ([`remember_result`]).
-    results: Vec<(Rc<str>, Rc<Value>)>,
 }
 
 impl Caches {
@@ -557,21 +546,6 @@ fn cached_json(text: &str, meter: &mut Meter<'_>) -> R<Rc<Value>> {
     meter.step(1 + meter.jmes.texts.len() as u64)?;
     if let Some(v) = meter.jmes.find(key) {
         return Ok(v);
-    }
-    // A text an earlier `JmesPath` call produced (and kept structured):
-    // found by comparing bytes, charged as a comparison.
-    meter.step(meter.jmes.results.len() as u64)?;
-    let same_len = meter
-        .jmes
-        .results
-        .iter()
-        .filter(|(t, _)| t.len() == text.len())
-        .count();
-    if same_len > 0 {
-        meter.step(same_len as u64 * (1 + text.len() as u64 / COMPARE_BYTES_PER_STEP))?;
-        if let Some((_, v)) = meter.jmes.results.iter().find(|(t, _)| **t == *text) {
-            return Ok(Rc::clone(v));
-        }
     }
     meter.step(1 + text.len() as u64 / BYTES_PER_STEP)?; // the pre-scan
     let (bytes, steps) = json_text_cost(text);
@@ -605,8 +579,11 @@ fn parse_query(query: &str) -> Result<Ast, String> {
 }
 
 /// `JmesPath(json, query)` after the query has passed the length and
-/// operator checks: the JSON text of the result. A query the policy
-/// compiled is not parsed again (nor charged for parsing).
+/// operator checks: the JSON text of the result, as a String claim value.
+/// An array or object result is returned as a [`crate::JsonString`]: the
+/// structure, its text written only when something reads it (a later rule
+/// querying it reads the structure). A query the policy compiled is not
+/// parsed again (nor charged for parsing).
 ///
 /// `claim` says that `data` is the value of a claim (which lives until the
 /// evaluation ends): its text may then be parsed once and cached
@@ -617,7 +594,7 @@ pub(crate) fn search(
     query: &str,
     compiled: Option<std::sync::Arc<Ast>>,
     meter: &mut Meter<'_>,
-) -> R<String> {
+) -> R<ClaimValue> {
     let f = "JmesPath";
     let mark = meter.live();
     let ast = match compiled {
@@ -647,103 +624,112 @@ pub(crate) fn search(
             };
             Jv::Json(parsed.as_ref())
         }
+        ClaimValue::JsonString(j) => Jv::Json(j.value()),
         ClaimValue::Json(j) => Jv::Json(j),
         ClaimValue::Integer(i) => Jv::Num(Number::from(*i)),
         ClaimValue::Bool(b) => Jv::Bool(*b),
     };
     let mut it = Interp { meter };
     let result = it.eval(&root, &ast, 0)?;
-    let (text, shape) = it.serialize_with_shape(&result)?;
-    if shape.deepest <= MAX_CACHED_RESULT_DEPTH {
-        remember_result(&result, &text, &shape, it.meter)?;
+    if structured_results() && matches!(result.ty(), Ty::Arr | Ty::Obj) {
+        // A copy can take several times the memory of its text (an array
+        // of small numbers: 32 bytes per element against 2): results whose
+        // copy would take more than an eighth of the memory budget are
+        // returned as text, as they always were.
+        let mut sizes = Sizes::new(it.meter.cache_cap());
+        if let Some(value) = it.own(&result, 0, &mut sizes)? {
+            // The text is charged now, as if written (its bytes and the
+            // work); it is written from the value when something reads it.
+            it.meter.step(1 + sizes.text / BYTES_PER_STEP)?;
+            drop(result);
+            let text_len = usize::try_from(sizes.text).map_err(|_| err("result too large"))?;
+            let out = crate::JsonString::new(value, text_len, sizes.heap);
+            // Everything but the result is dropped when this returns.
+            it.meter.release_to(mark);
+            it.meter.alloc(out.heap_bytes())?;
+            return Ok(ClaimValue::JsonString(out));
+        }
+        // Deeper than MAX_STRUCTURED_DEPTH, or too large: returned as text.
     }
+    let text = it.serialize(&result)?;
     let out = text.capacity() as u64;
     drop(result);
     // Everything but the output text (and what the cache holds) is dropped
     // when this returns.
     it.meter.release_to(mark);
     it.meter.alloc(out)?;
-    Ok(text)
+    Ok(ClaimValue::String(text))
 }
 
-/// Keeps an array or object result structured, keyed by its JSON `text`,
-/// when a later rule may query it (it is then read in place instead of
-/// parsed; [`cached_json`]). The value built is exactly what parsing `text`
-/// gives — the same values, every object's keys in the sorted order the
-/// text has — and it is charged as parsing `text` is charged, its memory
-/// (and the key's) held until the evaluation ends ([`Meter::hold`]).
-///
-/// Optional: a result is only kept while the cache has room (at most
-/// [`MAX_CACHED_RESULTS`] results, within [`Meter::cache_cap`]) and the
-/// budget has room for it, so keeping one never makes an evaluation fail.
-/// Scalars are not kept (their texts parse in a few steps).
-fn remember_result(result: &Jv<'_>, text: &str, shape: &Shape, meter: &mut Meter<'_>) -> R<()> {
+/// Whether array and object results are returned structured (tests turn
+/// it off to compare with the text every result used to be).
+fn structured_results() -> bool {
     #[cfg(test)]
-    if !tests::KEEP_RESULTS.with(std::cell::Cell::get) {
-        return Ok(());
+    if !tests::STRUCTURED_RESULTS.with(std::cell::Cell::get) {
+        return false;
     }
-    if !matches!(result.ty(), Ty::Arr | Ty::Obj) || meter.jmes.results.len() >= MAX_CACHED_RESULTS {
-        return Ok(());
-    }
-    // The structure (its heap, as `json_heap_bytes` counts a copy of a JSON
-    // value, in an `Rc`), the key (a copy of the text) and the entry.
-    let entry = shape
-        .value_bytes
-        .saturating_add(size_of::<Value>() + RC_BYTES)
-        .saturating_add(text.len() as u64 + RC_BYTES)
-        .saturating_add(2 * size_of::<(Rc<str>, Rc<Value>)>());
-    // One step per node built, plus the bytes copied.
-    let work = shape.nodes.saturating_add(1 + entry / BYTES_PER_STEP);
-    if meter.held().saturating_add(entry) > meter.cache_cap()
-        || entry > meter.room()
-        || work > meter.spare_steps()
-    {
-        return Ok(());
-    }
-    meter.step(work)?;
-    meter.hold(entry)?;
-    let value = to_value(result);
-    meter.jmes.results.push((Rc::from(text), Rc::new(value)));
-    Ok(())
+    true
 }
 
-/// The JSON value of a result, as parsing its text ([`Interp::write`])
-/// would build it: objects with their keys sorted (recursively), an
-/// expression reference as the string `"<expression>"`. Recursion is
-/// bounded by the result's depth, which the caller checked.
-fn to_value(v: &Jv<'_>) -> Value {
-    match v {
-        Jv::Null => Value::Null,
-        Jv::Bool(b) => Value::Bool(*b),
-        Jv::Num(n) => Value::Number(n.clone()),
-        Jv::Str(s) => Value::String(s.to_string()),
-        Jv::Arr(items) => Value::Array(items.iter().map(to_value).collect()),
-        // A B-tree map iterates in key order.
-        Jv::Obj(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect()),
-        Jv::Json(j) => {
-            let mut copy = (*j).clone();
-            copy.sort_all_objects();
-            copy
+/// What a result copied by [`Interp::own`] amounts to.
+#[derive(Clone, Copy)]
+struct Sizes {
+    /// Length of its JSON text.
+    text: u64,
+    /// Heap bytes of the copy (what `json_heap_bytes` in `eval.rs` counts).
+    heap: u64,
+    /// Most bytes (copy and text) a result may take to be kept structured.
+    cap: u64,
+}
+
+impl Sizes {
+    fn new(cap: u64) -> Sizes {
+        Sizes {
+            text: 0,
+            heap: 0,
+            cap,
         }
-        Jv::Lit(var) => lit_to_value(var),
-        Jv::Expref(_) => Value::String(EXPREF_TEXT.into()),
+    }
+
+    fn over_cap(&self) -> bool {
+        self.heap.saturating_add(self.text) > self.cap
     }
 }
 
-fn lit_to_value(v: &Variable) -> Value {
-    match v {
-        Variable::Null => Value::Null,
-        Variable::Bool(b) => Value::Bool(*b),
-        Variable::Number(n) => Value::Number(n.clone()),
-        Variable::String(s) => Value::String(s.clone()),
-        Variable::Array(items) => Value::Array(items.iter().map(|i| lit_to_value(i)).collect()),
-        Variable::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), lit_to_value(v)))
-                .collect(),
-        ),
-        Variable::Expref(_) => Value::String(EXPREF_TEXT.into()),
+/// Length of `s` written as a JSON string, quotes and escapes included,
+/// exactly as `serde_json` (and [`Out::put_quoted`]) write it.
+fn quoted_len(s: &str) -> u64 {
+    let bytes = s.as_bytes();
+    let mut n = bytes.len() as u64 + 2;
+    // Most strings need no escape: one branch-free (vectorized) pass.
+    let plain = bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if !plain {
+        for &b in bytes {
+            n += match b {
+                b'"' | b'\\' | 0x08 | 0x0C | b'\n' | b'\r' | b'\t' => 1,
+                0x00..=0x1F => 5,
+                _ => 0,
+            };
+        }
     }
+    n
+}
+
+/// Length of a number's JSON text (its `Display`, which writing uses).
+fn number_len(n: &Number) -> u64 {
+    struct Count(u64);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len() as u64;
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut count, format_args!("{n}"));
+    count.0
 }
 
 /// How an expression reference is written (a JSON string).
@@ -1098,17 +1084,134 @@ impl<'a> Interp<'_, '_> {
     /// Serializes `v` as compact JSON text (as `serde_json` writes it, with
     /// object keys sorted), charging each growth of the string first.
     fn serialize(&mut self, v: &Jv<'a>) -> R<String> {
-        self.serialize_with_shape(v).map(|(text, _)| text)
+        let mut out = Out { buf: String::new() };
+        self.write(v, &mut out, 0)?;
+        Ok(out.buf)
     }
 
-    /// The JSON text of `v` and the shape of the value it describes.
-    fn serialize_with_shape(&mut self, v: &Jv<'a>) -> R<(String, Shape)> {
-        let mut out = Out {
-            buf: String::new(),
-            shape: Shape::default(),
-        };
-        self.write(v, &mut out, 0)?;
-        Ok((out.buf, out.shape))
+    /// An owned copy of a result, as parsing its text would build it
+    /// (every object's keys sorted, an expression reference as the string
+    /// `"<expression>"`), with the length of that text and the copy's heap
+    /// size added to `sizes`. Memory is charged before each allocation, one
+    /// node step per value. `None` when the result is deeper than
+    /// [`MAX_STRUCTURED_DEPTH`] or larger than `sizes.cap` (what was charged
+    /// is the caller's to release).
+    fn own(&mut self, v: &Jv<'a>, depth: usize, sizes: &mut Sizes) -> R<Option<Value>> {
+        if let Jv::Json(j) = v {
+            // Input JSON: sized in one read-only walk, then copied whole and
+            // its objects sorted in place (cheaper than building each map
+            // key by key, which hashes every key).
+            let before = sizes.heap;
+            if !self.json_sizes(j, depth, sizes)? || sizes.over_cap() {
+                return Ok(None);
+            }
+            self.meter.produce(sizes.heap - before)?;
+            let mut copy = (*j).clone();
+            copy.sort_all_objects();
+            return Ok(Some(copy));
+        }
+        self.meter.step(NODE_STEPS)?;
+        if depth > MAX_STRUCTURED_DEPTH || sizes.over_cap() {
+            return Ok(None);
+        }
+        Ok(Some(match v.ty() {
+            Ty::Null => {
+                sizes.text += 4;
+                Value::Null
+            }
+            Ty::Bool => {
+                let b = v.as_bool().unwrap_or(false);
+                sizes.text += if b { 4 } else { 5 };
+                Value::Bool(b)
+            }
+            Ty::Num => {
+                let n = v.as_number().cloned().unwrap_or_else(|| Number::from(0));
+                sizes.text += number_len(&n);
+                Value::Number(n)
+            }
+            Ty::Str | Ty::Expref => {
+                let s = v.as_str().unwrap_or(EXPREF_TEXT);
+                self.meter.produce(s.len() as u64)?;
+                sizes.text += quoted_len(s);
+                sizes.heap += s.len() as u64;
+                Value::String(s.to_owned())
+            }
+            Ty::Arr => {
+                let n = v.arr_len().unwrap_or(0);
+                let slots = n as u64 * size_of::<Value>();
+                self.meter.alloc(slots)?;
+                sizes.heap += slots;
+                sizes.text += 2 + (n as u64).saturating_sub(1);
+                let mut items = Vec::with_capacity(n);
+                for item in v.arr_iter().into_iter().flatten() {
+                    let Some(x) = self.own(&item, depth + 1, sizes)? else {
+                        return Ok(None);
+                    };
+                    items.push(x);
+                }
+                Value::Array(items)
+            }
+            Ty::Obj => {
+                // Built objects and query literals are B-tree maps: their
+                // entries come in key order (input JSON took the path above).
+                let n = v.obj_len().unwrap_or(0);
+                let table = crate::eval::json_map_bytes(n);
+                self.meter.alloc(table)?;
+                sizes.heap += table;
+                sizes.text += 2 + (n as u64).saturating_sub(1);
+                let mut map = serde_json::Map::with_capacity(n);
+                for (k, item) in v.obj_iter().into_iter().flatten() {
+                    self.meter.produce(k.len() as u64)?;
+                    sizes.text += quoted_len(k) + 1;
+                    sizes.heap += k.len() as u64;
+                    let Some(x) = self.own(&item, depth + 1, sizes)? else {
+                        return Ok(None);
+                    };
+                    map.insert(k.to_owned(), x);
+                }
+                Value::Object(map)
+            }
+        }))
+    }
+
+    /// [`Self::own`]'s sizes of an input JSON value, one node step per
+    /// value; `false` when it is deeper than [`MAX_STRUCTURED_DEPTH`] or
+    /// larger than `sizes.cap`.
+    fn json_sizes(&mut self, v: &Value, depth: usize, sizes: &mut Sizes) -> R<bool> {
+        self.meter.step(NODE_STEPS)?;
+        if depth > MAX_STRUCTURED_DEPTH || sizes.over_cap() {
+            return Ok(false);
+        }
+        match v {
+            Value::Null => sizes.text += 4,
+            Value::Bool(b) => sizes.text += if *b { 4 } else { 5 },
+            Value::Number(n) => sizes.text += number_len(n),
+            Value::String(s) => {
+                sizes.text += quoted_len(s);
+                sizes.heap += s.len() as u64;
+            }
+            Value::Array(items) => {
+                sizes.text += 2 + (items.len() as u64).saturating_sub(1);
+                sizes.heap += items.len() as u64 * size_of::<Value>();
+                for item in items {
+                    if !self.json_sizes(item, depth + 1, sizes)? {
+                        return Ok(false);
+                    }
+                }
+            }
+            Value::Object(map) => {
+                sizes.text += 2 + (map.len() as u64).saturating_sub(1);
+                sizes.heap += crate::eval::json_map_bytes(map.len());
+                for (k, item) in map {
+                    sizes.text += quoted_len(k) + 1;
+                    sizes.heap += k.len() as u64;
+                    if !self.json_sizes(item, depth + 1, sizes)? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn write(&mut self, v: &Jv<'a>, out: &mut Out, depth: usize) -> R<()> {
@@ -1116,8 +1219,6 @@ impl<'a> Interp<'_, '_> {
         if depth > MAX_NESTING {
             return Err(nesting_limit());
         }
-        out.shape.deepest = out.shape.deepest.max(depth);
-        out.shape.nodes += 1;
         match v.ty() {
             Ty::Null => out.put(self.meter, "null"),
             Ty::Bool => out.put(
@@ -1134,17 +1235,11 @@ impl<'a> Interp<'_, '_> {
             }
             Ty::Str => {
                 let s = v.as_str().unwrap_or("");
-                out.shape.add(s.len() as u64);
                 out.put_quoted(self.meter, s)
             }
-            Ty::Expref => {
-                out.shape.add(EXPREF_TEXT.len() as u64);
-                out.put(self.meter, "\"<expression>\"")
-            }
+            Ty::Expref => out.put(self.meter, "\"<expression>\""),
             Ty::Arr => {
                 out.put(self.meter, "[")?;
-                let n = v.arr_len().unwrap_or(0) as u64;
-                out.shape.add(n.saturating_mul(size_of::<Value>()));
                 if let Some(items) = v.arr_iter() {
                     for (i, item) in items.enumerate() {
                         if i > 0 {
@@ -1161,12 +1256,10 @@ impl<'a> Interp<'_, '_> {
                 let sorted = self.sorted_entries(v)?;
                 let transient = self.meter.live().saturating_sub(before);
                 if let Some(entries) = sorted {
-                    out.shape.add(crate::eval::json_map_bytes(entries.len()));
                     for (i, (k, item)) in entries.iter().enumerate() {
                         if i > 0 {
                             out.put(self.meter, ",")?;
                         }
-                        out.shape.add(k.len() as u64);
                         out.put_quoted(self.meter, k)?;
                         out.put(self.meter, ":")?;
                         self.write(item, out, depth + 1)?;
@@ -1628,26 +1721,6 @@ fn index<'a>(data: &Jv<'a>, idx: i32) -> Option<Jv<'a>> {
 /// capacity, so the text never exceeds the budget.
 struct Out {
     buf: String,
-    shape: Shape,
-}
-
-/// The shape of the value a text describes, gathered while writing it.
-#[derive(Default)]
-struct Shape {
-    /// Deepest level written (0: the top value).
-    deepest: usize,
-    /// Values written.
-    nodes: u64,
-    /// Heap bytes of the `serde_json::Value` the text describes, as copying
-    /// one allocates them (`json_heap_bytes` in `eval.rs`): string and key
-    /// text, array slots, object tables.
-    value_bytes: u64,
-}
-
-impl Shape {
-    fn add(&mut self, bytes: u64) {
-        self.value_bytes = self.value_bytes.saturating_add(bytes);
-    }
 }
 
 impl Out {
@@ -1725,8 +1798,8 @@ mod tests {
     use serde_json::json;
 
     thread_local! {
-        /// Off: `JmesPath` results are never kept (every text is parsed).
-        pub(super) static KEEP_RESULTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+        /// Off: `JmesPath` results are all text (as before `JsonString`).
+        pub(super) static STRUCTURED_RESULTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
     }
 
     /// Windows-like boot events the MAA TPM samples query.
@@ -1791,11 +1864,11 @@ mod tests {
                 continue;
             };
             for claims in &claim_sets {
-                KEEP_RESULTS.with(|k| k.set(true));
+                STRUCTURED_RESULTS.with(|k| k.set(true));
                 let kept = policy.evaluate(claims);
-                KEEP_RESULTS.with(|k| k.set(false));
+                STRUCTURED_RESULTS.with(|k| k.set(false));
                 let parsed = policy.evaluate(claims);
-                KEEP_RESULTS.with(|k| k.set(true));
+                STRUCTURED_RESULTS.with(|k| k.set(true));
                 match (kept, parsed) {
                     (Ok(a), Ok(b)) => {
                         assert_eq!(a.decision, b.decision, "{path:?}");
@@ -1857,10 +1930,12 @@ mod tests {
         "Events[?PcrIndex == `99`]",
     ];
 
-    /// A kept result is exactly what parsing its text gives: the same
-    /// value, with the same key order (so re-serializing it gives the text).
+    /// A structured result is exactly what parsing its text gives: the
+    /// same value, with the same key order (so writing it gives the text),
+    /// and the text length and heap size it is charged are exact (the heap
+    /// as `json_heap_bytes` counts a copy of a JSON value).
     #[test]
-    fn a_kept_result_is_what_parsing_its_text_gives() {
+    fn a_structured_result_is_what_parsing_its_text_gives() {
         let data = data();
         let budget = Budget::default();
         for q in QUERIES {
@@ -1868,32 +1943,35 @@ mod tests {
             let mut meter = Meter::new(&budget);
             let mut it = Interp { meter: &mut meter };
             let result = it.eval(&Jv::Json(&data), &ast, 0).unwrap();
-            let (text, shape) = it.serialize_with_shape(&result).unwrap();
-            let kept = to_value(&result);
+            let text = it.serialize(&result).unwrap();
+            let mut sizes = Sizes::new(u64::MAX);
+            let kept = it.own(&result, 0, &mut sizes).unwrap().unwrap();
             let parsed: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(kept, parsed, "{q}");
             assert_eq!(serde_json::to_string(&kept).unwrap(), text, "{q}");
-            assert!(shape.deepest <= MAX_CACHED_RESULT_DEPTH, "{q}");
-            assert!(shape.nodes >= 1, "{q}");
+            assert_eq!(sizes.text, text.len() as u64, "{q}");
+            let mut meter = Meter::new(&budget);
+            let heap = crate::eval::json_heap_bytes_for_test(&parsed, &mut meter);
+            assert_eq!(sizes.heap, heap, "{q}");
         }
     }
 
-    /// What a kept result is charged covers what copying the value it
-    /// describes allocates (the model `json_heap_bytes` uses for claims).
+    /// A result deeper than `MAX_STRUCTURED_DEPTH` is returned as text.
     #[test]
-    fn a_kept_result_is_charged_its_heap() {
-        let data = data();
-        let budget = Budget::default();
-        for q in QUERIES {
-            let ast = parse_query(q).unwrap();
-            let mut meter = Meter::new(&budget);
-            let mut it = Interp { meter: &mut meter };
-            let result = it.eval(&Jv::Json(&data), &ast, 0).unwrap();
-            let (text, shape) = it.serialize_with_shape(&result).unwrap();
-            let parsed: Value = serde_json::from_str(&text).unwrap();
-            let mut meter = Meter::new(&budget);
-            let heap = crate::eval::json_heap_bytes_for_test(&parsed, &mut meter);
-            assert_eq!(shape.value_bytes, heap, "{q}");
+    fn a_result_too_deep_to_keep_is_text() {
+        let mut deep = json!(1);
+        for _ in 0..=MAX_STRUCTURED_DEPTH {
+            deep = json!([deep]);
         }
+        let budget = Budget::default();
+        let mut meter = Meter::new(&budget);
+        let data = ClaimValue::Json(json!({"d": deep}));
+        let out = search(&data, false, "d", None, &mut meter).unwrap();
+        let ClaimValue::String(text) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(text, serde_json::to_string(&deep).unwrap());
+        let shallow = search(&data, false, "d[0]", None, &mut meter).unwrap();
+        assert!(matches!(shallow, ClaimValue::JsonString(_)), "{shallow:?}");
     }
 }

@@ -188,7 +188,8 @@
 //! machine, under load): a step costs 1–13 ns depending on the operation, so
 //! the 30 million step budget stops any policy within about 0.4 s of CPU
 //! (0.02–0.4 s across the hostile classes below). MAA's default SGX policy
-//! takes ~600 steps (50 000 times less); the published TPM samples over a
+//! takes ~300 steps (100 000 times less: a rule testing `type == "…"` looks
+//! the type up instead of scanning every claim); the published TPM samples over a
 //! realistic 100-event boot log take at most ~160 000 steps (0.5%). 64 MiB
 //! bounds one evaluation's memory to tens of MiB while leaving real policies
 //! far below it: the samples peak under 450 KB (0.7%), except the one that
@@ -242,7 +243,7 @@ use sha2::{Digest, Sha256};
 
 pub use ast::{
     Action, ClaimSpec, Condition, Expr, ExprKind, Func, Op, Prop, PropCondition, Rule, Section,
-    Span,
+    Span, StrLit,
 };
 pub use budget::{Budget, BudgetResource, BudgetUsage};
 pub use eval::{MAX_CLAIMS, MAX_JMESPATH_OPERATORS, MAX_JMESPATH_QUERY_BYTES, MAX_VALUE_SET};
@@ -254,7 +255,7 @@ pub const ISSUER_SERVICE: &str = "AttestationService";
 pub const ISSUER_POLICY: &str = "AttestationPolicy";
 
 /// A claim value. Serialized untagged (`true`, `42`, `"s"`, or the JSON itself).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ClaimValue {
     Bool(bool),
@@ -262,6 +263,107 @@ pub enum ClaimValue {
     String(String),
     /// Structured claims (objects/arrays such as `events`, `pcrs`, `x-ms-sgx-collateral`).
     Json(Value),
+    /// A String whose text is the JSON text of an array or object a
+    /// `JmesPath` call returned, kept as that structure ([`JsonString`]).
+    /// It is a String in every way a policy or a token can tell: its
+    /// `valueType`, comparisons, string functions and serialization all
+    /// see the text. Only an evaluation produces it.
+    #[serde(skip_deserializing)]
+    JsonString(JsonString),
+}
+
+/// The JSON text of an array or object, held as the value it describes and
+/// written out the first time something reads it as text.
+///
+/// Why: TPM policies chain `JmesPath` calls through claims
+/// (`add(type="x", value=JmesPath(events, …))`, then `JmesPath(x, …)`).
+/// Writing each intermediate result as text, only for the next rule to read
+/// it back, was the largest cost of such an evaluation; the next rule and
+/// `JsonToClaimValue` now read the structure, and the text is written only
+/// if the claim is compared, concatenated, issued or serialized.
+///
+/// The value is exactly what parsing the text gives (every object's keys
+/// in sorted order, as `JmesPath` output has them), so the text written
+/// from it (`serde_json`) is the text the query produced; its length is
+/// known, and charged to the evaluation's budget, from the start.
+#[derive(Clone)]
+pub struct JsonString(std::sync::Arc<JsonStringInner>);
+
+struct JsonStringInner {
+    value: Value,
+    text_len: usize,
+    /// Heap bytes of `value` (as a copy of it allocates them).
+    value_bytes: u64,
+    text: std::sync::OnceLock<String>,
+}
+
+impl JsonString {
+    /// `value` must have every object's keys sorted; `text_len` is the
+    /// length of its JSON text and `value_bytes` its heap size.
+    pub(crate) fn new(value: Value, text_len: usize, value_bytes: u64) -> JsonString {
+        JsonString(std::sync::Arc::new(JsonStringInner {
+            value,
+            text_len,
+            value_bytes,
+            text: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The JSON text (written on the first call).
+    pub fn as_str(&self) -> &str {
+        self.0
+            .text
+            .get_or_init(|| serde_json::to_string(&self.0.value).unwrap_or_default())
+    }
+
+    /// The value the text describes.
+    pub fn value(&self) -> &Value {
+        &self.0.value
+    }
+
+    /// Length of the text in bytes, known without writing it.
+    pub fn text_len(&self) -> usize {
+        self.0.text_len
+    }
+
+    /// Heap bytes this value may hold: the structure and its text.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        self.0.value_bytes.saturating_add(self.0.text_len as u64)
+    }
+}
+
+impl fmt::Debug for JsonString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for JsonString {
+    fn eq(&self, other: &JsonString) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for JsonString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Strings compare by their text, whichever way they are held.
+impl PartialEq for ClaimValue {
+    fn eq(&self, other: &ClaimValue) -> bool {
+        match (self, other) {
+            (ClaimValue::Bool(a), ClaimValue::Bool(b)) => a == b,
+            (ClaimValue::Integer(a), ClaimValue::Integer(b)) => a == b,
+            (ClaimValue::Json(a), ClaimValue::Json(b)) => a == b,
+            (ClaimValue::JsonString(a), ClaimValue::JsonString(b)) => a == b,
+            (a, b) => match (a.as_text(), b.as_text()) {
+                (Some(x), Some(y)) => x == y,
+                _ => false,
+            },
+        }
+    }
 }
 
 impl ClaimValue {
@@ -270,8 +372,17 @@ impl ClaimValue {
         match self {
             ClaimValue::Bool(_) => "Boolean",
             ClaimValue::Integer(_) => "Integer",
-            ClaimValue::String(_) => "String",
+            ClaimValue::String(_) | ClaimValue::JsonString(_) => "String",
             ClaimValue::Json(_) => "Json",
+        }
+    }
+
+    /// The text of a String value (either form).
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            ClaimValue::String(s) => Some(s),
+            ClaimValue::JsonString(j) => Some(j.as_str()),
+            _ => None,
         }
     }
 
@@ -281,6 +392,7 @@ impl ClaimValue {
             ClaimValue::Bool(b) => Value::Bool(*b),
             ClaimValue::Integer(i) => Value::from(*i),
             ClaimValue::String(s) => Value::String(s.clone()),
+            ClaimValue::JsonString(j) => Value::String(j.as_str().to_owned()),
             ClaimValue::Json(j) => j.clone(),
         }
     }

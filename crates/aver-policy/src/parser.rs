@@ -351,7 +351,7 @@ impl<'a> Parser<'a> {
         let rhs = self.expr(0)?;
         if op.is_ordering() {
             let bad = match &rhs.kind {
-                ExprKind::Str(s) => Some(Tok::Str(s.clone())),
+                ExprKind::Str(s) => Some(Tok::Str(s.as_str().to_owned())),
                 ExprKind::Bool(b) => Some(Tok::Ident(b.to_string())),
                 _ => None,
             };
@@ -374,7 +374,7 @@ impl<'a> Parser<'a> {
     fn expr(&mut self, depth: usize) -> Result<Expr, ParseError> {
         let (tok, span) = self.lx.next_tok();
         let kind = match tok {
-            Tok::Str(s) => ExprKind::Str(s),
+            Tok::Str(s) => ExprKind::Str(StrLit::new(s)),
             Tok::Int(i) => ExprKind::Int(i),
             Tok::Ident(name) if name == "true" => ExprKind::Bool(true),
             Tok::Ident(name) if name == "false" => ExprKind::Bool(false),

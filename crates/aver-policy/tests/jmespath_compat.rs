@@ -183,9 +183,12 @@ fn new_search(query: &str, data: &Value) -> Result<String, EvalErrorKind> {
     match policy.evaluate(&claims) {
         Ok(e) => {
             assert_eq!(e.decision, Decision::Permit);
-            match e.issued.first().map(|c| &c.value) {
-                Some(ClaimValue::String(s)) => Ok(s.clone()),
-                other => panic!("{query}: unexpected result {other:?}"),
+            // An array or object result is a `ClaimValue::JsonString`, a
+            // scalar's a `ClaimValue::String`: both are Strings, compared
+            // here by their text.
+            match e.issued.first().and_then(|c| c.value.as_text()) {
+                Some(s) => Ok(s.to_owned()),
+                None => panic!("{query}: unexpected result {:?}", e.issued.first()),
             }
         }
         Err(e) => Err(e.kind),

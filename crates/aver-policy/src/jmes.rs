@@ -778,12 +778,11 @@ impl<'a> Interp<'_, '_> {
                 Ok(data.obj_get(name).unwrap_or(Jv::Null))
             }
             Ast::Subexpr { lhs, rhs, .. } => {
-                let left = self.eval(data, lhs, d)?;
-                self.eval(&left, rhs, d)
+                let left = self.operand(data, lhs, d)?;
+                self.operand(&left, rhs, d)
             }
             Ast::Identity { .. } => Ok(data.clone()),
             Ast::Literal { value, .. } => Ok(Jv::Lit(value)),
-            Ast::Index { idx, .. } => Ok(index(data, *idx).unwrap_or(Jv::Null)),
             Ast::Or { lhs, rhs, .. } => {
                 let left = self.eval(data, lhs, d)?;
                 if left.truthy() {
@@ -800,16 +799,12 @@ impl<'a> Interp<'_, '_> {
                     self.eval(data, rhs, d)
                 }
             }
-            Ast::Not { node, .. } => {
-                let v = self.eval(data, node, d)?;
-                Ok(Jv::Bool(!v.truthy()))
-            }
             Ast::Condition {
                 predicate, then, ..
             } => {
                 let c = self.eval(data, predicate, d)?;
                 if c.truthy() {
-                    self.eval(data, then, d)
+                    self.operand(data, then, d)
                 } else {
                     Ok(Jv::Null)
                 }
@@ -820,9 +815,14 @@ impl<'a> Interp<'_, '_> {
                 rhs,
                 ..
             } => {
-                let left = self.eval(data, lhs, d)?;
-                let right = self.eval(data, rhs, d)?;
+                let left = self.operand(data, lhs, d)?;
+                let right = self.operand(data, rhs, d)?;
                 self.compare(comparator, &left, &right, d)
+            }
+            Ast::Index { idx, .. } => Ok(index(data, *idx).unwrap_or(Jv::Null)),
+            Ast::Not { node, .. } => {
+                let v = self.eval(data, node, d)?;
+                Ok(Jv::Bool(!v.truthy()))
             }
             Ast::ObjectValues { node, .. } => {
                 let subject = self.eval(data, node, d)?;
@@ -912,7 +912,42 @@ impl<'a> Interp<'_, '_> {
         }
     }
 
+    /// [`Self::eval`] of a comparison's operand or a sub-expression's part:
+    /// the two commonest nodes there, a field of the current value and a
+    /// literal, are evaluated here (charged as `eval` charges them) rather
+    /// than through the general dispatch, which costs more than they do.
+    #[inline]
+    fn operand(&mut self, data: &Jv<'a>, node: &'a Ast, depth: usize) -> R<Jv<'a>> {
+        match node {
+            Ast::Field { name, .. } => {
+                self.meter
+                    .step(NODE_STEPS + FIELD_STEPS + name.len() as u64 / BYTES_PER_STEP)?;
+                Ok(data.obj_get(name).unwrap_or(Jv::Null))
+            }
+            Ast::Literal { value, .. } => {
+                self.meter.step(NODE_STEPS)?;
+                Ok(Jv::Lit(value))
+            }
+            Ast::Identity { .. } => {
+                self.meter.step(NODE_STEPS)?;
+                Ok(data.clone())
+            }
+            _ => self.eval(data, node, depth),
+        }
+    }
+
     fn compare(&mut self, cmp: &Comparator, l: &Jv<'a>, r: &Jv<'a>, depth: usize) -> R<Jv<'a>> {
+        // Two strings (a field against a literal, in most filters): compared
+        // here, charged as `equal` charges them.
+        if let (Comparator::Equal | Comparator::NotEqual, Some(x), Some(y)) =
+            (cmp, l.as_str(), r.as_str())
+        {
+            self.meter.step(NODE_STEPS + 1)?;
+            if x.len() == y.len() {
+                self.meter.step(x.len() as u64 / COMPARE_BYTES_PER_STEP)?;
+            }
+            return Ok(Jv::Bool((x == y) == matches!(cmp, Comparator::Equal)));
+        }
         let numbers = l.ty() == Ty::Num && r.ty() == Ty::Num;
         Ok(match cmp {
             Comparator::Equal => Jv::Bool(self.equal(l, r, depth)?),
@@ -1089,26 +1124,26 @@ impl<'a> Interp<'_, '_> {
         Ok(out.buf)
     }
 
-    /// An owned copy of a result, as parsing its text would build it
-    /// (every object's keys sorted, an expression reference as the string
-    /// `"<expression>"`), with the length of that text and the copy's heap
+    /// An owned copy of a result, the value parsing its text would build
+    /// (an expression reference as the string `"<expression>"`; objects
+    /// copied from the input keep their key order, which
+    /// [`json_string_text`] sorts), with the length of that text and the copy's heap
     /// size added to `sizes`. Memory is charged before each allocation, one
     /// node step per value. `None` when the result is deeper than
     /// [`MAX_STRUCTURED_DEPTH`] or larger than `sizes.cap` (what was charged
     /// is the caller's to release).
     fn own(&mut self, v: &Jv<'a>, depth: usize, sizes: &mut Sizes) -> R<Option<Value>> {
         if let Jv::Json(j) = v {
-            // Input JSON: sized in one read-only walk, then copied whole and
-            // its objects sorted in place (cheaper than building each map
-            // key by key, which hashes every key).
+            // Input JSON: sized in one read-only walk, then copied whole
+            // (cheaper than building each map key by key, which hashes
+            // every key). Its objects keep their order: the text is written
+            // sorted, and queries read objects in sorted order.
             let before = sizes.heap;
             if !self.json_sizes(j, depth, sizes)? || sizes.over_cap() {
                 return Ok(None);
             }
             self.meter.produce(sizes.heap - before)?;
-            let mut copy = (*j).clone();
-            copy.sort_all_objects();
-            return Ok(Some(copy));
+            return Ok(Some((*j).clone()));
         }
         self.meter.step(NODE_STEPS)?;
         if depth > MAX_STRUCTURED_DEPTH || sizes.over_cap() {
@@ -1745,49 +1780,106 @@ impl Out {
         Ok(())
     }
 
-    /// A JSON string literal, escaped exactly as `serde_json` does.
+    /// A JSON string literal, escaped exactly as `serde_json` does: its
+    /// length is known first ([`quoted_len`]), reserved (and charged) at once.
     fn put_quoted(&mut self, meter: &mut Meter<'_>, s: &str) -> R<()> {
-        self.put(meter, "\"")?;
-        let bytes = s.as_bytes();
-        // Most strings need no escape: one branch-free pass (vectorized)
-        // decides, and the whole string is copied at once.
-        let plain = bytes
-            .iter()
-            .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
-        if plain {
-            self.put(meter, s)?;
-            return self.put(meter, "\"");
-        }
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let esc: &str = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                0x08 => "\\b",
-                0x0C => "\\f",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x00..=0x1F => "",
-                _ => continue,
-            };
-            if start < i {
-                self.put(meter, s.get(start..i).unwrap_or(""))?;
-            }
-            if esc.is_empty() {
-                // Only control characters get here: b < 0x20.
-                let u = format!("\\u{:04x}", u32::from(b));
-                self.put(meter, &u)?;
-            } else {
-                self.put(meter, esc)?;
-            }
-            start = i + 1;
-        }
-        if start < bytes.len() {
-            self.put(meter, s.get(start..).unwrap_or(""))?;
-        }
-        self.put(meter, "\"")
+        self.reserve(meter, usize::try_from(quoted_len(s)).unwrap_or(usize::MAX))?;
+        push_quoted(&mut self.buf, s);
+        Ok(())
     }
+}
+
+/// Appends `s` as a JSON string literal, escaped exactly as `serde_json`
+/// escapes it (the one escaping routine of this module).
+fn push_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    // Most strings need no escape: one branch-free pass (vectorized)
+    // decides, and the whole string is copied at once.
+    let plain = bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or(""));
+        if esc.is_empty() {
+            // Only control characters get here: b < 0x20.
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            for nibble in [b >> 4, b & 0xF] {
+                let digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                out.push(char::from(digit));
+            }
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or(""));
+    out.push('"');
+}
+
+/// The JSON text of a [`crate::JsonString`]'s value: every object's keys in
+/// sorted order (the order `JmesPath` output has; the value keeps input
+/// objects in their own order), numbers and strings as `serde_json` writes
+/// them. `hint` is the text's known length. Recursion is bounded by the
+/// value's depth, at most [`MAX_STRUCTURED_DEPTH`].
+pub(crate) fn json_string_text(v: &Value, hint: usize) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(true) => out.push_str("true"),
+            Value::Bool(false) => out.push_str("false"),
+            Value::Number(n) => {
+                // Writing to a String cannot fail.
+                let _ = std::fmt::Write::write_fmt(out, format_args!("{n}"));
+            }
+            Value::String(s) => push_quoted(out, s),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|x, y| x.0.cmp(y.0));
+                out.push('{');
+                for (i, (k, item)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_quoted(out, k);
+                    out.push(':');
+                    write(item, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut out = String::with_capacity(hint);
+    write(v, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -1947,8 +2039,10 @@ mod tests {
             let mut sizes = Sizes::new(u64::MAX);
             let kept = it.own(&result, 0, &mut sizes).unwrap().unwrap();
             let parsed: Value = serde_json::from_str(&text).unwrap();
+            // Equal as JSON values (object order aside) …
             assert_eq!(kept, parsed, "{q}");
-            assert_eq!(serde_json::to_string(&kept).unwrap(), text, "{q}");
+            // … and written, the very text.
+            assert_eq!(json_string_text(&kept, 0), text, "{q}");
             assert_eq!(sizes.text, text.len() as u64, "{q}");
             let mut meter = Meter::new(&budget);
             let heap = crate::eval::json_heap_bytes_for_test(&parsed, &mut meter);

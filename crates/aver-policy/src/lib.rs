@@ -282,10 +282,11 @@ pub enum ClaimValue {
 /// `JsonToClaimValue` now read the structure, and the text is written only
 /// if the claim is compared, concatenated, issued or serialized.
 ///
-/// The value is exactly what parsing the text gives (every object's keys
-/// in sorted order, as `JmesPath` output has them), so the text written
-/// from it (`serde_json`) is the text the query produced; its length is
-/// known, and charged to the evaluation's budget, from the start.
+/// The value is what parsing the text gives, except that objects copied
+/// from the input keep their input key order; the text is written with
+/// every object's keys sorted, as `JmesPath` output has them, and is the
+/// text the query produced. Its length is known, and charged to the
+/// evaluation's budget, from the start.
 #[derive(Clone)]
 pub struct JsonString(std::sync::Arc<JsonStringInner>);
 
@@ -313,10 +314,10 @@ impl JsonString {
     pub fn as_str(&self) -> &str {
         self.0
             .text
-            .get_or_init(|| serde_json::to_string(&self.0.value).unwrap_or_default())
+            .get_or_init(|| crate::jmes::json_string_text(&self.0.value, self.0.text_len))
     }
 
-    /// The value the text describes.
+    /// The value the text describes (objects in input key order).
     pub fn value(&self) -> &Value {
         &self.0.value
     }

@@ -103,17 +103,45 @@ struct State<'i> {
 /// one type, and TPM evidence brings dozens of claims. Keys may collide
 /// (two types, one key): the condition still compares every candidate's
 /// type, so a collision costs a comparison, never a wrong match.
-#[derive(Default)]
-struct TypeIndex(std::collections::HashMap<u64, Vec<usize>, KeyHasher>);
+///
+/// The caller's claims are one sorted list, built at once; claims rules
+/// add (a few in real policies) go to a table by key.
+struct TypeIndex {
+    /// `(key, index)` of the caller's claims, sorted.
+    base: Vec<(u64, usize)>,
+    added: std::collections::HashMap<u64, Vec<usize>, KeyHasher>,
+}
 
 impl TypeIndex {
+    fn new(claims: &[Claim]) -> TypeIndex {
+        let mut base: Vec<(u64, usize)> = claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (type_key(&c.claim_type), i))
+            .collect();
+        base.sort_unstable();
+        TypeIndex {
+            base,
+            added: Default::default(),
+        }
+    }
+
+    /// Records claim `index`, added by a rule (indices grow).
     fn add(&mut self, claim_type: &str, index: usize) {
-        self.0.entry(type_key(claim_type)).or_default().push(index);
+        self.added
+            .entry(type_key(claim_type))
+            .or_default()
+            .push(index);
     }
 
     /// Ascending indices of the claims that may have type `t`.
-    fn candidates(&self, t: &str) -> &[usize] {
-        self.0.get(&type_key(t)).map_or(&[], Vec::as_slice)
+    fn candidates(&self, t: &str) -> impl Iterator<Item = usize> + '_ {
+        let key = type_key(t);
+        let from = self.base.partition_point(|&(k, _)| k < key);
+        let to = self.base.partition_point(|&(k, _)| k <= key);
+        let base = self.base.get(from..to).unwrap_or_default();
+        let added = self.added.get(&key).map_or(&[][..], Vec::as_slice);
+        base.iter().map(|&(_, i)| i).chain(added.iter().copied())
     }
 }
 
@@ -197,7 +225,6 @@ pub fn evaluate(
         });
     }
     // The type index of the incoming claims: one step and its bytes each.
-    let mut types = TypeIndex::default();
     if let Err(kind) = meter
         .step(incoming.len() as u64)
         .and_then(|()| meter.alloc(incoming.len() as u64 * TYPE_INDEX_BYTES))
@@ -211,9 +238,7 @@ pub fn evaluate(
             usage: meter.usage(),
         });
     }
-    for (i, c) in incoming.iter().enumerate() {
-        types.add(&c.claim_type, i);
-    }
+    let types = TypeIndex::new(incoming);
     let mut st = State {
         base: incoming,
         types,
@@ -317,7 +342,7 @@ fn run_rule(
         let scan: &mut dyn Iterator<Item = usize> = match typed_candidates(cond, &rhs_sets, st) {
             Some(candidates) => {
                 meter.step(1)?;
-                typed = candidates.iter().copied().take_while(|&i| i < snapshot);
+                typed = candidates.take_while(|&i| i < snapshot);
                 &mut typed
             }
             None => {
@@ -447,15 +472,18 @@ fn typed_candidates<'s>(
     cond: &Condition,
     rhs_sets: &[Vals<'_>],
     st: &'s State<'_>,
-) -> Option<&'s [usize]> {
+) -> Option<impl Iterator<Item = usize> + 's> {
     cond.props
         .iter()
         .zip(rhs_sets)
         .find_map(|(p, rhs)| match (p.prop, p.op, rhs.as_slice()) {
             (Prop::Type, Op::Eq, [only]) => Some(
+                // A value that is not a String matches no claim type.
                 only.as_ref()
                     .as_text()
-                    .map_or(&[][..], |t| st.types.candidates(t)),
+                    .map(|t| st.types.candidates(t))
+                    .into_iter()
+                    .flatten(),
             ),
             _ => None,
         })

@@ -446,6 +446,16 @@ impl Queries {
     }
 
     pub(crate) fn get(&self, query: &str) -> Option<std::sync::Arc<Ast>> {
+        // A real policy has a handful of queries, each a few hundred bytes:
+        // comparing lengths (and the bytes of the one that matches) costs
+        // far less than hashing the query. Larger sets are hashed.
+        if self.parsed.len() <= 16 {
+            return self
+                .parsed
+                .iter()
+                .find(|(q, _)| q.as_str() == query)
+                .map(|(_, ast)| std::sync::Arc::clone(ast));
+        }
         self.parsed.get(query).cloned()
     }
 }

@@ -94,11 +94,13 @@
 //!   rules query it (an evaluation keeps at most 8 such texts, and at most
 //!   an eighth of its memory budget, charged until it ends; texts a
 //!   function builds for one call are parsed for that call). An array or
-//!   object a `JmesPath` call returns is kept structured beside its text
-//!   (at most 8 results, within the same eighth), so that a later rule
-//!   querying the claim that holds that text reads the structure instead of
-//!   parsing it: the claim's text is matched byte for byte, and the
-//!   structure is exactly what parsing the text gives (keys sorted).
+//!   object a `JmesPath` call returns is a String held as the structure it
+//!   describes ([`ClaimValue::JsonString`]): a later rule's `JmesPath` or
+//!   `JsonToClaimValue` reads the structure instead of parsing text, and the
+//!   text (keys sorted, exactly the query's output) is written only when
+//!   something reads the value as text; its length is known, and charged,
+//!   from the start. Results deeper than 64 levels, or whose copy would
+//!   take more than an eighth of the memory budget, are plain text.
 //!   `JsonToClaimValue(x)` parses JSON text: integer → Integer, bool →
 //!   Boolean, string → String, array of those → several values (null elements
 //!   skipped), null → no value; fractions, objects and nested arrays are
@@ -194,11 +196,12 @@
 //! bounds one evaluation's memory to tens of MiB while leaving real policies
 //! far below it: the samples peak under 450 KB (0.7%), except the one that
 //! issues the whole boot log as a token claim, which holds it twice (issued
-//! set and trace; 0.9 MB, 1.3%). A claim text `JmesPath` has parsed, and
-//! an array or object result it returned, stay in memory, and counted,
-//! until the evaluation ends (so that another rule does not parse them
-//! again): the two TPM samples whose rules query earlier rules' results
-//! peak at ~470–490 KB (0.7%). The counted bytes match the real heap (a
+//! set and trace; 0.9 MB, 1.3%). A claim text `JmesPath` has parsed stays
+//! in memory, and counted, until the evaluation ends (so that another rule
+//! does not parse it again); a structured `JmesPath` result is counted as
+//! its copy plus its text, as the text and the structure kept beside it
+//! were counted before results were structured, when the two TPM samples
+//! whose rules query earlier rules' results peaked at ~470–490 KB (0.7%). The counted bytes match the real heap (a
 //! counting-allocator test checks the heap stays within the budget). Claims:
 //! real evaluations hold at most ~120; 50 000 stops copy amplification
 //! before it costs much memory. A server should still bound how many

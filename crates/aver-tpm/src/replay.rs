@@ -187,10 +187,13 @@ impl BankPcrs {
         }
     }
 
-    /// PCR extend: H(old || digest), written in place.
+    /// PCR extend: H(old || digest), written in place
+    /// ([`HashAlg::extend_in_place`]).
     fn extend(&mut self, pcr: u32, digest: &[u8]) {
-        let new = self.alg.digest_parts(&[self.value(pcr), digest]);
-        self.set(pcr, new.as_ref());
+        let alg = self.alg;
+        if let Some(v) = self.value_mut(pcr) {
+            alg.extend_in_place(v, digest);
+        }
     }
 }
 

@@ -18,9 +18,10 @@
 //!
 //! A parsed [`EventLog`] borrows from the input: an event's digests are
 //! held inline ([`EventDigests`]) as slices of it, and its data is one, so
-//! parsing allocates nothing per event. That took about 2 µs (11%) off
-//! `parse_event_log` + `replay` of keylime's 100-event `mb_log.bin`
-//! (BENCHMARKS.md, "Event log without per-event allocation").
+//! parsing allocates nothing per event. With the events filled in place
+//! (see `read_into`) that took parse + replay of keylime's 100-event
+//! `mb_log.bin` from 18.5 µs to 14.8 µs (BENCHMARKS.md, "Event log without
+//! per-event allocation").
 //!
 //! ## Real-world tolerances
 //!
@@ -47,7 +48,7 @@
 //! | Algorithm in the Spec ID list that Aver cannot hash (SM3_256, …) | **accepted**: its digests are skipped by the declared size and its bank is not replayed (go-attestation rejects such logs) | The declared size is all that is needed to stay in sync; the other banks remain verifiable. |
 //! | Event with **fewer** digests than the Spec ID lists | **accepted**; a bank missing from any extended event is not replayed ([`crate::replay::Replay::incomplete_banks`]) | Seen in real logs (tpm2-tools' `event-uefivar.bin`); a quote over that bank then fails as `BankNotInLog` instead of silently trusting a partial replay. |
 //! | Event with **more** digests than the Spec ID lists, the **same algorithm twice**, or an algorithm not in the Spec ID list | **rejected** (`TPML_DIGEST_VALUES.count` / `TPMT_HA.hashAlg` error naming the event) | A TPM extends each bank once per event; two digests for one bank would let two verifiers replay different values. |
-//! | Event with more than [`MAX_EVENT_DIGESTS`] (8) digests (possible only when the Spec ID event lists more than 8 algorithms) | **rejected** (`TPML_DIGEST_VALUES.count` exceeds the cap, naming the event) | An event holds its digests inline; no PCR bank hash beyond eight exists (five in the EFI TCG2 protocol, three SHA3 in the TCG Algorithm Registry), and dropping digests would replay less than the log says. |
+//! | Event with more than [`MAX_EVENT_DIGESTS`] (5) digests (possible only when the Spec ID event lists more than 5 algorithms) | **rejected** (`TPML_DIGEST_VALUES.count` exceeds the cap, naming the event) | An event holds its digests inline; the EFI TCG2 protocol firmware logs through knows five hash algorithms, and dropping digests would replay less than the log says. |
 //! | Zero-size event data (`eventSize` 0) | **accepted** in both formats (go-attestation since 2021/2023) | The digest is what is extended; empty data is legal. |
 //! | Zero bytes after the last event (log buffer larger than the log) | **accepted**: parsing stops at the first event that would start in an all-zero tail; the count is [`EventLog::trailing_zero_bytes`]. An input of only zero bytes is [`EventLogError::Empty`] | Firmware and OS loaders hand over fixed-size, zero-filled log areas. Read as records, the tail would be `EV_PREBOOT_CERT` events on PCR 0 with no (crypto-agile) or an all-zero (legacy) digest, which firmware does not log. Dropping it gives a forger nothing (they could send the log without it), and if such a record had really been extended the replay would mismatch the quote. A log cut inside an event is still an error. |
 //! | Padding with other bytes (TDX CCEL areas are `0xFF`-filled) | **rejected** by [`parse_event_log`] (the `0xFF…` record is an extended event naming PCR `0xFFFFFFFF`); [`parse_event_log_padded`] takes the padding byte as an argument, and the CCEL reader ([`crate::ccel`]) uses it with the byte its area is filled with | Not seen in TPM logs. The rule is the zero-tail rule with another byte: a record cannot consist of `0xFF` bytes only (its PCR index would be `0xFFFFFFFF` on an extended event), so cutting an all-`0xFF` tail is as unambiguous as cutting an all-zero one. |
@@ -247,14 +248,22 @@ pub struct SpecIdEvent {
     pub vendor_info: Vec<u8>,
 }
 
-/// Most digests one event may hold: one per hash algorithm a PCR bank
-/// can use. The EFI TCG2 protocol knows five (`EFI_TCG2_BOOT_HASH_ALG_*`:
-/// SHA-1, SHA-256, SHA-384, SHA-512, SM3-256) and the TCG Algorithm
-/// Registry adds SHA3-256/384/512; an event's digests are for distinct
-/// algorithms of the Spec ID list, so no real log comes near this. An event
-/// with more is rejected (`TPML_DIGEST_VALUES.count` exceeds the cap), never
-/// truncated.
-pub const MAX_EVENT_DIGESTS: usize = 8;
+/// Most digests one event may hold: five, the hash algorithms the EFI TCG2
+/// protocol can log (`EFI_TCG2_BOOT_HASH_ALG_*`: SHA-1, SHA-256, SHA-384,
+/// SHA-512, SM3-256), firmware writing one digest per active PCR bank. An
+/// event's digests are for distinct algorithms of the Spec ID list, which
+/// may name up to [`MAX_SPEC_ALGORITHMS`]; an event with more than five is
+/// rejected (`TPML_DIGEST_VALUES.count` exceeds the cap), never truncated.
+///
+/// Why five and not the eight hash algorithms of the TCG Algorithm Registry
+/// (the three SHA3 as well): the digests are inline in every [`Event`], and
+/// with five an empty event is small enough to be written in place with a
+/// few stores, where with eight it was copied in with a `memcpy` call per
+/// event: 0.4 µs of the 15 µs `parse_event_log` + `replay` of a 100-event
+/// log (BENCHMARKS.md, "Event log without per-event allocation"). No
+/// firmware can log a sixth bank through the TCG2 protocol; raising the
+/// cap is a one-line change if one appears.
+pub const MAX_EVENT_DIGESTS: usize = 5;
 
 /// One digest of an event, borrowed from the log's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -272,13 +281,16 @@ pub struct EventDigest<'a> {
 /// `ev.digests.iter()`, `.len()` and `[i]` work as on a `Vec`.
 ///
 /// Why inline and borrowed: the digests used to be a `Vec<EventDigest>`
-/// of `Vec<u8>`s, two or more allocations and copies per event, which with
-/// the event data's copy made about a third of `parse_event_log` +
-/// `replay` on a 100-event log (BENCHMARKS.md, "Event log without
-/// per-event allocation"). A digest is a slice of the input instead of an
+/// of `Vec<u8>`s, two or more allocations and copies per event; with the
+/// event data's copy (and the allocator's work to free it all) they were
+/// about a third of `parse_event_log` + `replay` on a 100-event log under
+/// perf, and removing them took it from 18.5 µs to 16.3 µs (BENCHMARKS.md,
+/// "Event log without per-event allocation"). A digest is a slice of the input instead of an
 /// inline copy (such as [`crate::alg::Digest`]): nothing is copied, an entry
-/// is 24 bytes rather than 66, and digests of algorithms Aver does not
-/// compute, up to [`MAX_DIGEST_SIZE`] bytes, fit as well as the known ones.
+/// is 24 bytes rather than 66 (so that an empty [`Event`] is cheap to
+/// write, see [`MAX_EVENT_DIGESTS`]), and digests of algorithms Aver does
+/// not compute, up to [`MAX_DIGEST_SIZE`] bytes, fit as well as the known
+/// ones.
 #[derive(Clone, Copy)]
 pub struct EventDigests<'a> {
     items: [EventDigest<'a>; MAX_EVENT_DIGESTS],
@@ -619,42 +631,73 @@ fn reserve_event(events: &mut Vec<Event<'_>>, remaining: usize, min_record: usiz
     }
 }
 
-/// Reads one TCG_PCR_EVENT (legacy / SHA-1 header format).
-fn read_legacy_event<'a>(r: &mut Reader<'a>, seq: usize) -> Result<Event<'a>, EventLogError> {
+impl Event<'_> {
+    /// An event of sequence number `seq` with nothing read yet.
+    const fn empty(seq: usize) -> Self {
+        Event {
+            seq: seq as u32,
+            pcr_index: 0,
+            event_type: 0,
+            digests: EventDigests::new(),
+            data: &[],
+        }
+    }
+}
+
+/// Appends the event of sequence number `events.len()` and has `read` fill
+/// it in place.
+///
+/// Why in place: an [`Event`] is about 160 bytes (its digests are inline),
+/// and an event read into a local and then pushed was copied twice; the
+/// first copy, reading the digest entries back right after they were
+/// written field by field, also stalled on store forwarding (a quarter of
+/// the parser's samples under perf). Filling the pushed event instead took
+/// 1 µs off `parse_event_log` + `replay` of a 100-event log.
+fn read_into<'a>(
+    events: &mut Vec<Event<'a>>,
+    read: impl FnOnce(&mut Event<'a>) -> Result<(), EventLogError>,
+) -> Result<(), EventLogError> {
+    events.push(Event::empty(events.len()));
+    match events.last_mut() {
+        Some(ev) => read(ev),
+        None => Ok(()),
+    }
+}
+
+/// Reads one TCG_PCR_EVENT (legacy / SHA-1 header format) into `ev`.
+fn read_legacy_event<'a>(
+    r: &mut Reader<'a>,
+    seq: usize,
+    ev: &mut Event<'a>,
+) -> Result<(), EventLogError> {
     let offset = r.offset();
     let m = malformed(seq, offset);
-    let pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
-    let event_type = r.u32_le("eventType").map_err(&m)?;
-    check_pcr(seq, offset, pcr_index, event_type)?;
+    ev.pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
+    ev.event_type = r.u32_le("eventType").map_err(&m)?;
+    check_pcr(seq, offset, ev.pcr_index, ev.event_type)?;
     let digest = r.bytes(20, "SHA-1 digest").map_err(&m)?;
-    let data = read_data(r).map_err(&m)?;
-    let mut digests = EventDigests::new();
+    ev.data = read_data(r).map_err(&m)?;
     // One digest always fits (MAX_EVENT_DIGESTS > 0).
-    let _ = digests.push(EventDigest {
+    let _ = ev.digests.push(EventDigest {
         algorithm_id: crate::alg::TPM_ALG_SHA1,
         digest,
     });
-    Ok(Event {
-        seq: seq as u32,
-        pcr_index,
-        event_type,
-        digests,
-        data,
-    })
+    Ok(())
 }
 
-/// Reads one TCG_PCR_EVENT2 (crypto-agile format) using the digest sizes
-/// the Spec ID event declares.
+/// Reads one TCG_PCR_EVENT2 (crypto-agile format) into `ev`, using the
+/// digest sizes the Spec ID event declares.
 fn read_agile_event<'a>(
     r: &mut Reader<'a>,
     seq: usize,
     spec: &SpecIdEvent,
-) -> Result<Event<'a>, EventLogError> {
+    ev: &mut Event<'a>,
+) -> Result<(), EventLogError> {
     let offset = r.offset();
     let m = malformed(seq, offset);
-    let pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
-    let event_type = r.u32_le("eventType").map_err(&m)?;
-    check_pcr(seq, offset, pcr_index, event_type)?;
+    ev.pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
+    ev.event_type = r.u32_le("eventType").map_err(&m)?;
+    check_pcr(seq, offset, ev.pcr_index, ev.event_type)?;
     let count = r.u32_le("TPML_DIGEST_VALUES.count").map_err(&m)?;
     if count as usize > spec.algorithms.len() {
         return Err(m(ParseError::Invalid {
@@ -674,7 +717,7 @@ fn read_agile_event<'a>(
             cap: MAX_EVENT_DIGESTS as u64,
         }));
     }
-    let mut digests = EventDigests::new();
+    let digests = &mut ev.digests;
     for _ in 0..count {
         let algorithm_id = r.u16_le("TPMT_HA.hashAlg").map_err(&m)?;
         let Some(a) = spec
@@ -712,14 +755,8 @@ fn read_agile_event<'a>(
             }));
         }
     }
-    let data = read_data(r).map_err(&m)?;
-    Ok(Event {
-        seq: seq as u32,
-        pcr_index,
-        event_type,
-        digests,
-        data,
-    })
+    ev.data = read_data(r).map_err(&m)?;
+    Ok(())
 }
 
 /// Parses a TCG PC Client event log (legacy SHA-1 or crypto-agile).
@@ -751,7 +788,8 @@ pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog<'_>, E
         return Err(EventLogError::Empty);
     }
     let mut r = Reader::new(buf);
-    let mut first = read_legacy_event(&mut r, 0)?;
+    let mut first = Event::empty(0);
+    read_legacy_event(&mut r, 0, &mut first)?;
     // The signature alone selects the format: the Spec ID record is an
     // EV_NO_ACTION event, so its PCR index and digest are not checked
     // (see the tolerance table).
@@ -769,8 +807,8 @@ pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog<'_>, E
                 return Err(EventLogError::TooManyEvents);
             }
             reserve_event(&mut events, content_end - r.offset(), MIN_LEGACY_EVENT);
-            let ev = read_legacy_event(&mut r, events.len())?;
-            events.push(ev);
+            let seq = events.len();
+            read_into(&mut events, |ev| read_legacy_event(&mut r, seq, ev))?;
         }
         return Ok(EventLog {
             format: LogFormat::LegacySha1,
@@ -813,8 +851,8 @@ pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog<'_>, E
             return Err(EventLogError::TooManyEvents);
         }
         reserve_event(&mut events, content_end - r.offset(), MIN_AGILE_EVENT);
-        let ev = read_agile_event(&mut r, events.len(), &spec)?;
-        events.push(ev);
+        let seq = events.len();
+        read_into(&mut events, |ev| read_agile_event(&mut r, seq, &spec, ev))?;
     }
     Ok(EventLog {
         format: LogFormat::CryptoAgile,

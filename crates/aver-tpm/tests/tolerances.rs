@@ -397,7 +397,7 @@ fn surplus_duplicate_or_unlisted_digests_are_rejected() {
 #[test]
 fn more_digests_than_an_event_holds_are_rejected_not_truncated() {
     // A Spec ID event may list up to MAX_SPEC_ALGORITHMS (16) algorithms,
-    // an event holds MAX_EVENT_DIGESTS (8) digests inline: an event with
+    // an event holds MAX_EVENT_DIGESTS (5) digests inline: an event with
     // more is refused, naming the event, while the largest one that fits
     // keeps every digest.
     use aver_tpm::eventlog::{MAX_EVENT_DIGESTS, MAX_SPEC_ALGORITHMS};
@@ -425,7 +425,7 @@ fn more_digests_than_an_event_holds_are_rejected_not_truncated() {
         header.clone(),
         agile(0, EV_POST_CODE, &digests(MAX_EVENT_DIGESTS), b"a"),
     ]);
-    let log = parse_event_log(&fits).expect("8 digests fit");
+    let log = parse_event_log(&fits).expect("MAX_EVENT_DIGESTS digests fit");
     assert_eq!(log.events[1].digests.len(), MAX_EVENT_DIGESTS);
     assert_eq!(log.events[1].digests[0].digest, vec![0; 4]);
     assert_eq!(
@@ -437,7 +437,7 @@ fn more_digests_than_an_event_holds_are_rejected_not_truncated() {
         header,
         agile(0, EV_POST_CODE, &digests(MAX_EVENT_DIGESTS + 1), b"a"),
     ]);
-    let err = parse_event_log(&too_many).expect_err("9 digests do not fit");
+    let err = parse_event_log(&too_many).expect_err("one more does not fit");
     assert!(
         matches!(
             &err,
@@ -446,16 +446,21 @@ fn more_digests_than_an_event_holds_are_rejected_not_truncated() {
                 offset,
                 source: ParseError::TooLarge {
                     field: "TPML_DIGEST_VALUES.count",
-                    value: 9,
-                    cap: 8,
+                    value,
+                    cap,
                 },
             } if *offset == at
+                && *value == MAX_EVENT_DIGESTS as u64 + 1
+                && *cap == MAX_EVENT_DIGESTS as u64
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        format!("event 1 (offset {at}): TPML_DIGEST_VALUES.count = 9 exceeds the cap of 8")
+        format!(
+            "event 1 (offset {at}): TPML_DIGEST_VALUES.count = {} exceeds the cap of {MAX_EVENT_DIGESTS}",
+            MAX_EVENT_DIGESTS + 1
+        )
     );
 }
 

@@ -241,6 +241,8 @@ pub fn verify_evidence(e: &TpmEvidence<'_>) -> Result<VerifiedEvidence, TpmError
     match &log {
         Some((log, replay)) => {
             let published = EventLog {
+                format: log.format,
+                spec_id: log.spec_id.clone(),
                 events: log
                     .events
                     .iter()
@@ -250,7 +252,7 @@ pub fn verify_evidence(e: &TpmEvidence<'_>) -> Result<VerifiedEvidence, TpmError
                     })
                     .cloned()
                     .collect(),
-                ..log.clone()
+                trailing_zero_bytes: log.trailing_zero_bytes,
             };
             let tc = aver_tpm::claims::build_claims(&published, Some(replay), &quoted);
             if let Ok(Value::Object(m)) = serde_json::to_value(&tc) {

@@ -189,11 +189,12 @@ impl RtmrMismatch {
     }
 }
 
-/// A parsed and replayed CCEL log.
+/// A parsed and replayed CCEL log, borrowing from the area it was read
+/// from (as [`EventLog`] does).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CcelReplay {
+pub struct CcelReplay<'a> {
     /// The parsed log (records in order, the Spec ID header first).
-    pub log: EventLog,
+    pub log: EventLog<'a>,
     /// The padding byte the area's tail was cut at (`0xFF` or `0x00`).
     pub padding: u8,
     /// Replayed RTMR0–3.
@@ -206,7 +207,7 @@ pub struct CcelReplay {
     pub replay: Replay,
 }
 
-impl CcelReplay {
+impl CcelReplay<'_> {
     /// RTMRs the log is compared against: 0–2, and 3 when the log extends it.
     pub fn compared(&self) -> Vec<usize> {
         (0..RTMR_COUNT)
@@ -217,7 +218,7 @@ impl CcelReplay {
 
 /// Parses a CCEL area (with its padding) and replays it to RTMR0–3. See
 /// the module docs for the end-of-log rule and the caps.
-pub fn replay_ccel(area: &[u8]) -> Result<CcelReplay, CcelError> {
+pub fn replay_ccel(area: &[u8]) -> Result<CcelReplay<'_>, CcelError> {
     if area.len() > MAX_CCEL_BYTES {
         return Err(CcelError::TooLarge { len: area.len() });
     }
@@ -288,7 +289,10 @@ pub fn replay_ccel(area: &[u8]) -> Result<CcelReplay, CcelError> {
 /// Replays a CCEL area and compares it with a quote's RTMRs (RTMR0–2, and
 /// RTMR3 when the log extends it); the first register that differs is a
 /// [`CcelError::Mismatch`].
-pub fn verify_ccel(area: &[u8], quoted: &[[u8; 48]; RTMR_COUNT]) -> Result<CcelReplay, CcelError> {
+pub fn verify_ccel<'a>(
+    area: &'a [u8],
+    quoted: &[[u8; 48]; RTMR_COUNT],
+) -> Result<CcelReplay<'a>, CcelError> {
     let r = replay_ccel(area)?;
     let compared = r.compared();
     // The comparison (and the "quoted value reached after event n" search)

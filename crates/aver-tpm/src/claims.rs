@@ -122,7 +122,7 @@ fn alg_name(id: u16) -> String {
 }
 
 /// ProcessedData object for one event.
-pub fn processed_data(ev: &Event) -> Value {
+pub fn processed_data(ev: &Event<'_>) -> Value {
     match ev.decode() {
         EventData::SpecId(s) => json!({
             "Signature": "Spec ID Event03",
@@ -178,12 +178,12 @@ pub fn processed_data(ev: &Event) -> Value {
         EventData::Tagged { id, data } => {
             json!({ "TaggedEventId": id, "TaggedEventData": b64(&data) })
         }
-        EventData::Raw => json!({ "Data": b64(&ev.data) }),
+        EventData::Raw => json!({ "Data": b64(ev.data) }),
     }
 }
 
 /// Builds the `events` claim.
-pub fn events_claim(log: &EventLog) -> EventsClaim {
+pub fn events_claim(log: &EventLog<'_>) -> EventsClaim {
     EventsClaim {
         events: log
             .events
@@ -196,7 +196,7 @@ pub fn events_claim(log: &EventLog) -> EventsClaim {
                 digests: ev
                     .digests
                     .iter()
-                    .map(|d| json!({"AlgorithmId": alg_name(d.algorithm_id), "Digest": hex::encode(&d.digest)}))
+                    .map(|d| json!({"AlgorithmId": alg_name(d.algorithm_id), "Digest": hex::encode(d.digest)}))
                     .collect(),
                 processed_data: processed_data(ev),
             })
@@ -321,20 +321,20 @@ pub struct TpmClaims {
     pub boot_summary: BootSummary,
 }
 
-fn digest_map(ev: &Event) -> Map<String, Value> {
+fn digest_map(ev: &Event<'_>) -> Map<String, Value> {
     ev.digests
         .iter()
         .map(|d| {
             (
                 alg_name(d.algorithm_id),
-                Value::String(hex::encode(&d.digest)),
+                Value::String(hex::encode(d.digest)),
             )
         })
         .collect()
 }
 
 /// Secure Boot state per the rule in the module docs.
-pub fn secure_boot_enabled(log: &EventLog) -> bool {
+pub fn secure_boot_enabled(log: &EventLog<'_>) -> bool {
     let mut seen = false;
     for ev in &log.events {
         if ev.event_type != types::EV_EFI_VARIABLE_DRIVER_CONFIG || ev.pcr_index != 7 {
@@ -359,7 +359,11 @@ pub fn secure_boot_enabled(log: &EventLog) -> bool {
 
 /// Builds every claim. `pcr_values` are the PCRs to publish (normally the
 /// quoted values, after [`crate::replay::compare`] succeeded).
-pub fn build_claims(log: &EventLog, replay: Option<&Replay>, pcr_values: &PcrValues) -> TpmClaims {
+pub fn build_claims(
+    log: &EventLog<'_>,
+    replay: Option<&Replay>,
+    pcr_values: &PcrValues,
+) -> TpmClaims {
     let secure = secure_boot_enabled(log);
     let mut vars = Vec::new();
     let mut apps = Vec::new();

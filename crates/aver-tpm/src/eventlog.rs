@@ -11,10 +11,17 @@
 //!
 //! Caps (exceeding any is an error, never a silent truncation):
 //! [`MAX_EVENTS`] events, [`MAX_SPEC_ALGORITHMS`] algorithms in the Spec ID
-//! event, [`MAX_DIGEST_SIZE`] bytes per digest, [`MAX_EVENT_DATA`] bytes of
-//! event data, PCR indices 0–23 ([`MAX_PCR_INDEX`]) on every event that is
-//! extended. Memory use is therefore bounded by a small constant times the
-//! input length.
+//! event, [`MAX_EVENT_DIGESTS`] digests in one event, [`MAX_DIGEST_SIZE`]
+//! bytes per digest, [`MAX_EVENT_DATA`] bytes of event data, PCR indices
+//! 0–23 ([`MAX_PCR_INDEX`]) on every event that is extended. Memory use is
+//! therefore bounded by a small constant times the input length.
+//!
+//! A parsed [`EventLog`] borrows from the input: an event's digests are
+//! held inline ([`EventDigests`]) as slices of it, and its data is one, so
+//! parsing allocates nothing per event. With the events filled in place
+//! (see `read_into`) that took parse + replay of keylime's 100-event
+//! `mb_log.bin` from 18.5 µs to 14.8 µs (BENCHMARKS.md, "Event log without
+//! per-event allocation").
 //!
 //! ## Real-world tolerances
 //!
@@ -41,6 +48,7 @@
 //! | Algorithm in the Spec ID list that Aver cannot hash (SM3_256, …) | **accepted**: its digests are skipped by the declared size and its bank is not replayed (go-attestation rejects such logs) | The declared size is all that is needed to stay in sync; the other banks remain verifiable. |
 //! | Event with **fewer** digests than the Spec ID lists | **accepted**; a bank missing from any extended event is not replayed ([`crate::replay::Replay::incomplete_banks`]) | Seen in real logs (tpm2-tools' `event-uefivar.bin`); a quote over that bank then fails as `BankNotInLog` instead of silently trusting a partial replay. |
 //! | Event with **more** digests than the Spec ID lists, the **same algorithm twice**, or an algorithm not in the Spec ID list | **rejected** (`TPML_DIGEST_VALUES.count` / `TPMT_HA.hashAlg` error naming the event) | A TPM extends each bank once per event; two digests for one bank would let two verifiers replay different values. |
+//! | Event with more than [`MAX_EVENT_DIGESTS`] (5) digests (possible only when the Spec ID event lists more than 5 algorithms) | **rejected** (`TPML_DIGEST_VALUES.count` exceeds the cap, naming the event) | An event holds its digests inline; the EFI TCG2 protocol firmware logs through knows five hash algorithms, and dropping digests would replay less than the log says. |
 //! | Zero-size event data (`eventSize` 0) | **accepted** in both formats (go-attestation since 2021/2023) | The digest is what is extended; empty data is legal. |
 //! | Zero bytes after the last event (log buffer larger than the log) | **accepted**: parsing stops at the first event that would start in an all-zero tail; the count is [`EventLog::trailing_zero_bytes`]. An input of only zero bytes is [`EventLogError::Empty`] | Firmware and OS loaders hand over fixed-size, zero-filled log areas. Read as records, the tail would be `EV_PREBOOT_CERT` events on PCR 0 with no (crypto-agile) or an all-zero (legacy) digest, which firmware does not log. Dropping it gives a forger nothing (they could send the log without it), and if such a record had really been extended the replay would mismatch the quote. A log cut inside an event is still an error. |
 //! | Padding with other bytes (TDX CCEL areas are `0xFF`-filled) | **rejected** by [`parse_event_log`] (the `0xFF…` record is an extended event naming PCR `0xFFFFFFFF`); [`parse_event_log_padded`] takes the padding byte as an argument, and the CCEL reader ([`crate::ccel`]) uses it with the byte its area is filled with | Not seen in TPM logs. The rule is the zero-tail rule with another byte: a record cannot consist of `0xFF` bytes only (its PCR index would be `0xFFFFFFFF` on an extended event), so cutting an all-`0xFF` tail is as unambiguous as cutting an all-zero one. |
@@ -240,19 +248,157 @@ pub struct SpecIdEvent {
     pub vendor_info: Vec<u8>,
 }
 
-/// One digest of an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventDigest {
+/// Most digests one event may hold: five, the hash algorithms the EFI TCG2
+/// protocol can log (`EFI_TCG2_BOOT_HASH_ALG_*`: SHA-1, SHA-256, SHA-384,
+/// SHA-512, SM3-256), firmware writing one digest per active PCR bank. An
+/// event's digests are for distinct algorithms of the Spec ID list, which
+/// may name up to [`MAX_SPEC_ALGORITHMS`]; an event with more than five is
+/// rejected (`TPML_DIGEST_VALUES.count` exceeds the cap), never truncated.
+///
+/// Why five and not the eight hash algorithms of the TCG Algorithm Registry
+/// (the three SHA3 as well): the digests are inline in every [`Event`], and
+/// with five an empty event is small enough to be written in place with a
+/// few stores, where with eight it was copied in with a `memcpy` call per
+/// event: 0.4 µs of the 15 µs `parse_event_log` + `replay` of a 100-event
+/// log (BENCHMARKS.md, "Event log without per-event allocation"). No
+/// firmware can log a sixth bank through the TCG2 protocol; raising the
+/// cap is a one-line change if one appears.
+pub const MAX_EVENT_DIGESTS: usize = 5;
+
+/// One digest of an event, borrowed from the log's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventDigest<'a> {
     /// TPM_ALG_ID.
     pub algorithm_id: u16,
-    /// Digest bytes.
+    /// Digest bytes (of the size the Spec ID event declares; 20 in a
+    /// legacy log).
     #[serde(serialize_with = "crate::claims::ser_hex")]
-    pub digest: Vec<u8>,
+    pub digest: &'a [u8],
 }
 
-/// One event (TCG_PCR_EVENT or TCG_PCR_EVENT2).
+/// An event's digests, in log order: at most [`MAX_EVENT_DIGESTS`], held
+/// inline (no allocation per event). Dereferences to a slice, so
+/// `ev.digests.iter()`, `.len()` and `[i]` work as on a `Vec`.
+///
+/// Why inline and borrowed: the digests used to be a `Vec<EventDigest>`
+/// of `Vec<u8>`s, two or more allocations and copies per event; with the
+/// event data's copy (and the allocator's work to free it all) they were
+/// about a third of `parse_event_log` + `replay` on a 100-event log under
+/// perf, and removing them took it from 18.5 µs to 16.3 µs (BENCHMARKS.md,
+/// "Event log without per-event allocation"). A digest is a slice of the input instead of an
+/// inline copy (such as [`crate::alg::Digest`]): nothing is copied, an entry
+/// is 24 bytes rather than 66 (so that an empty [`Event`] is cheap to
+/// write, see [`MAX_EVENT_DIGESTS`]), and digests of algorithms Aver does
+/// not compute, up to [`MAX_DIGEST_SIZE`] bytes, fit as well as the known
+/// ones.
+#[derive(Clone, Copy)]
+pub struct EventDigests<'a> {
+    items: [EventDigest<'a>; MAX_EVENT_DIGESTS],
+    len: u8,
+}
+
+const NO_DIGEST: EventDigest<'static> = EventDigest {
+    algorithm_id: 0,
+    digest: &[],
+};
+
+impl<'a> EventDigests<'a> {
+    /// No digests.
+    pub const fn new() -> EventDigests<'a> {
+        EventDigests {
+            items: [NO_DIGEST; MAX_EVENT_DIGESTS],
+            len: 0,
+        }
+    }
+
+    /// The digests of `digests`; `None` when there are more than
+    /// [`MAX_EVENT_DIGESTS`].
+    pub fn from_slice(digests: &[EventDigest<'a>]) -> Option<EventDigests<'a>> {
+        let mut out = EventDigests::new();
+        for d in digests {
+            out.push(*d).ok()?;
+        }
+        Some(out)
+    }
+
+    /// Appends a digest; gives it back when [`MAX_EVENT_DIGESTS`] are
+    /// already held.
+    pub fn push(&mut self, digest: EventDigest<'a>) -> Result<(), EventDigest<'a>> {
+        match self.items.get_mut(usize::from(self.len)) {
+            Some(slot) => {
+                *slot = digest;
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(digest),
+        }
+    }
+
+    /// The digests held.
+    pub fn as_slice(&self) -> &[EventDigest<'a>] {
+        self.items.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    /// The digests held, mutably (to rewrite a digest in place).
+    pub fn as_mut_slice(&mut self) -> &mut [EventDigest<'a>] {
+        self.items
+            .get_mut(..usize::from(self.len))
+            .unwrap_or_default()
+    }
+}
+
+impl Default for EventDigests<'_> {
+    fn default() -> Self {
+        EventDigests::new()
+    }
+}
+
+impl<'a> std::ops::Deref for EventDigests<'a> {
+    type Target = [EventDigest<'a>];
+    fn deref(&self) -> &[EventDigest<'a>] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::DerefMut for EventDigests<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.as_mut_slice()
+    }
+}
+
+impl<'a, 'b> IntoIterator for &'b EventDigests<'a> {
+    type Item = &'b EventDigest<'a>;
+    type IntoIter = std::slice::Iter<'b, EventDigest<'a>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl std::fmt::Debug for EventDigests<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl PartialEq for EventDigests<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for EventDigests<'_> {}
+
+impl Serialize for EventDigests<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.as_slice())
+    }
+}
+
+/// One event (TCG_PCR_EVENT or TCG_PCR_EVENT2), borrowing its digests
+/// and data from the bytes [`parse_event_log`] was given: parsing an event
+/// allocates and copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Event {
+pub struct Event<'a> {
     /// Position in the log, 0 = first record (the Spec ID event in a
     /// crypto-agile log).
     pub seq: u32,
@@ -261,19 +407,20 @@ pub struct Event {
     /// Event type.
     pub event_type: u32,
     /// Digests, in log order.
-    pub digests: Vec<EventDigest>,
+    pub digests: EventDigests<'a>,
     /// Event data.
     #[serde(serialize_with = "crate::claims::ser_hex")]
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
 }
 
-impl Event {
+impl<'a> Event<'a> {
     /// Digest for a bank, if present.
-    pub fn digest(&self, alg: HashAlg) -> Option<&[u8]> {
+    pub fn digest(&self, alg: HashAlg) -> Option<&'a [u8]> {
+        let id = alg.tpm_id();
         self.digests
             .iter()
-            .find(|d| d.algorithm_id == alg.tpm_id())
-            .map(|d| d.digest.as_slice())
+            .find(|d| d.algorithm_id == id)
+            .map(|d| d.digest)
     }
 
     /// `EV_...` name of the type.
@@ -288,7 +435,7 @@ impl Event {
         let mut any = false;
         for d in &self.digests {
             if let Some(alg) = HashAlg::from_tpm(d.algorithm_id) {
-                if alg.hash(&self.data) != d.digest {
+                if alg.digest_parts(&[self.data]).as_ref() != d.digest {
                     return false;
                 }
                 any = true;
@@ -297,28 +444,41 @@ impl Event {
         any
     }
 
+    /// The locality of a `StartupLocality` event ([`EventData::StartupLocality`]
+    /// without decoding anything else); `None` for every other event.
+    pub fn startup_locality(&self) -> Option<u8> {
+        if self.event_type == types::EV_NO_ACTION {
+            startup_locality(self.pcr_index, self.data)
+        } else {
+            None
+        }
+    }
+
     /// Decodes the event data according to the event type.
     pub fn decode(&self) -> EventData {
-        decode_event(self.pcr_index, self.event_type, &self.data)
+        decode_event(self.pcr_index, self.event_type, self.data)
     }
 }
 
-/// A parsed event log.
+/// A parsed event log, borrowing its events' digests and data from the
+/// bytes it was parsed from (see [`Event`]). Whoever must keep what a log
+/// says beyond that buffer keeps what it derived from it (the CCEL claims
+/// are built while the request is at hand, for instance).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventLog {
+pub struct EventLog<'a> {
     /// Format.
     pub format: LogFormat,
     /// Spec ID header (crypto-agile only).
     pub spec_id: Option<SpecIdEvent>,
     /// All events including the Spec ID record.
-    pub events: Vec<Event>,
+    pub events: Vec<Event<'a>>,
     /// Number of padding bytes after the last event (zero bytes, or the
     /// byte given to [`parse_event_log_padded`]; see the tolerance table in
     /// the module docs); 0 for an exact log.
     pub trailing_zero_bytes: usize,
 }
 
-impl EventLog {
+impl EventLog<'_> {
     /// Banks the log carries digests for and Aver can compute.
     pub fn banks(&self) -> Vec<HashAlg> {
         match &self.spec_id {
@@ -341,6 +501,17 @@ const SPEC_ID_03: &[u8; 16] = b"Spec ID Event03\0";
 /// Bytes per event assumed when reserving room for a log's events.
 const EVENT_BYTES_GUESS: usize = 128;
 const STARTUP_LOCALITY: &[u8; 16] = b"StartupLocality\0";
+
+/// The locality of an `EV_NO_ACTION` event's data when it is a
+/// `StartupLocality` event: on PCR 0, exactly the signature and one byte.
+fn startup_locality(pcr_index: u32, data: &[u8]) -> Option<u8> {
+    match data.split_last() {
+        Some((&locality, signature)) if pcr_index == 0 && signature == STARTUP_LOCALITY => {
+            Some(locality)
+        }
+        _ => None,
+    }
+}
 
 fn malformed(seq: usize, offset: usize) -> impl Fn(ParseError) -> EventLogError {
     move |source| EventLogError::Malformed {
@@ -443,39 +614,90 @@ fn check_pcr(seq: usize, offset: usize, pcr: u32, event_type: u32) -> Result<(),
     }
 }
 
-/// Reads one TCG_PCR_EVENT (legacy / SHA-1 header format).
-fn read_legacy_event(r: &mut Reader<'_>, seq: usize) -> Result<Event, EventLogError> {
-    let offset = r.offset();
-    let m = malformed(seq, offset);
-    let pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
-    let event_type = r.u32_le("eventType").map_err(&m)?;
-    check_pcr(seq, offset, pcr_index, event_type)?;
-    let digest = r.bytes(20, "SHA-1 digest").map_err(&m)?.to_vec();
-    let data = read_data(r).map_err(&m)?.to_vec();
-    Ok(Event {
-        seq: seq as u32,
-        pcr_index,
-        event_type,
-        digests: vec![EventDigest {
-            algorithm_id: crate::alg::TPM_ALG_SHA1,
-            digest,
-        }],
-        data,
-    })
+/// Smallest legacy record: pcrIndex, eventType, SHA-1 digest, eventSize.
+const MIN_LEGACY_EVENT: usize = 32;
+/// Smallest crypto-agile record: pcrIndex, eventType, no digest, eventSize.
+const MIN_AGILE_EVENT: usize = 16;
+
+/// Makes room for the next event. The events `Vec` grows geometrically,
+/// but never past the number of records of at least `min_record` bytes
+/// that can start in the `remaining` bytes before the padding: its memory
+/// stays bounded by a small constant times the input length whatever
+/// [`MAX_EVENTS`] allows.
+fn reserve_event(events: &mut Vec<Event<'_>>, remaining: usize, min_record: usize) {
+    if events.len() == events.capacity() {
+        let room = remaining.div_ceil(min_record).max(1);
+        events.reserve_exact(events.len().clamp(1, room));
+    }
 }
 
-/// Reads one TCG_PCR_EVENT2 (crypto-agile format) using the digest sizes
-/// the Spec ID event declares.
-fn read_agile_event(
-    r: &mut Reader<'_>,
+impl Event<'_> {
+    /// An event of sequence number `seq` with nothing read yet.
+    const fn empty(seq: usize) -> Self {
+        Event {
+            seq: seq as u32,
+            pcr_index: 0,
+            event_type: 0,
+            digests: EventDigests::new(),
+            data: &[],
+        }
+    }
+}
+
+/// Appends the event of sequence number `events.len()` and has `read` fill
+/// it in place.
+///
+/// Why in place: an [`Event`] is about 160 bytes (its digests are inline),
+/// and an event read into a local and then pushed was copied twice; the
+/// first copy, reading the digest entries back right after they were
+/// written field by field, also stalled on store forwarding (a quarter of
+/// the parser's samples under perf). Filling the pushed event instead took
+/// 1 µs off `parse_event_log` + `replay` of a 100-event log.
+fn read_into<'a>(
+    events: &mut Vec<Event<'a>>,
+    read: impl FnOnce(&mut Event<'a>) -> Result<(), EventLogError>,
+) -> Result<(), EventLogError> {
+    events.push(Event::empty(events.len()));
+    match events.last_mut() {
+        Some(ev) => read(ev),
+        None => Ok(()),
+    }
+}
+
+/// Reads one TCG_PCR_EVENT (legacy / SHA-1 header format) into `ev`.
+fn read_legacy_event<'a>(
+    r: &mut Reader<'a>,
     seq: usize,
-    spec: &SpecIdEvent,
-) -> Result<Event, EventLogError> {
+    ev: &mut Event<'a>,
+) -> Result<(), EventLogError> {
     let offset = r.offset();
     let m = malformed(seq, offset);
-    let pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
-    let event_type = r.u32_le("eventType").map_err(&m)?;
-    check_pcr(seq, offset, pcr_index, event_type)?;
+    ev.pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
+    ev.event_type = r.u32_le("eventType").map_err(&m)?;
+    check_pcr(seq, offset, ev.pcr_index, ev.event_type)?;
+    let digest = r.bytes(20, "SHA-1 digest").map_err(&m)?;
+    ev.data = read_data(r).map_err(&m)?;
+    // One digest always fits (MAX_EVENT_DIGESTS > 0).
+    let _ = ev.digests.push(EventDigest {
+        algorithm_id: crate::alg::TPM_ALG_SHA1,
+        digest,
+    });
+    Ok(())
+}
+
+/// Reads one TCG_PCR_EVENT2 (crypto-agile format) into `ev`, using the
+/// digest sizes the Spec ID event declares.
+fn read_agile_event<'a>(
+    r: &mut Reader<'a>,
+    seq: usize,
+    spec: &SpecIdEvent,
+    ev: &mut Event<'a>,
+) -> Result<(), EventLogError> {
+    let offset = r.offset();
+    let m = malformed(seq, offset);
+    ev.pcr_index = r.u32_le("pcrIndex").map_err(&m)?;
+    ev.event_type = r.u32_le("eventType").map_err(&m)?;
+    check_pcr(seq, offset, ev.pcr_index, ev.event_type)?;
     let count = r.u32_le("TPML_DIGEST_VALUES.count").map_err(&m)?;
     if count as usize > spec.algorithms.len() {
         return Err(m(ParseError::Invalid {
@@ -486,8 +708,16 @@ fn read_agile_event(
             ),
         }));
     }
-    // count <= MAX_SPEC_ALGORITHMS here, so this allocation is bounded.
-    let mut digests: Vec<EventDigest> = Vec::with_capacity(count as usize);
+    // The Spec ID event may list up to MAX_SPEC_ALGORITHMS; an event holds
+    // at most MAX_EVENT_DIGESTS. Refused, not truncated.
+    if count as usize > MAX_EVENT_DIGESTS {
+        return Err(m(ParseError::TooLarge {
+            field: "TPML_DIGEST_VALUES.count",
+            value: count.into(),
+            cap: MAX_EVENT_DIGESTS as u64,
+        }));
+    }
+    let digests = &mut ev.digests;
     for _ in 0..count {
         let algorithm_id = r.u16_le("TPMT_HA.hashAlg").map_err(&m)?;
         let Some(a) = spec
@@ -509,21 +739,24 @@ fn read_agile_event(
         }
         let digest = r
             .bytes(a.digest_size as usize, "TPMT_HA.digest")
-            .map_err(&m)?
-            .to_vec();
-        digests.push(EventDigest {
-            algorithm_id,
-            digest,
-        });
+            .map_err(&m)?;
+        // count <= MAX_EVENT_DIGESTS (checked above), so this always fits.
+        if digests
+            .push(EventDigest {
+                algorithm_id,
+                digest,
+            })
+            .is_err()
+        {
+            return Err(m(ParseError::TooLarge {
+                field: "TPML_DIGEST_VALUES.count",
+                value: count.into(),
+                cap: MAX_EVENT_DIGESTS as u64,
+            }));
+        }
     }
-    let data = read_data(r).map_err(&m)?.to_vec();
-    Ok(Event {
-        seq: seq as u32,
-        pcr_index,
-        event_type,
-        digests,
-        data,
-    })
+    ev.data = read_data(r).map_err(&m)?;
+    Ok(())
 }
 
 /// Parses a TCG PC Client event log (legacy SHA-1 or crypto-agile).
@@ -532,7 +765,11 @@ fn read_agile_event(
 /// event whose data starts with `Spec ID Event03\0`, legacy SHA-1
 /// otherwise. See the module docs for the caps and for every real-world
 /// deviation that is tolerated or rejected.
-pub fn parse_event_log(buf: &[u8]) -> Result<EventLog, EventLogError> {
+///
+/// The log borrows from `buf`: each event's digests and data are slices of
+/// it, so parsing allocates only the events `Vec` (and the Spec ID
+/// event's algorithm list), not per event.
+pub fn parse_event_log(buf: &[u8]) -> Result<EventLog<'_>, EventLogError> {
     parse_event_log_padded(buf, 0)
 }
 
@@ -542,7 +779,7 @@ pub fn parse_event_log(buf: &[u8]) -> Result<EventLog, EventLogError> {
 /// exactly as [`parse_event_log`] does for zero bytes (`padding` 0 is
 /// [`parse_event_log`]). A log cut inside an event is still an error, and
 /// a tail of any other bytes is read as events.
-pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog, EventLogError> {
+pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog<'_>, EventLogError> {
     // Everything from `content_end` on is padding. Computed once, so that
     // the padding check before each event is O(1) (scanning the tail at
     // every event would be quadratic on a log of many small events).
@@ -551,14 +788,17 @@ pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog, Event
         return Err(EventLogError::Empty);
     }
     let mut r = Reader::new(buf);
-    let first = read_legacy_event(&mut r, 0)?;
+    let mut first = Event::empty(0);
+    read_legacy_event(&mut r, 0, &mut first)?;
     // The signature alone selects the format: the Spec ID record is an
     // EV_NO_ACTION event, so its PCR index and digest are not checked
     // (see the tolerance table).
     let is_agile = first.event_type == types::EV_NO_ACTION && first.data.starts_with(SPEC_ID_03);
     // Room for the events of a typical log up front (real events average
     // a few hundred bytes): one allocation instead of a doubling series. The
-    // guess is at most a fraction of the input, and capped.
+    // guess is at most a fraction of the input, and capped; growth beyond
+    // it is bounded by what the rest of the input can hold
+    // (`reserve_event`).
     let mut events = Vec::with_capacity((content_end / EVENT_BYTES_GUESS).min(1024));
     if !is_agile {
         events.push(first);
@@ -566,8 +806,9 @@ pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog, Event
             if events.len() >= MAX_EVENTS {
                 return Err(EventLogError::TooManyEvents);
             }
-            let ev = read_legacy_event(&mut r, events.len())?;
-            events.push(ev);
+            reserve_event(&mut events, content_end - r.offset(), MIN_LEGACY_EVENT);
+            let seq = events.len();
+            read_into(&mut events, |ev| read_legacy_event(&mut r, seq, ev))?;
         }
         return Ok(EventLog {
             format: LogFormat::LegacySha1,
@@ -576,30 +817,28 @@ pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog, Event
             trailing_zero_bytes: r.remaining(),
         });
     }
-    let mut first = first;
-    let spec = match parse_spec_id(&first.data) {
+    let spec = match parse_spec_id(first.data) {
         Ok(s) => s,
         Err(e) => {
             // Tolerance (documented in the module docs): tpm2-tools'
             // `specid-vendordata.bin` fixture declares an eventSize that
             // excludes vendorInfo, which follows the event. Accept it only
             // when the whole vendorInfo is present right after the event
-            // and the result then parses exactly.
-            let vendor_size = first
-                .data
-                .len()
-                .checked_sub(1)
-                .and_then(|i| first.data.get(i))
-                .map(|&n| n as usize)
-                .unwrap_or(0);
-            let extra = r.rest().get(..vendor_size).filter(|_| vendor_size > 0);
-            let mut extended = first.data.clone();
-            extended.extend_from_slice(extra.unwrap_or(&[]));
-            match (extra, parse_spec_id(&extended)) {
-                (Some(_), Ok(s)) => {
+            // and the result then parses exactly. The event data is the
+            // last field of the record, so the data and the vendorInfo
+            // after it are one slice of `buf`.
+            let vendor_size = first.data.last().map_or(0, |&n| usize::from(n));
+            let data_start = r.offset().saturating_sub(first.data.len());
+            let extended = r
+                .rest()
+                .get(..vendor_size)
+                .filter(|_| vendor_size > 0)
+                .and_then(|_| buf.get(data_start..r.offset().saturating_add(vendor_size)));
+            match extended.map(|x| (x, parse_spec_id(x))) {
+                Some((x, Ok(s))) => {
                     r.bytes(vendor_size, "SpecID.vendorInfo")
                         .map_err(malformed(0, 0))?;
-                    first.data = extended;
+                    first.data = x;
                     s
                 }
                 _ => return Err(malformed(0, 0)(e)),
@@ -611,8 +850,9 @@ pub fn parse_event_log_padded(buf: &[u8], padding: u8) -> Result<EventLog, Event
         if events.len() >= MAX_EVENTS {
             return Err(EventLogError::TooManyEvents);
         }
-        let ev = read_agile_event(&mut r, events.len(), &spec)?;
-        events.push(ev);
+        reserve_event(&mut events, content_end - r.offset(), MIN_AGILE_EVENT);
+        let seq = events.len();
+        read_into(&mut events, |ev| read_agile_event(&mut r, seq, &spec, ev))?;
     }
     Ok(EventLog {
         format: LogFormat::CryptoAgile,
@@ -910,10 +1150,8 @@ pub fn decode_event(pcr_index: u32, event_type: u32, data: &[u8]) -> EventData {
         EV_NO_ACTION => {
             if data.starts_with(SPEC_ID_03) {
                 parse_spec_id(data).map(EventData::SpecId)
-            } else if pcr_index == 0 && data.len() == 17 && data.starts_with(STARTUP_LOCALITY) {
-                Ok(EventData::StartupLocality(
-                    data.get(16).copied().unwrap_or(0),
-                ))
+            } else if let Some(locality) = startup_locality(pcr_index, data) {
+                Ok(EventData::StartupLocality(locality))
             } else {
                 let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
                 let sig = data.get(..end.min(32)).unwrap_or(&[]);

@@ -147,8 +147,8 @@ mod tests {
                 seq: 0,
                 pcr_index: 0,
                 event_type: eventlog::types::EV_NO_ACTION,
-                digests: vec![],
-                data,
+                digests: eventlog::EventDigests::new(),
+                data: &data,
             }],
             trailing_zero_bytes: 0,
         };

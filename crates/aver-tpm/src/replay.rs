@@ -31,7 +31,7 @@
 //! explicitly (see [`KNOWN_QUIRKS`]); an applied quirk is always reported.
 
 use crate::alg::{HashAlg, PcrValues};
-use crate::eventlog::{EventData, EventLog, types};
+use crate::eventlog::{Event, EventLog, types};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -138,7 +138,7 @@ pub fn locality_value(bank: HashAlg, locality: u8) -> Vec<u8> {
     v
 }
 
-fn is_hcrtm(ev: &crate::eventlog::Event) -> bool {
+fn is_hcrtm(ev: &Event<'_>) -> bool {
     ev.event_type == types::EV_EFI_HCRTM_EVENT && ev.pcr_index == 0
 }
 
@@ -187,15 +187,18 @@ impl BankPcrs {
         }
     }
 
-    /// PCR extend: H(old || digest), written in place.
+    /// PCR extend: H(old || digest), written in place
+    /// ([`HashAlg::extend_in_place`]).
     fn extend(&mut self, pcr: u32, digest: &[u8]) {
-        let new = self.alg.digest_parts(&[self.value(pcr), digest]);
-        self.set(pcr, new.as_ref());
+        let alg = self.alg;
+        if let Some(v) = self.value_mut(pcr) {
+            alg.extend_in_place(v, digest);
+        }
     }
 }
 
 /// Replays all banks of `log`.
-pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
+pub fn replay(log: &EventLog<'_>) -> Result<Replay, ReplayError> {
     // A bank is replayed only when every extending event carries a digest
     // for it (some firmware lists algorithms in the Spec ID event that its
     // events never use); the others are reported in `incomplete_banks`.
@@ -218,7 +221,9 @@ pub fn replay(log: &EventLog) -> Result<Replay, ReplayError> {
     let mut hcrtm_seq = None;
     for ev in &log.events {
         if ev.event_type == types::EV_NO_ACTION {
-            if let EventData::StartupLocality(loc) = ev.decode() {
+            // Not `decode()`: that would build the Spec ID event (and any
+            // other EV_NO_ACTION record) only to be dropped.
+            if let Some(loc) = ev.startup_locality() {
                 if let Some((first_seq, _)) = startup {
                     return Err(ReplayError::DuplicateStartupLocality {
                         seq: ev.seq,
@@ -370,7 +375,7 @@ pub struct Quirk {
     /// What goes wrong in the firmware / OS.
     pub description: &'static str,
     /// Whether the quirk can apply to this log, bank and PCR.
-    pub detect: fn(&EventLog, HashAlg, u32) -> bool,
+    pub detect: fn(&EventLog<'_>, HashAlg, u32) -> bool,
     /// The adjusted replayed value.
     pub effect: fn(HashAlg, &[u8]) -> Vec<u8>,
     /// Human-readable effect.
@@ -380,7 +385,7 @@ pub struct Quirk {
 const EBS_INVOCATION: &[u8] = b"Exit Boot Services Invocation";
 const EBS_SUCCESS: &[u8] = b"Exit Boot Services Returned with Success";
 
-fn detect_missing_ebs(log: &EventLog, _bank: HashAlg, pcr: u32) -> bool {
+fn detect_missing_ebs(log: &EventLog<'_>, _bank: HashAlg, pcr: u32) -> bool {
     pcr == 5
         && !log.events.iter().any(|e| {
             e.pcr_index == 5
@@ -460,7 +465,7 @@ pub const KNOWN_QUIRKS: &[Quirk] = &[
     QUIRK_MISSING_EXIT_BOOT_SERVICES_FAILURE_SUCCESS,
 ];
 
-fn matched_prefix(log: &EventLog, bank: HashAlg, pcr: u32, quoted: &[u8]) -> Option<u32> {
+fn matched_prefix(log: &EventLog<'_>, bank: HashAlg, pcr: u32, quoted: &[u8]) -> Option<u32> {
     let mut v = reset_value(bank, pcr);
     let mut extended = false;
     let mut found = None;
@@ -469,7 +474,7 @@ fn matched_prefix(log: &EventLog, bank: HashAlg, pcr: u32, quoted: &[u8]) -> Opt
             continue;
         }
         if ev.event_type == types::EV_NO_ACTION {
-            if let EventData::StartupLocality(loc) = ev.decode() {
+            if let Some(loc) = ev.startup_locality() {
                 v = locality_value(bank, loc);
             }
             continue;
@@ -496,7 +501,7 @@ fn matched_prefix(log: &EventLog, bank: HashAlg, pcr: u32, quoted: &[u8]) -> Opt
 /// the log touches. Banks and PCRs are visited in ascending order; the
 /// first mismatch is returned. `quirks` are tried on a mismatching PCR.
 pub fn compare(
-    log: &EventLog,
+    log: &EventLog<'_>,
     replay: &Replay,
     quoted: &PcrValues,
     required_mask: Option<u32>,

@@ -161,10 +161,17 @@ fn tampered_secure_boot_data_is_not_trusted() {
     };
     let mut log = parse_event_log(&bin).expect("parse");
     assert!(aver_tpm::claims::secure_boot_enabled(&log));
-    let last = log.events[1].data.len() - 1;
-    log.events[1].data[last] = 2;
+    // The log borrows its data and digests from `bin`: a tampered copy
+    // takes their place.
+    let (data, digest) = (log.events[1].data, log.events[1].digests[0].digest);
+    let mut tampered_data = data.to_vec();
+    let last = tampered_data.len() - 1;
+    tampered_data[last] = 2;
+    log.events[1].data = &tampered_data;
     assert!(!aver_tpm::claims::secure_boot_enabled(&log));
-    log.events[1].data[last] = 1;
-    log.events[1].digests[0].digest[0] ^= 1;
+    log.events[1].data = data;
+    let mut tampered_digest = digest.to_vec();
+    tampered_digest[0] ^= 1;
+    log.events[1].digests[0].digest = &tampered_digest;
     assert!(!aver_tpm::claims::secure_boot_enabled(&log));
 }

@@ -11,7 +11,7 @@
 mod common;
 use aver_testkit::read_vector;
 use aver_tpm::claims::build_claims;
-use aver_tpm::eventlog::{Event, EventData, EventDigest, EventLog, LogFormat};
+use aver_tpm::eventlog::{Event, EventData, EventDigest, EventDigests, EventLog, LogFormat};
 use aver_tpm::reader::ParseError;
 use aver_tpm::replay::{KNOWN_QUIRKS, MismatchKind, ReplayError};
 use aver_tpm::{EventLogError, HashAlg, PcrValues, compare, parse_event_log, replay};
@@ -109,7 +109,7 @@ fn crypto_agile_no_action_events_may_name_any_pcr() {
     assert_eq!(log.format, LogFormat::CryptoAgile);
     assert_eq!(log.events.len(), 6);
     assert_eq!(log.events[2].pcr_index, 0xFFFF_FFFF);
-    assert_eq!(log.events[3].digests, vec![]);
+    assert!(log.events[3].digests.is_empty());
     assert_eq!(log.events[4].pcr_index, 100);
     let r = replay(&log).expect("replay");
     assert!(r.incomplete_banks.is_empty());
@@ -182,7 +182,8 @@ fn extended_event_with_out_of_range_pcr_is_rejected_naming_the_event() {
         }
     }
     // PCR 23 is the last valid index.
-    let log = parse_event_log(&legacy_m(23, EV_IPL, b"x")).expect("PCR 23 is valid");
+    let log_buf = legacy_m(23, EV_IPL, b"x");
+    let log = parse_event_log(&log_buf).expect("PCR 23 is valid");
     assert_eq!(
         pcr(&log, SHA1, 23),
         extend_chain(SHA1, &[0; 20], &[sha1(b"x")])
@@ -193,15 +194,17 @@ fn extended_event_with_out_of_range_pcr_is_rejected_naming_the_event() {
 fn replay_rejects_out_of_range_pcr_in_hand_built_logs() {
     // parse_event_log never produces this, but EventLog's fields are
     // public: replay must not silently create PCR 30.
+    let digest = sha1(b"d");
     let ev = |seq, pcr_index, event_type| Event {
         seq,
         pcr_index,
         event_type,
-        digests: vec![EventDigest {
+        digests: EventDigests::from_slice(&[EventDigest {
             algorithm_id: SHA1,
-            digest: sha1(b"d"),
-        }],
-        data: b"d".to_vec(),
+            digest: &digest,
+        }])
+        .expect("one digest"),
+        data: b"d",
     };
     let mut log = EventLog {
         format: LogFormat::LegacySha1,
@@ -304,7 +307,8 @@ fn unknown_spec_id_algorithm_is_skipped_by_its_declared_size() {
             data,
         )
     };
-    let log = parse_event_log(&concat(&[header, ev(0, b"a"), ev(0, b"b")])).expect("parses");
+    let log_buf = concat(&[header, ev(0, b"a"), ev(0, b"b")]);
+    let log = parse_event_log(&log_buf).expect("parses");
     assert_eq!(log.banks(), vec![HashAlg::Sha256]);
     assert_eq!(log.events[1].digests.len(), 3);
     assert_eq!(log.events[1].digests[1].digest, vec![1; 7]);
@@ -391,23 +395,93 @@ fn surplus_duplicate_or_unlisted_digests_are_rejected() {
 }
 
 #[test]
+fn more_digests_than_an_event_holds_are_rejected_not_truncated() {
+    // A Spec ID event may list up to MAX_SPEC_ALGORITHMS (16) algorithms,
+    // an event holds MAX_EVENT_DIGESTS (5) digests inline: an event with
+    // more is refused, naming the event, while the largest one that fits
+    // keeps every digest.
+    use aver_tpm::eventlog::{MAX_EVENT_DIGESTS, MAX_SPEC_ALGORITHMS};
+    assert!(MAX_EVENT_DIGESTS < MAX_SPEC_ALGORITHMS as usize);
+    let unknown: Vec<(u16, u16)> = (0..=MAX_EVENT_DIGESTS as u16)
+        .map(|i| (0x7000 + i, 4))
+        .collect();
+    let mut algs = unknown.clone();
+    algs.push((SHA256, 32));
+    let header = legacy(
+        0,
+        EV_NO_ACTION,
+        &[0; 20],
+        &spec_id_data(&algs, (2, 0, 0), &[]),
+    );
+    let digests = |n: usize| -> Vec<(u16, Vec<u8>)> {
+        let mut d: Vec<(u16, Vec<u8>)> = unknown[..n - 1]
+            .iter()
+            .map(|&(id, size)| (id, vec![id as u8; size as usize]))
+            .collect();
+        d.push((SHA256, sha256(b"a")));
+        d
+    };
+    let fits = concat(&[
+        header.clone(),
+        agile(0, EV_POST_CODE, &digests(MAX_EVENT_DIGESTS), b"a"),
+    ]);
+    let log = parse_event_log(&fits).expect("MAX_EVENT_DIGESTS digests fit");
+    assert_eq!(log.events[1].digests.len(), MAX_EVENT_DIGESTS);
+    assert_eq!(log.events[1].digests[0].digest, vec![0; 4]);
+    assert_eq!(
+        pcr(&log, SHA256, 0),
+        extend_chain(SHA256, &[0; 32], &[sha256(b"a")])
+    );
+    let at = header.len();
+    let too_many = concat(&[
+        header,
+        agile(0, EV_POST_CODE, &digests(MAX_EVENT_DIGESTS + 1), b"a"),
+    ]);
+    let err = parse_event_log(&too_many).expect_err("one more does not fit");
+    assert!(
+        matches!(
+            &err,
+            EventLogError::Malformed {
+                seq: 1,
+                offset,
+                source: ParseError::TooLarge {
+                    field: "TPML_DIGEST_VALUES.count",
+                    value,
+                    cap,
+                },
+            } if *offset == at
+                && *value == MAX_EVENT_DIGESTS as u64 + 1
+                && *cap == MAX_EVENT_DIGESTS as u64
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "event 1 (offset {at}): TPML_DIGEST_VALUES.count = {} exceeds the cap of {MAX_EVENT_DIGESTS}",
+            MAX_EVENT_DIGESTS + 1
+        )
+    );
+}
+
+#[test]
 fn zero_size_events_are_accepted_in_both_formats() {
     let d = sha1(b"measured elsewhere");
-    let log = parse_event_log(&concat(&[
+    let log_buf = concat(&[
         legacy_m(0, EV_S_CRTM_VERSION, b"v"),
         legacy(4, EV_IPL, &d, b""),
-    ]))
-    .expect("legacy");
+    ]);
+    let log = parse_event_log(&log_buf).expect("legacy");
     assert_eq!(log.events[1].data, b"");
     assert_eq!(pcr(&log, SHA1, 4), extend_chain(SHA1, &[0; 20], &[d]));
 
     let d = sha256(b"measured elsewhere");
-    let log = parse_event_log(&concat(&[
+    let log_buf = concat(&[
         spec_id(&[SHA256]),
         agile(4, EV_IPL, &[(SHA256, d.clone())], b""),
         agile(0, EV_NO_ACTION, &[], b""),
-    ]))
-    .expect("agile");
+    ]);
+    let log = parse_event_log(&log_buf).expect("agile");
     assert_eq!(log.events.len(), 3);
     assert_eq!(pcr(&log, SHA256, 4), extend_chain(SHA256, &[0; 32], &[d]));
 }
@@ -534,13 +608,13 @@ fn startup_locality_applies_only_once_only_on_pcr0_and_only_first() {
 
     // Applied: on PCR 0, before any PCR 0 extend (a PCR 1 extend before it
     // does not matter).
-    let log = parse_event_log(&concat(&[
+    let log_buf = concat(&[
         spec_id(&banks),
         pcr1.clone(),
         sl(0, &startup_locality(3)),
         post.clone(),
-    ]))
-    .expect("parses");
+    ]);
+    let log = parse_event_log(&log_buf).expect("parses");
     assert_eq!(replay(&log).expect("replay").startup_locality, Some(3));
     expect(&log, &|b| locality(b, 3));
 
@@ -553,32 +627,29 @@ fn startup_locality_applies_only_once_only_on_pcr0_and_only_first() {
         sl(0, &long),
         sl(0, &startup_locality(3)[..16]),
     ] {
-        let log = parse_event_log(&concat(&[spec_id(&banks), ev, post.clone()])).expect("parses");
+        let log_buf = concat(&[spec_id(&banks), ev, post.clone()]);
+        let log = parse_event_log(&log_buf).expect("parses");
         assert_eq!(replay(&log).expect("replay").startup_locality, None);
         assert!(matches!(log.events[1].decode(), EventData::NoAction { .. }));
         expect(&log, &|b| vec![0; size(b)]);
     }
 
     // After a PCR 0 extend: error naming the event.
-    let log = parse_event_log(&concat(&[
-        spec_id(&banks),
-        post.clone(),
-        sl(0, &startup_locality(3)),
-    ]))
-    .expect("parses");
+    let log_buf = concat(&[spec_id(&banks), post.clone(), sl(0, &startup_locality(3))]);
+    let log = parse_event_log(&log_buf).expect("parses");
     assert_eq!(
         replay(&log),
         Err(ReplayError::LateStartupLocality { seq: 2 })
     );
 
     // Twice: error naming both (even with the same value).
-    let log = parse_event_log(&concat(&[
+    let log_buf = concat(&[
         spec_id(&banks),
         sl(0, &startup_locality(3)),
         sl(0, &startup_locality(3)),
         post,
-    ]))
-    .expect("parses");
+    ]);
+    let log = parse_event_log(&log_buf).expect("parses");
     let err = replay(&log).expect_err("duplicate");
     assert_eq!(
         err,
@@ -597,8 +668,8 @@ fn hcrtm_event_starts_pcr0_at_locality_4() {
     let post = agile_m(0, EV_POST_CODE, &banks, b"p");
     let want = |b: u16| extend_chain(b, &locality(b, 4), &[hash(b, b"HCRTM"), hash(b, b"p")]);
 
-    let log =
-        parse_event_log(&concat(&[spec_id(&banks), hcrtm.clone(), post.clone()])).expect("parses");
+    let log_buf = concat(&[spec_id(&banks), hcrtm.clone(), post.clone()]);
+    let log = parse_event_log(&log_buf).expect("parses");
     let r = replay(&log).expect("replay");
     assert_eq!(r.hcrtm_seq, Some(1));
     for b in banks {
@@ -615,27 +686,28 @@ fn hcrtm_event_starts_pcr0_at_locality_4() {
     assert_eq!((m.pcr, m.matched_after_seq), (0, Some(1)));
 
     // H-CRTM takes precedence over a StartupLocality event before it.
-    let log = parse_event_log(&concat(&[
+    let log_buf = concat(&[
         spec_id(&banks),
         agile_no_action(0, &banks, &startup_locality(3)),
         hcrtm.clone(),
         post.clone(),
-    ]))
-    .expect("parses");
+    ]);
+    let log = parse_event_log(&log_buf).expect("parses");
     let r = replay(&log).expect("replay");
     assert_eq!((r.startup_locality, r.hcrtm_seq), (Some(3), Some(2)));
     assert_eq!(r.get(HashAlg::Sha1, 0), Some(&want(SHA1)[..]));
 
     // An H-CRTM event after another PCR 0 extend is impossible on a TPM.
-    let log = parse_event_log(&concat(&[spec_id(&banks), post, hcrtm])).expect("parses");
+    let log_buf = concat(&[spec_id(&banks), post, hcrtm]);
+    let log = parse_event_log(&log_buf).expect("parses");
     assert_eq!(replay(&log), Err(ReplayError::LateHcrtm { seq: 2 }));
 
     // On another PCR it is an ordinary event.
-    let log = parse_event_log(&concat(&[
+    let log_buf = concat(&[
         spec_id(&banks),
         agile_m(2, EV_EFI_HCRTM_EVENT, &banks, b"HCRTM"),
-    ]))
-    .expect("parses");
+    ]);
+    let log = parse_event_log(&log_buf).expect("parses");
     assert_eq!(
         pcr(&log, SHA256, 2),
         extend_chain(SHA256, &[0; 32], &[sha256(b"HCRTM")])
@@ -658,7 +730,8 @@ fn separator_values_outside_pcrs_0_to_7_are_not_errors() {
     }
     // A separator with 8 bytes of data is still extended by its digest.
     parts.push(legacy_m(15, EV_SEPARATOR, &[0; 8]));
-    let log = parse_event_log(&concat(&parts)).expect("parses");
+    let log_buf = concat(&parts);
+    let log = parse_event_log(&log_buf).expect("parses");
     let r = replay(&log).expect("replay");
     assert_eq!(
         r.get(HashAlg::Sha1, 15),
@@ -670,7 +743,8 @@ fn separator_values_outside_pcrs_0_to_7_are_not_errors() {
 
     // The error value on a firmware PCR is reported.
     parts.push(legacy_m(4, EV_SEPARATOR, &[1, 0, 0, 0]));
-    let log = parse_event_log(&concat(&parts)).expect("parses");
+    let log_buf = concat(&parts);
+    let log = parse_event_log(&log_buf).expect("parses");
     let c = build_claims(&log, None, &BTreeMap::new());
     assert!(c.boot_summary.separator_error);
 }
@@ -699,11 +773,8 @@ fn windows_gcp_log_wbcl_separators_are_not_separator_errors() {
 #[test]
 fn exit_boot_services_failure_quirks_are_explicit() {
     let pcr5_logged = legacy_m(5, EV_EFI_ACTION, b"GPT stand-in");
-    let log = parse_event_log(&concat(&[
-        legacy_m(0, EV_S_CRTM_VERSION, b"v"),
-        pcr5_logged,
-    ]))
-    .expect("parses");
+    let log_buf = concat(&[legacy_m(0, EV_S_CRTM_VERSION, b"v"), pcr5_logged]);
+    let log = parse_event_log(&log_buf).expect("parses");
     let r = replay(&log).expect("replay");
     let replayed5 = r.get(HashAlg::Sha1, 5).expect("pcr5").to_vec();
     let inv = sha1(b"Exit Boot Services Invocation");

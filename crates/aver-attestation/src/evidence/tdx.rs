@@ -184,9 +184,12 @@ pub struct VerifiedCcel {
     /// Padding bytes after the log in the area sent, and their value.
     pub padding_bytes: usize,
     pub padding_byte: u8,
-    /// The parsed log, for the claims (not in the verdict's facts).
+    /// The `x-aver-ccel-events` claim ([`ccel_claims`]), built while the
+    /// request's area is at hand: the parsed log borrows from that area
+    /// ([`aver_tpm::eventlog::EventLog`]), so what outlives it is what was
+    /// derived from it (not in the verdict's facts).
     #[serde(skip)]
-    pub log: EventLog,
+    pub events: Value,
 }
 
 /// Replays the request's CCEL event log, if any, against the verified
@@ -201,7 +204,7 @@ fn check_ccel(mut v: VerifiedTdx, request: &AttestRequest) -> Result<VerifiedTdx
             events_per_rtmr: r.events,
             padding_bytes: r.log.trailing_zero_bytes,
             padding_byte: r.padding,
-            log: r.log,
+            events: ccel_events_claim(&r.log),
         });
     }
     Ok(v)
@@ -519,10 +522,17 @@ pub fn ccel_claims(ccel: &VerifiedCcel) -> Map<String, Value> {
     let mut c = Map::new();
     c.insert(CCEL_REPLAYED_CLAIM.into(), true.into());
     c.insert(CCEL_RTMRS_CLAIM.into(), ccel.rtmrs.clone().into());
+    c.insert(CCEL_EVENTS_CLAIM.into(), ccel.events.clone());
+    c
+}
+
+/// The `x-aver-ccel-events` value of a replayed CCEL log (see
+/// [`ccel_claims`]).
+fn ccel_events_claim(log: &EventLog<'_>) -> Value {
     let mut events =
-        serde_json::to_value(aver_tpm::claims::events_claim(&ccel.log)).unwrap_or(Value::Null);
+        serde_json::to_value(aver_tpm::claims::events_claim(log)).unwrap_or(Value::Null);
     if let Some(list) = events.get_mut("Events").and_then(Value::as_array_mut) {
-        for (ev, parsed) in list.iter_mut().zip(&ccel.log.events) {
+        for (ev, parsed) in list.iter_mut().zip(&log.events) {
             let rtmr = (parsed.event_type != aver_tpm::eventlog::types::EV_NO_ACTION)
                 .then(|| aver_tpm::ccel::rtmr_of(parsed.pcr_index))
                 .flatten();
@@ -531,8 +541,7 @@ pub fn ccel_claims(ccel: &VerifiedCcel) -> Map<String, Value> {
             }
         }
     }
-    c.insert(CCEL_EVENTS_CLAIM.into(), events);
-    c
+    events
 }
 
 #[cfg(test)]

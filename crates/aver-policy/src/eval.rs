@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use serde_json::Value;
+use smallvec::{SmallVec, smallvec};
 
 use crate::ast::*;
 use crate::budget::{BYTES_PER_STEP, Budget, COMPARE_BYTES_PER_STEP, Meter, size_of};
@@ -81,8 +82,9 @@ pub(crate) fn json_map_bytes(n: usize) -> u64 {
 }
 
 type EResult<T> = Result<T, EvalErrorKind>;
-/// An expression's value set: values of incoming claims are borrowed.
-type Vals<'s> = Vec<Cow<'s, ClaimValue>>;
+/// An expression's value set: values of incoming claims are borrowed. Most
+/// sets hold one value (a literal, a function's result): held inline.
+type Vals<'s> = SmallVec<[Cow<'s, ClaimValue>; 1]>;
 
 struct State<'i> {
     /// The caller's incoming claims, borrowed (never copied).
@@ -329,8 +331,8 @@ fn run_rule(
     let mut matched = true;
     for cond in &rule.conditions {
         meter.step(1)?;
-        let mut rhs_sets = Vec::with_capacity(cond.props.len());
-        let mut costs = Vec::with_capacity(cond.props.len());
+        let mut rhs_sets: SmallVec<[Vals<'_>; 2]> = SmallVec::with_capacity(cond.props.len());
+        let mut costs: SmallVec<[u64; 2]> = SmallVec::with_capacity(cond.props.len());
         meter.alloc(cond.props.len() as u64 * 2 * size_of::<Vals<'static>>())?;
         for p in &cond.props {
             let set = eval_expr(&p.rhs, &env, st, meter)?;
@@ -397,7 +399,7 @@ fn run_rule(
         meter.release_to(mark + keep);
         return Ok(Outcome::Continue);
     }
-    entry.action = Some(rule.action.name().to_string());
+    entry.action = Some(rule.action.name());
     let outcome = match &rule.action {
         Action::Permit => {
             *permitted = true;
@@ -630,15 +632,15 @@ fn eval_expr<'s>(
         ExprKind::Str(s) => {
             meter.alloc(VALUE_BYTES)?;
             meter.step(1)?;
-            Ok(vec![Cow::Borrowed(s.value())])
+            Ok(smallvec![Cow::Borrowed(s.value())])
         }
-        ExprKind::Int(i) => Ok(vec![new_scalar(ClaimValue::Integer(*i), meter)?]),
-        ExprKind::Bool(b) => Ok(vec![new_scalar(ClaimValue::Bool(*b), meter)?]),
+        ExprKind::Int(i) => Ok(smallvec![new_scalar(ClaimValue::Integer(*i), meter)?]),
+        ExprKind::Bool(b) => Ok(smallvec![new_scalar(ClaimValue::Bool(*b), meter)?]),
         ExprKind::Ref { ident, prop } => {
             let idx = lookup(env, ident)?;
             meter.alloc(idx.len() as u64 * VALUE_BYTES)?;
             meter.step(idx.len() as u64)?;
-            let mut out = Vec::with_capacity(idx.len());
+            let mut out = Vals::with_capacity(idx.len());
             for c in idx.iter().filter_map(|&i| st.get(i)) {
                 out.push(match prop {
                     // Borrowed values are claims' and the policy's
@@ -654,7 +656,7 @@ fn eval_expr<'s>(
             Ok(out)
         }
         ExprKind::Call { func, args } => {
-            let mut vals = Vec::with_capacity(args.len());
+            let mut vals: SmallVec<[Vals<'s>; 2]> = SmallVec::with_capacity(args.len());
             for a in args {
                 vals.push(eval_expr(a, env, st, meter)?);
             }
@@ -690,12 +692,12 @@ fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Val
                     break;
                 }
             }
-            Ok(vec![new_scalar(ClaimValue::Bool(subset), meter)?])
+            Ok(smallvec![new_scalar(ClaimValue::Bool(subset), meter)?])
         }
         Func::ContainsOnlyValue => {
             let (set, v) = (arg(0)?, arg(1)?);
             let per_value = compare_cost(set, meter)?;
-            let mut out = Vec::with_capacity(v.len());
+            let mut out = Vals::with_capacity(v.len());
             for v in v {
                 meter.step(per_value)?;
                 let only = !set.is_empty() && set.iter().all(|x| x == v);
@@ -704,7 +706,7 @@ fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Val
             Ok(out)
         }
         Func::NegateBool => {
-            let mut out = Vec::new();
+            let mut out = Vals::new();
             for v in arg(0)? {
                 match v.as_ref() {
                     ClaimValue::Bool(b) => out.push(new_scalar(ClaimValue::Bool(!b), meter)?),
@@ -719,7 +721,7 @@ fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Val
             Ok(out)
         }
         Func::JsonToClaimValue => {
-            let mut out = Vec::new();
+            let mut out = Vals::new();
             for v in arg(0)? {
                 json_to_claim_value(v, &mut out, meter)?;
                 if out.len() > MAX_VALUE_SET {
@@ -742,7 +744,7 @@ fn call<'s>(func: Func, args: &[Vals<'s>], meter: &mut Meter<'_>) -> EResult<Val
                 )));
             }
             meter.alloc(n as u64 * VALUE_BYTES)?;
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vals::with_capacity(n);
             for x in a {
                 for y in b {
                     out.push(Cow::Owned(if func == Func::AppendString {

@@ -258,7 +258,7 @@ impl<'a> Jv<'a> {
             // lengths and bytes is far cheaper than hashing the key.
             Jv::Json(Value::Object(o)) if o.len() <= LINEAR_LOOKUP_MAX => o
                 .iter()
-                .find(|(k, _)| k.as_str() == key)
+                .find(|(k, _)| same_str(k, key))
                 .map(|(_, v)| Jv::Json(v)),
             Jv::Json(Value::Object(o)) => o.get(key).map(Jv::Json),
             Jv::Lit(Variable::Object(o)) => o.get(key).map(|r| Jv::Lit(r)),
@@ -275,6 +275,28 @@ impl<'a> Jv<'a> {
             Ty::Num => true,
             Ty::Null | Ty::Expref => false,
         }
+    }
+}
+
+/// String equality for the short strings of field names and filter
+/// literals: lengths first, then up to 16 bytes compared as two
+/// (overlapping) 8-byte words or, below 8 bytes, byte by byte, instead of
+/// a `memcmp` call, which costs more than such a comparison.
+#[inline]
+fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_ne_bytes)
+    };
+    match a.len() {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        n @ 8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -727,8 +749,16 @@ fn quoted_len(s: &str) -> u64 {
     n
 }
 
-/// Length of a number's JSON text (its `Display`, which writing uses).
+/// Length of a number's JSON text (its `Display`, which writing uses):
+/// integers by counting digits, other numbers by formatting them.
 fn number_len(n: &Number) -> u64 {
+    let digits = |u: u64| u64::from(u.checked_ilog10().unwrap_or(0)) + 1;
+    if let Some(u) = n.as_u64() {
+        return digits(u);
+    }
+    if let Some(i) = n.as_i64() {
+        return 1 + digits(i.unsigned_abs());
+    }
     struct Count(u64);
     impl std::fmt::Write for Count {
         fn write_str(&mut self, s: &str) -> std::fmt::Result {
@@ -956,7 +986,7 @@ impl<'a> Interp<'_, '_> {
             if x.len() == y.len() {
                 self.meter.step(x.len() as u64 / COMPARE_BYTES_PER_STEP)?;
             }
-            return Ok(Jv::Bool((x == y) == matches!(cmp, Comparator::Equal)));
+            return Ok(Jv::Bool(same_str(x, y) == matches!(cmp, Comparator::Equal)));
         }
         let numbers = l.ty() == Ty::Num && r.ty() == Ty::Num;
         Ok(match cmp {
@@ -2057,6 +2087,55 @@ mod tests {
             let mut meter = Meter::new(&budget);
             let heap = crate::eval::json_heap_bytes_for_test(&parsed, &mut meter);
             assert_eq!(sizes.heap, heap, "{q}");
+        }
+    }
+
+    /// The text lengths charged for numbers and compared strings are exact.
+    #[test]
+    fn number_lengths_and_short_string_equality_are_exact() {
+        for n in [
+            json!(0),
+            json!(9),
+            json!(10),
+            json!(99),
+            json!(100),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(-1),
+            json!(-10),
+            json!(1.5),
+            json!(-0.0),
+            json!(1e300),
+            json!(12345678901234567890u64),
+        ] {
+            let Value::Number(n) = &n else { panic!() };
+            assert_eq!(number_len(n), n.to_string().len() as u64, "{n}");
+        }
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same_str(a, b), a == b, "{a:?} {b:?}");
+                let mut c = a.to_string();
+                if let Some(last) = c.pop() {
+                    c.push(if last == 'z' { 'y' } else { 'z' });
+                    assert!(!same_str(a, &c), "{a:?} {c:?}");
+                    assert!(!same_str(&c, a), "{c:?} {a:?}");
+                }
+                let mut d = a.to_string();
+                if !d.is_empty() {
+                    d.replace_range(0..1, "Z");
+                    assert_eq!(same_str(a, &d), a == d, "{a:?} {d:?}");
+                }
+            }
         }
     }
 

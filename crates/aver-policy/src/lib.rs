@@ -639,7 +639,7 @@ pub struct TraceEntry {
     /// Whether all conditions held.
     pub matched: bool,
     /// `permit`, `deny`, `add`, `issue` or `issueproperty` when matched.
-    pub action: Option<String>,
+    pub action: Option<&'static str>,
     /// Claims the action produced.
     pub produced: Vec<Claim>,
 }

@@ -756,7 +756,7 @@ fn trace_and_to_json() {
     );
     assert_eq!(e.trace.len(), 3);
     assert!(!e.trace[1].matched && e.trace[1].action.is_none());
-    assert_eq!(e.trace[2].action.as_deref(), Some("issue"));
+    assert_eq!(e.trace[2].action, Some("issue"));
     let j = e.to_json();
     assert_eq!(j["decision"], json!("permit"));
     assert_eq!(j["issued"], json!({"b": "v"}));

@@ -464,7 +464,7 @@ fn tpm_secure_boot_sample_on_hand_built_events() {
     assert_eq!(t.len(), 4, "1 authorization rule + 3 issuance rules");
     assert!(t[1].matched && t[2].matched && !t[3].matched);
     // The intermediate claim went to the incoming set only.
-    assert_eq!(t[1].action.as_deref(), Some("add"));
+    assert_eq!(t[1].action, Some("add"));
     assert_eq!(t[1].produced[0].claim_type, "efiConfigVariables");
     assert_eq!(t[1].produced[0].issuer, "AttestationPolicy");
 

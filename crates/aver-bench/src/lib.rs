@@ -467,16 +467,7 @@ impl TpmFloor {
     /// costs less per extend than aws-lc-rs's `digest::Context`. A ratio
     /// to this floor is the stricter one: the replay's hashing cannot beat it.
     pub fn run_tight(&self) -> bool {
-        let ok = aws_lc_rs::signature::RsaPublicKeyComponents {
-            n: &self.n,
-            e: &self.e,
-        }
-        .verify(
-            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-            &self.attest,
-            &self.signature,
-        )
-        .is_ok();
+        let ok = self.verify_ak_signature();
         let pcr_digest = HashAlg::Sha1.digest_parts(&[&self.pcrs]);
         let mut acc = [0u8; 64];
         for (alg, d) in &self.tight_extends {
@@ -487,8 +478,9 @@ impl TpmFloor {
         ok && pcr_digest.as_ref().len() == 20 && acc[0] != 0xff
     }
 
-    pub fn run(&self) -> bool {
-        let ok = aws_lc_rs::signature::RsaPublicKeyComponents {
+    /// The AK's RSA-2048 check of the quote, from the key's components.
+    fn verify_ak_signature(&self) -> bool {
+        aws_lc_rs::signature::RsaPublicKeyComponents {
             n: &self.n,
             e: &self.e,
         }
@@ -497,7 +489,11 @@ impl TpmFloor {
             &self.attest,
             &self.signature,
         )
-        .is_ok();
+        .is_ok()
+    }
+
+    pub fn run(&self) -> bool {
+        let ok = self.verify_ak_signature();
         let pcr_digest =
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.pcrs);
         let mut acc = [0u8; 64];

@@ -212,23 +212,12 @@ pub fn evaluate(
 ) -> Result<Evaluation, EvalError> {
     let mut meter = Meter::new(budget);
     meter.jmes.queries = std::sync::Arc::clone(&policy.queries);
-    // Before any rule: an expired deadline, a set flag, too many claims.
+    // Before any rule: an expired deadline, a set flag, too many claims;
+    // then the type index of the incoming claims (one step and its bytes each).
     if let Err(kind) = meter
         .check_interrupts()
         .and_then(|()| meter.add_claims(incoming.len()))
-    {
-        return Err(EvalError {
-            section: None,
-            rule: 0,
-            line: 0,
-            column: 0,
-            kind,
-            usage: meter.usage(),
-        });
-    }
-    // The type index of the incoming claims: one step and its bytes each.
-    if let Err(kind) = meter
-        .step(incoming.len() as u64)
+        .and_then(|()| meter.step(incoming.len() as u64))
         .and_then(|()| meter.alloc(incoming.len() as u64 * TYPE_INDEX_BYTES))
     {
         return Err(EvalError {

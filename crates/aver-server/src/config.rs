@@ -77,6 +77,9 @@ pub struct Config {
     /// Plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (see
     /// [`crate::observe`]); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Rotate every provider's signing key on this schedule (see
+    /// [`crate::rotation`]); off when `None`.
+    pub key_rotation: Option<crate::rotation::Schedule>,
 }
 
 /// OIDC admin settings (see `admin`).
@@ -119,6 +122,7 @@ impl Config {
             limits: crate::listener::ConnectionLimits::default(),
             cpu: crate::cpu::CpuLimits::default(),
             metrics_listen: None,
+            key_rotation: None,
         }
     }
 

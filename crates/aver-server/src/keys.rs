@@ -79,7 +79,7 @@ impl From<&StoredKey> for KeyTimes {
 }
 
 impl KeyTimes {
-    fn can_sign(&self, now: i64) -> bool {
+    pub(crate) fn can_sign(&self, now: i64) -> bool {
         self.retired_at.is_none() && self.not_before_signing <= now
     }
 
@@ -180,6 +180,11 @@ impl KeyRing {
     pub fn all(&self) -> impl Iterator<Item = &SigningKey> {
         self.entries.iter().map(|(_, k)| k.as_ref())
     }
+
+    /// Every key's schedule, in the store's order (newest first).
+    pub fn schedules(&self) -> Vec<&KeyTimes> {
+        self.times()
+    }
 }
 
 fn to_i64(now: u64) -> i64 {
@@ -271,6 +276,24 @@ pub fn rotate(
     publish_delay: u64,
     actor: &str,
 ) -> Result<StoredKey, KeyOpError> {
+    rotate_after(store, kek, provider, alg, now, publish_delay, actor, None)
+}
+
+/// [`rotate`], but only while `after` is still the provider's newest key:
+/// otherwise `KeyOpError::Store(StoreError::Superseded)` and nothing is
+/// written (what scheduled rotation uses, so that replicas due at the same
+/// moment add one key between them).
+#[allow(clippy::too_many_arguments)]
+pub fn rotate_after(
+    store: &dyn Store,
+    kek: &crate::kek::Kek,
+    provider: &str,
+    alg: aver_token::KeyAlg,
+    now: u64,
+    publish_delay: u64,
+    actor: &str,
+    after: Option<&str>,
+) -> Result<StoredKey, KeyOpError> {
     let existing = store.signing_keys(provider)?;
     let (current, issuer) = current_key(&existing, provider, now)?;
     let key = SigningKey::generate_alg(&issuer, alg).map_err(|e| KeyOpError::Key(e.to_string()))?;
@@ -302,7 +325,7 @@ pub fn rotate(
             current.kid
         ),
     };
-    store.add_signing_key(provider, &row, &audit)?;
+    store.add_signing_key(provider, &row, &audit, after)?;
     Ok(row)
 }
 
@@ -380,7 +403,7 @@ pub fn import_hsm(
             current.kid
         ),
     };
-    store.add_signing_key(provider, &row, &audit)?;
+    store.add_signing_key(provider, &row, &audit, None)?;
     Ok(row)
 }
 

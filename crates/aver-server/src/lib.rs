@@ -26,6 +26,7 @@ pub mod observe;
 pub mod openapi;
 pub mod policy_jws;
 pub mod request;
+pub mod rotation;
 pub mod routes;
 pub mod routing;
 pub mod state;
@@ -403,6 +404,7 @@ impl Service {
             collateral_seen,
             collateral_source,
             config.collateral_retry,
+            config.key_rotation,
         ));
         let (metrics_addr, metrics_task) = match config.metrics_listen {
             None => (None, None),
@@ -505,15 +507,33 @@ impl Drop for AbortOnDrop {
 /// Reloads providers when another process (a replica, `aver provider`)
 /// changed the store; loads collateral another process stored (`aver
 /// collateral import`, a replica's fetch); fetches and refreshes collateral
-/// from the configured source.
+/// from the configured source; rotates keys on the configured schedule.
 async fn refresh_loop(
     state: AppState,
     every_secs: u64,
     mut collateral_seen: collateral::Seen,
     source: Option<collateral::PccsSource>,
     retry: std::time::Duration,
+    rotation: Option<rotation::Schedule>,
 ) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+    // Scheduled key rotation runs in its own task too (a store that is slow
+    // to write must not delay reloads), at the refresh interval.
+    let _rotator = rotation.map(|schedule| {
+        let state = state.clone();
+        tracing::info!(
+            every_secs = schedule.every(),
+            publish_delay_secs = schedule.publish_delay(),
+            "signing keys are rotated on a schedule"
+        );
+        AbortOnDrop(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+            loop {
+                ticker.tick().await;
+                rotation::round(&state, &schedule).await;
+            }
+        }))
+    });
     // Fetching runs in its own task, so that a slow source never delays
     // provider reloads; it ends with this loop (the guard aborts it).
     let _fetcher = source.map(|source| {

@@ -305,6 +305,9 @@ impl AppState {
                 crate::store::StoreError::NotFound(what) => {
                     ApiError::not_found(format!("{what} does not exist"))
                 }
+                crate::store::StoreError::Superseded(why) => {
+                    ApiError::new(axum::http::StatusCode::CONFLICT, "Conflict", why)
+                }
                 // Management answers at once rather than hanging while the
                 // database is away; attestations do not need it.
                 crate::store::StoreError::Unavailable(why) => {

@@ -316,3 +316,155 @@ async fn es256_provider_signs_verifiable_tokens() {
     assert_eq!(listing[1]["alg"], "RS256");
     r.service.shutdown().await;
 }
+
+/// Keys changed by `aver serve --rotate-keys-every` so far: `key.rotate`
+/// and `key.retire` audit records of the default provider by the schedule.
+async fn scheduled_changes(r: &Replica) -> Vec<String> {
+    let store = r.service.state.store.clone();
+    tokio::task::spawn_blocking(move || store.audit_log("default", 100).unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.actor == aver_server::rotation::ACTOR)
+        .map(|a| format!("{} {}", a.action, a.target))
+        .collect()
+}
+
+/// The default provider's keys as `aver keys list` shows them at `now`
+/// (read from the store: the admin API's signed answers are checked
+/// against the real clock, which these pinned times are far from).
+async fn listing(r: &Replica, now: u64) -> Vec<Value> {
+    let store = r.service.state.store.clone();
+    let keys = tokio::task::spawn_blocking(move || store.signing_keys("default").unwrap())
+        .await
+        .unwrap();
+    aver_server::keys::describe(&keys, now)
+}
+
+/// Scheduled rotation over `configs` (one per replica, sharing a store):
+/// each replica runs the schedule at every refresh; between them they
+/// rotate once when due, never before, and retire the superseded key a
+/// minute after its successor signs. Time is pinned and moved by
+/// restarting the replicas, as above.
+async fn scheduled_rotation(configs: &[Config]) {
+    let (every, delay) = (3600, 600);
+    let t0 = common::now() - 10_000;
+    let start = |at: u64| async move {
+        let mut replicas = Vec::new();
+        for c in configs {
+            let mut c = c.clone();
+            c.key_rotation = Some(aver_server::rotation::Schedule::new(every, delay).unwrap());
+            replicas.push(Replica::start(&c, at).await);
+        }
+        replicas
+    };
+    // Long enough for every replica's schedule to run twice (one refresh a
+    // second) and for the others to reload what one of them wrote.
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(3500));
+
+    let mut replicas = start(t0).await;
+    let before = replicas[0].token().await;
+    let first = kid_of(&before);
+    settle().await;
+    for r in &replicas {
+        assert_eq!(r.kids().await, std::slice::from_ref(&first), "not due yet");
+    }
+    assert!(scheduled_changes(&replicas[0]).await.is_empty());
+
+    // Due: the first key has signed for `every - delay`. Every replica
+    // finds it due at once; one new key is made between them.
+    for r in replicas.drain(..) {
+        r.service.shutdown().await;
+    }
+    let t1 = t0 + every - delay;
+    replicas = start(t1).await;
+    settle().await;
+    let changes = scheduled_changes(&replicas[0]).await;
+    assert_eq!(
+        changes.len(),
+        1,
+        "exactly one scheduled rotation: {changes:?}"
+    );
+    let second = changes[0].strip_prefix("key.rotate ").unwrap().to_string();
+    for r in &replicas {
+        r.wait_for_kids(&[first.clone(), second.clone()]).await;
+        assert_eq!(kid_of(&r.token().await), first, "the next key waits");
+    }
+    let keys = listing(&replicas[0], t1).await;
+    assert_eq!(keys[0]["kid"], second.as_str());
+    assert_eq!(keys[0]["state"], "next");
+    assert_eq!(keys[0]["not_before_signing"], t1 + delay);
+    assert_eq!(keys[1]["state"], "signing");
+
+    // A minute after the new key began signing: the first key is retired,
+    // still published (its tokens have hours to live), and no new rotation
+    // is due.
+    for r in replicas.drain(..) {
+        r.service.shutdown().await;
+    }
+    let t2 = t1 + delay + aver_server::rotation::RETIRE_AFTER_SECS as u64;
+    replicas = start(t2).await;
+    settle().await;
+    let changes = scheduled_changes(&replicas[0]).await;
+    assert_eq!(
+        changes,
+        [
+            format!("key.retire {first}"),
+            format!("key.rotate {second}")
+        ],
+        "newest first"
+    );
+    for r in &replicas {
+        r.wait_for_kids(&[second.clone(), first.clone()]).await;
+        let after = r.token().await;
+        assert_eq!(kid_of(&after), second);
+        verifies(&after, &r.jwks().await, t2).unwrap();
+        verifies(&before, &r.jwks().await, t2).unwrap();
+    }
+    let keys = listing(&replicas[0], t2).await;
+    let states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["signing", "retired"]);
+    for r in replicas.drain(..) {
+        r.service.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_rotation_with_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = KekSource::Value(aver_server::kek::Kek::generate().unwrap().1);
+    scheduled_rotation(&[base_config(dir.path(), &kek)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_rotation_across_two_replicas_over_postgres() {
+    let Ok(url) = std::env::var("AVER_TEST_POSTGRES_URL") else {
+        aver_testkit::skip(
+            "scheduled_rotation_across_two_replicas_over_postgres",
+            "AVER_TEST_POSTGRES_URL not set",
+        );
+        return;
+    };
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    let schema = format!("aver_test_{}", hex::encode(bytes));
+    let kek = KekSource::Value(aver_server::kek::Kek::generate().unwrap().1);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let configs: Vec<Config> = [a.path(), b.path()]
+        .iter()
+        .map(|dir| {
+            let mut c = base_config(dir, &kek);
+            c.database_url = Some(url.clone());
+            c.database_schema = Some(schema.clone());
+            c
+        })
+        .collect();
+    scheduled_rotation(&configs).await;
+    std::thread::spawn(move || {
+        if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -319,7 +319,7 @@ fn signing_keys(store: &dyn Store) {
     let mut next = key("k5", 300);
     next.not_before_signing = 600;
     mutate(store, |s| {
-        s.add_signing_key("alpha", &next, &record("alpha", "key.rotate", 300))
+        s.add_signing_key("alpha", &next, &record("alpha", "key.rotate", 300), None)
     });
     assert_eq!(store.signing_keys("alpha").unwrap()[0], next);
     assert_eq!(
@@ -327,7 +327,12 @@ fn signing_keys(store: &dyn Store) {
         "key.rotate"
     );
     let err = refused(store, |s| {
-        s.add_signing_key("nope", &key("k6", 300), &record("nope", "key.rotate", 300))
+        s.add_signing_key(
+            "nope",
+            &key("k6", 300),
+            &record("nope", "key.rotate", 300),
+            None,
+        )
     });
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     refused(store, |s| {
@@ -335,8 +340,41 @@ fn signing_keys(store: &dyn Store) {
             "alpha",
             &key("k2", 300),
             &record("alpha", "key.rotate", 300),
+            None,
         )
     });
+
+    // A rotation conditioned on the newest key (scheduled rotation): refused,
+    // with nothing written, when that key is no longer the newest; applied
+    // while it is.
+    let err = refused(store, |s| {
+        s.add_signing_key(
+            "beta",
+            &key("k7", 300),
+            &record("beta", "key.rotate", 300),
+            Some("k-gone"),
+        )
+    });
+    assert!(matches!(err, StoreError::Superseded(_)), "{err:?}");
+    assert!(err.to_string().contains("k-gone"), "{err}");
+    mutate(store, |s| {
+        s.add_signing_key(
+            "beta",
+            &key("k7", 300),
+            &record("beta", "key.rotate", 300),
+            Some("k4"),
+        )
+    });
+    let err = refused(store, |s| {
+        s.add_signing_key(
+            "beta",
+            &key("k8", 301),
+            &record("beta", "key.rotate", 301),
+            Some("k4"),
+        )
+    });
+    assert!(matches!(err, StoreError::Superseded(_)), "{err:?}");
+    assert_eq!(store.signing_keys("beta").unwrap()[0].kid, "k7");
 
     // Retirement: once per key, audited; a no-op changes nothing.
     assert!(mutate(store, |s| s.retire_signing_key(
@@ -853,8 +891,44 @@ fn concurrency(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         assert_eq!(a.signers(&format!("p{i}")).unwrap().len(), 1);
     }
 
-    // Every call was one mutation, except the refused creations.
-    let expected = start + (ROUNDS as i64) * (2 + 1 + 1 + 2);
+    // Scheduled rotation on both replicas at once, each conditioned on the
+    // key both saw as the newest: one key is added, the other is refused.
+    for i in 0..ROUNDS {
+        a.insert_signing_key(&format!("p{i}"), &key(&format!("first-{i}"), 10))
+            .unwrap();
+    }
+    let rotations = race(a.clone(), b.clone(), ROUNDS, |s, i, side| {
+        let name = format!("p{i}");
+        s.add_signing_key(
+            &name,
+            &key(&format!("next-{i}-{side}"), 20),
+            &record(&name, "key.rotate", 20),
+            Some(&format!("first-{i}")),
+        )
+    });
+    for (i, (x, y)) in rotations.iter().enumerate() {
+        let ok = [x, y].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            ok, 1,
+            "round {i}: exactly one rotation succeeds: {x:?} {y:?}"
+        );
+        assert!(
+            [x, y]
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::Superseded(_))))
+        );
+        assert_eq!(b.signing_keys(&format!("p{i}")).unwrap().len(), 2);
+        let audited = a.audit_log(&format!("p{i}"), 10).unwrap();
+        assert_eq!(
+            audited.iter().filter(|r| r.action == "key.rotate").count(),
+            1,
+            "round {i}: only the applied rotation is audited"
+        );
+    }
+
+    // Every call was one mutation, except the refused creations and
+    // rotations.
+    let expected = start + (ROUNDS as i64) * (2 + 1 + 1 + 2 + 1 + 1);
     assert_eq!(a.generation().unwrap(), expected);
     assert_eq!(b.generation().unwrap(), expected);
 }

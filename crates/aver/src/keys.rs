@@ -91,7 +91,7 @@ pub struct Target {
     /// another way.
     #[arg(long, env = "AVER_ISSUER", requires = "url")]
     issuer: Option<String>,
-    /// The provider (store mode) [default: default].
+    /// The provider (store mode).
     #[arg(long, default_value = aver_server::DEFAULT_PROVIDER)]
     provider: String,
     #[command(flatten)]

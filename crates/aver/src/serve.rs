@@ -164,6 +164,43 @@ pub struct ServeArgs {
     /// UpToDate,SWHardeningNeeded].
     #[arg(long, env = "AVER_ACCEPT_TCB_STATUS", value_delimiter = ',')]
     accept_tcb_status: Vec<String>,
+    /// Rotate every provider's token-signing key on this schedule, e.g.
+    /// `30d` (units s, m, h, d; a bare number is seconds): each key signs
+    /// for this long, the next one published --rotation-publish-delay
+    /// before it signs, superseded keys retired and kept in /certs until
+    /// their tokens expired. Every replica may run it; they make one key
+    /// between them [default: off].
+    #[arg(long, env = "AVER_ROTATE_KEYS_EVERY", value_parser = parse_duration)]
+    rotate_keys_every: Option<u64>,
+    /// How long a key made by the schedule is in /certs before it signs,
+    /// e.g. `1h` [default: 5m].
+    #[arg(long, env = "AVER_ROTATION_PUBLISH_DELAY", value_parser = parse_duration)]
+    rotation_publish_delay: Option<u64>,
+}
+
+/// Seconds from `90`, `90s`, `15m`, `12h` or `30d`.
+pub fn parse_duration(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => t.split_at(at),
+        None => (t, "s"),
+    };
+    let scale: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration: a number followed by s, m, h or d (e.g. 30d)"
+            ));
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text:?} is not a duration: a number followed by s, m, h or d (e.g. 30d)")
+    })?;
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))
 }
 
 /// The TOML file's shape.
@@ -206,6 +243,8 @@ struct FileConfig {
     require_collateral: Option<bool>,
     tcb_baseline: Option<u32>,
     accept_tcb_status: Option<Vec<String>>,
+    rotate_keys_every: Option<String>,
+    rotation_publish_delay: Option<String>,
 }
 
 /// What `aver serve` runs with: the service's configuration and the size
@@ -349,6 +388,31 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved> {
                 .ok_or_else(|| missing("admin_oidc_jwks"))?,
         });
     }
+    let from_file = |v: Option<String>, name: &str| -> Result<Option<u64>> {
+        v.map(|t| parse_duration(&t).map_err(|e| anyhow::anyhow!("{name}: {e}")))
+            .transpose()
+    };
+    let every = match args.rotate_keys_every {
+        Some(v) => Some(v),
+        None => from_file(file.rotate_keys_every, "rotate_keys_every")?,
+    };
+    let delay = match args.rotation_publish_delay {
+        Some(v) => Some(v),
+        None => from_file(file.rotation_publish_delay, "rotation_publish_delay")?,
+    };
+    config.key_rotation = match (every, delay) {
+        (Some(every), delay) => Some(
+            aver_server::rotation::Schedule::new(
+                every,
+                delay.unwrap_or(aver_server::keys::DEFAULT_PUBLISH_DELAY_SECS),
+            )
+            .map_err(|e| anyhow::anyhow!("rotate_keys_every: {e}"))?,
+        ),
+        (None, Some(_)) => {
+            anyhow::bail!("rotation_publish_delay is set without rotate_keys_every")
+        }
+        (None, None) => None,
+    };
     let io_threads = match args.io_threads.or(file.io_threads) {
         Some(0) => anyhow::bail!("io_threads must be at least 1"),
         Some(n) => n,

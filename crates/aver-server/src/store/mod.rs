@@ -137,6 +137,18 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} does not exist")]
     NotFound(String),
+    /// A conditional write found that another process changed what it
+    /// was conditioned on (see [`Store::add_signing_key`]).
+    #[error("{0}")]
+    Superseded(String),
+}
+
+/// The refusal of a rotation conditioned on a newest key that is no
+/// longer the newest.
+pub(crate) fn newest_key_changed(provider: &str, expected: &str) -> StoreError {
+    StoreError::Superseded(format!(
+        "the newest key of provider {provider} is no longer {expected}: another process added a key meanwhile"
+    ))
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -166,12 +178,16 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a provider's first key (made at first load; not audited).
     fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError>;
     /// Adds a key by rotation, audited. `NotFound` when the provider does
-    /// not exist.
+    /// not exist. With `after`, only while the provider's newest key is
+    /// still that kid (else `Conflict`, nothing written): the check and the
+    /// insert are one serialized write, so replicas rotating on a schedule
+    /// at the same moment add one key between them, not one each.
     fn add_signing_key(
         &self,
         provider: &str,
         key: &StoredKey,
         audit: &AuditRecord,
+        after: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Marks `kid` retired at `at`, audited; false when it is absent or
     /// already retired.

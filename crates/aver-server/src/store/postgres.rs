@@ -588,12 +588,28 @@ impl Store for PostgresStore {
         provider: &str,
         key: &StoredKey,
         audit: &AuditRecord,
+        after: Option<&str>,
     ) -> Result<(), StoreError> {
+        // `write` first bumps the generation row, which every write locks:
+        // a concurrent rotation has committed (and is seen below) or waits.
         self.write(Some(audit), |tx| {
             if !provider_exists(tx, provider)? {
                 return Err(Fail::Refused(StoreError::NotFound(format!(
                     "provider {provider}"
                 ))));
+            }
+            if let Some(expected) = after {
+                let newest: Option<String> = tx
+                    .query_opt(
+                        "SELECT kid FROM signing_keys WHERE provider = $1
+                         ORDER BY created_at DESC, seq DESC LIMIT 1",
+                        &[&provider],
+                    )?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                if newest.as_deref() != Some(expected) {
+                    return Err(Fail::Refused(super::newest_key_changed(provider, expected)));
+                }
             }
             insert_key(tx, provider, key)
         })

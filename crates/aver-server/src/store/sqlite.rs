@@ -310,10 +310,26 @@ impl Store for SqliteStore {
         provider: &str,
         key: &StoredKey,
         audit: &AuditRecord,
+        after: Option<&str>,
     ) -> Result<(), StoreError> {
+        // An immediate transaction: the newest key read here is still the
+        // newest when the insert commits.
         self.write(Some(audit), |tx| {
             if !provider_exists(tx, provider)? {
                 return Err(StoreError::NotFound(format!("provider {provider}")));
+            }
+            if let Some(expected) = after {
+                let newest: Option<String> = tx
+                    .query_row(
+                        "SELECT kid FROM signing_keys WHERE provider = ?1
+                         ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                        params![provider],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if newest.as_deref() != Some(expected) {
+                    return Err(super::newest_key_changed(provider, expected));
+                }
             }
             insert_key(tx, provider, key)
         })

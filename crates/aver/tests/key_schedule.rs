@@ -1,0 +1,134 @@
+//! `aver serve --rotate-keys-every`: a real server process makes a new
+//! signing key on its schedule, published before it signs (what
+//! `aver keys list` shows), and bad schedules are refused at start with a
+//! message that says why. The schedule's rules, retirement and the race
+//! between replicas are tested in aver-server (`rotation.rs`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{aver, free_port, serve_with};
+
+/// `aver serve` with `flags` must refuse to start, saying `why`.
+fn refused(flags: &[&str], why: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = aver()
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(flags)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{flags:?} started");
+    assert!(stderr.contains(why), "{flags:?}: {stderr}");
+}
+
+#[test]
+fn bad_schedules_are_refused_at_start() {
+    refused(
+        &[
+            "--rotate-keys-every",
+            "10s",
+            "--rotation-publish-delay",
+            "1m",
+        ],
+        "must be longer than the publish delay of its keys (60 s)",
+    );
+    refused(&["--rotate-keys-every", "3x"], "is not a duration");
+    refused(&["--rotate-keys-every", "d"], "is not a duration");
+    refused(
+        &["--rotation-publish-delay", "1m"],
+        "rotation_publish_delay is set without rotate_keys_every",
+    );
+}
+
+/// The listing's rows: (kid, state, created_at, not_before_signing).
+fn keys(dir: &std::path::Path, port: u16) -> Vec<(String, String, i64, i64)> {
+    let out = aver()
+        .args(["keys", "list", "--url"])
+        .arg(format!("https://127.0.0.1:{port}"))
+        .arg("--ca")
+        .arg(dir.join("tls/cert.pem"))
+        .arg("--admin-key")
+        .arg(format!("@{}", dir.join("admin-key").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            (
+                f[0].to_string(),
+                f[2].to_string(),
+                f[3].parse().unwrap(),
+                f[4].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_service_rotates_its_key_on_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Each key signs for 6 s, published 3 s before: the first key (made at
+    // start) is due 3 s after it, the next key then signs 3 s later.
+    let _server = serve_with(
+        dir.path(),
+        port,
+        &[
+            "--rotate-keys-every",
+            "6s",
+            "--rotation-publish-delay",
+            "3s",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listing = loop {
+        let now = keys(dir.path(), port);
+        if now.len() >= 2 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "no scheduled rotation: {now:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // Newest first. Every key the schedule made is published 3 s before it
+    // signs, and was made no earlier than 3 s before its predecessor's
+    // 6 s of signing ended (a slow start may have let more than one
+    // rotation happen before the first listing).
+    for pair in listing.windows(2) {
+        let ((kid, state, created, signs_from), (older, _, _, older_from)) = (&pair[0], &pair[1]);
+        assert_ne!(kid, older);
+        assert_eq!(signs_from - created, 3, "{listing:?}");
+        assert!(
+            *created >= older_from + 6 - 3,
+            "rotated before it was due: {listing:?}"
+        );
+        assert!(
+            state == "next" || state == "signing" || state == "published",
+            "{listing:?}"
+        );
+    }
+    assert_eq!(
+        listing.iter().filter(|k| k.1 == "signing").count(),
+        1,
+        "{listing:?}"
+    );
+}

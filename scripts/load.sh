@@ -119,6 +119,13 @@ SERVER_PID=$!
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
+# Context switches of all the server's threads so far (voluntary: a thread
+# slept or waited; involuntary: it was preempted). Threads that ended are
+# not counted; the server's threads live as long as it does.
+ctx_switches() {
+  cat /proc/"$SERVER_PID"/task/*/status 2>/dev/null \
+    | awk '/^voluntary_ctxt_switches:/ {v += $2} /^nonvoluntary_ctxt_switches:/ {n += $2} END {print v + 0, n + 0}'
+}
 
 for _ in $(seq 600); do
   if curl -ksf --max-time 2 "$BASE/health" >/dev/null 2>&1; then break; fi
@@ -162,13 +169,17 @@ field() { # field KEY LINE
 RSS_START=$(rss_kib)
 declare -A RESULT
 declare -A CPU_TICKS
+declare -A CTX
 for scenario in certs attest; do
   if [[ $scenario == certs ]]; then url="$BASE/certs" body=""; else url=$ATTEST_URL body="$WORK/attest.json"; fi
   if ((WARMUP > 0)); then run "$scenario-warmup" "$WARMUP" "$url" "$body" >/dev/null; fi
   t0=$(cpu_ticks)
+  read -r v0 n0 < <(ctx_switches)
   RESULT[$scenario]=$(run "$scenario" "$DURATION" "$url" "$body")
   t1=$(cpu_ticks)
+  read -r v1 n1 < <(ctx_switches)
   CPU_TICKS[$scenario]=$((t1 - t0))
+  CTX[$scenario]="$((v1 - v0)) $((n1 - n0))"
   echo "load.sh: $scenario: ${RESULT[$scenario]#RESULT } server_cpu_s=$(python3 -c "print(${CPU_TICKS[$scenario]}/$HZ)")" >&2
 done
 
@@ -208,7 +219,7 @@ for scenario in certs attest half; do
 done
 
 C=${RESULT[certs]} A=${RESULT[attest]}
-python3 - "$C" "$A" "${RESULT[half]}" "$FLOOR_LINE" "${CPU_TICKS[attest]}" "$HZ" "$RSS_START" "$RSS_AFTER" "$RSS_SOAK" "$SOAK" <<'PY'
+python3 - "$C" "$A" "${RESULT[half]}" "$FLOOR_LINE" "${CPU_TICKS[attest]}" "$HZ" "$RSS_START" "$RSS_AFTER" "$RSS_SOAK" "$SOAK" "${CTX[attest]}" <<'PY'
 import sys
 
 def parse(line):
@@ -224,11 +235,14 @@ def parse(line):
 c, a, half, floor = parse(sys.argv[1]), parse(sys.argv[2]), parse(sys.argv[3]), parse(sys.argv[4])
 ticks, hz = float(sys.argv[5]), float(sys.argv[6])
 rss_start, rss_after, rss_soak, soak = sys.argv[7], sys.argv[8], sys.argv[9], sys.argv[10]
+vol, invol = (int(x) for x in sys.argv[11].split())
 cpu_us = ticks / hz * 1e6 / a["requests"]
 print()
 print(f"Server CPU per attestation: {cpu_us:.0f} µs; crypto floor ({floor['alg']}: 2 × ECDSA-P256 verify "
       f"+ 1 × sign, one thread): {floor['us_per_op']:.0f} µs; ratio {cpu_us / floor['us_per_op']:.2f}× "
       f"({floor['us_per_op'] / cpu_us * 100:.0f}% of the floor's throughput per core)")
+print(f"Server context switches per attestation at saturation: {(vol + invol) / a['requests']:.2f} "
+      f"({vol / a['requests']:.2f} voluntary, {invol / a['requests']:.2f} preempted)")
 print(f"Attest at half saturation ({half['rps']:.0f} req/s offered): p50 {half['p50_ms']:.2f} ms, "
       f"p99 {half['p99_ms']:.2f} ms, max {half['max_ms']:.2f} ms")
 line = f"Server RSS: {int(rss_start) / 1024:.1f} MiB before, {int(rss_after) / 1024:.1f} MiB after the scenarios"

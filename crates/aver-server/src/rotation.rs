@@ -18,8 +18,9 @@
 //!   signs for `every`;
 //! * **retire** every older key that is neither retired nor signing, once
 //!   the key that superseded it has signed for [`RETIRE_AFTER_SECS`] (far
-//!   beyond the replicas' refresh bound and ordinary clock skew). A retired
-//!   key stays in `/certs` for [`crate::keys::RETIRED_PUBLISH_SECS`] more.
+//!   beyond the replicas' refresh bound and ordinary clock skew), whether or
+//!   not that successor still signs. A retired key stays in `/certs` for
+//!   [`crate::keys::RETIRED_PUBLISH_SECS`] more.
 //!
 //! Races between replicas are the store's to decide: a scheduled rotation
 //! is written only while the newest key is still the one the replica saw
@@ -114,14 +115,25 @@ pub fn due(times: &[&KeyTimes], now: i64, schedule: &Schedule) -> Due {
     if newest == Some(signing) && now >= current.not_before_signing.saturating_add(period - delay) {
         out.rotate_after = Some(current.kid.clone());
     }
-    if now >= current.not_before_signing.saturating_add(RETIRE_AFTER_SECS) {
-        out.retire = times
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| *i != signing && t.retired_at.is_none() && t.can_sign(now))
-            .map(|(_, t)| t.kid.clone())
-            .collect();
-    }
+    // A key stopped signing when the first key ordered after it (as the
+    // signing key is chosen: by `not_before_signing`, then creation) began
+    // to; it is retired once that successor has signed for the grace time,
+    // whatever signs now (a short period may have superseded it since).
+    let order = |t: &KeyTimes| (t.not_before_signing, t.created_at);
+    out.retire = times
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| *i != signing && t.retired_at.is_none() && t.can_sign(now))
+        .filter(|(_, t)| {
+            let superseded_at = times
+                .iter()
+                .filter(|s| s.can_sign(now) && order(s) > order(t))
+                .map(|s| s.not_before_signing)
+                .min();
+            superseded_at.is_some_and(|at| now >= at.saturating_add(RETIRE_AFTER_SECS))
+        })
+        .map(|(_, t)| t.kid.clone())
+        .collect();
     out
 }
 
@@ -315,6 +327,25 @@ mod tests {
         ];
         assert_eq!(at(&many, 90_000).retire, ["b", "a"]);
         assert_eq!(at(&many, 90_000).rotate_after, None);
+    }
+
+    #[test]
+    fn a_period_shorter_than_the_grace_still_retires_each_key_a_minute_after_its_successor_signs() {
+        // A key every 20 s, published 5 s before it signs: "a" signed until
+        // 20, "b" until 40, "c" until 60, "d" signs from 60.
+        let short = Schedule::new(20, 5).unwrap();
+        let keys = [
+            t("d", 55, 60, None),
+            t("c", 35, 40, None),
+            t("b", 15, 20, None),
+            t("a", 0, 0, None),
+        ];
+        let refs: Vec<&KeyTimes> = keys.iter().collect();
+        assert!(due(&refs, 79, &short).retire.is_empty());
+        assert_eq!(due(&refs, 80, &short).retire, ["a"]);
+        assert_eq!(due(&refs, 100, &short).retire, ["b", "a"]);
+        assert_eq!(due(&refs, 120, &short).retire, ["c", "b", "a"]);
+        assert_eq!(due(&refs, 75, &short).rotate_after.as_deref(), Some("d"));
     }
 
     #[test]

@@ -147,11 +147,14 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::List { target } => {
             let keys = match target.connection()? {
                 Some(c) => c.admin()?.keys().await?,
-                None => {
+                None => on_store(|| {
                     let store = target.store.open()?;
                     let stored = store.signing_keys(&target.provider)?;
-                    aver_server::keys::describe(&stored, aver_client::unix_now())
-                }
+                    Ok(aver_server::keys::describe(
+                        &stored,
+                        aver_client::unix_now(),
+                    ))
+                })?,
             };
             print_keys(&keys);
         }
@@ -163,7 +166,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 let claims = c.admin()?.rotate_key(publish_delay).await?;
                 crate::admin::print_claims(&claims);
             }
-            None => {
+            None => on_store(|| {
                 let store = target.store.open()?;
                 let kek = target.kek(store.as_ref())?;
                 let settings = aver_server::state::ProviderSettings::from_json(
@@ -187,7 +190,8 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     row.not_before_signing
                 );
                 println!("{}", row.kid);
-            }
+                Ok(())
+            })?,
         },
         KeysCommand::Rewrap { target } => {
             if target.url.is_some() {
@@ -195,9 +199,11 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     "rewrap works on the store (--data-dir / --database-url), not through --url: it needs the KEKs"
                 ));
             }
-            let store = target.store.open()?;
-            let kek = target.kek(store.as_ref())?;
-            let report = aver_server::kek::rewrap(&kek, store.as_ref()).map_err(|e| anyhow!(e))?;
+            let report = on_store(|| {
+                let store = target.store.open()?;
+                let kek = target.kek(store.as_ref())?;
+                aver_server::kek::rewrap(&kek, store.as_ref()).map_err(|e| anyhow!(e))
+            })?;
             crate::files::print_json(&serde_json::to_value(&report)?);
             if !report.unopenable.is_empty() {
                 eprintln!(
@@ -226,17 +232,19 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 ));
             }
             let uri = with_module(&uri, module.as_deref());
-            let store = target.store.open()?;
-            let kek = target.kek(store.as_ref())?;
-            let row = aver_server::keys::import_hsm(
-                store.as_ref(),
-                &kek,
-                &target.provider,
-                &uri,
-                aver_client::unix_now(),
-                publish_delay.unwrap_or(aver_server::keys::DEFAULT_PUBLISH_DELAY_SECS),
-                &actor(),
-            )?;
+            let row = on_store(|| {
+                let store = target.store.open()?;
+                let kek = target.kek(store.as_ref())?;
+                Ok(aver_server::keys::import_hsm(
+                    store.as_ref(),
+                    &kek,
+                    &target.provider,
+                    &uri,
+                    aver_client::unix_now(),
+                    publish_delay.unwrap_or(aver_server::keys::DEFAULT_PUBLISH_DELAY_SECS),
+                    &actor(),
+                )?)
+            })?;
             eprintln!(
                 "PKCS#11 key {} for provider {}: published within the replicas' refresh interval, signing from {}; every replica needs the module and the PIN",
                 row.kid, target.provider, row.not_before_signing
@@ -249,14 +257,16 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 crate::admin::print_claims(&claims);
             }
             None => {
-                let store = target.store.open()?;
-                let row = aver_server::keys::retire(
-                    store.as_ref(),
-                    &target.provider,
-                    &kid,
-                    aver_client::unix_now(),
-                    &actor(),
-                )?;
+                let row = on_store(|| {
+                    let store = target.store.open()?;
+                    Ok(aver_server::keys::retire(
+                        store.as_ref(),
+                        &target.provider,
+                        &kid,
+                        aver_client::unix_now(),
+                        &actor(),
+                    )?)
+                })?;
                 eprintln!(
                     "retired key {} of provider {}: published until {}",
                     row.kid,
@@ -269,6 +279,13 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs store work outside the async runtime's context: the PostgreSQL
+/// client blocks on a runtime of its own, which cannot start on a thread
+/// that drives another (it panicked there before).
+fn on_store<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    tokio::task::block_in_place(f)
 }
 
 /// `uri` with `module-path=module` added to its query (unless it has one).

@@ -312,13 +312,16 @@ fn main() -> std::process::ExitCode {
             Command::Evidence(cmd) => evidence::run(cmd),
             Command::Policy(cmd) => policy::run(cmd).await,
             Command::Signer(cmd) => signer(cmd).await,
+            // Store commands block on the store (PostgreSQL's client runs a
+            // runtime of its own, which cannot start on a thread that
+            // drives this one): they run outside this runtime's context.
             #[cfg(feature = "server")]
-            Command::Provider(cmd) => provider(cmd),
+            Command::Provider(cmd) => tokio::task::block_in_place(|| provider(cmd)),
             #[cfg(feature = "server")]
             Command::Keys(cmd) => keys::run(cmd).await,
             Command::Sim(cmd) => sim::run(cmd),
             #[cfg(feature = "server")]
-            Command::Collateral(cmd) => collateral::run(cmd),
+            Command::Collateral(cmd) => tokio::task::block_in_place(|| collateral::run(cmd)),
             #[cfg(feature = "server")]
             Command::Openapi => {
                 println!("{}", aver_server::openapi::document_json());

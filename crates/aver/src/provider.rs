@@ -25,6 +25,10 @@ pub struct StoreArgs {
     /// Or the PostgreSQL URL the service uses.
     #[arg(long, env = "AVER_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The PostgreSQL schema the service uses, when it was started with
+    /// one (`--database-schema`) [default: the connection's search path].
+    #[arg(long, env = "AVER_DATABASE_SCHEMA", requires = "database_url")]
+    pub database_schema: Option<String>,
 }
 
 impl StoreArgs {
@@ -32,6 +36,7 @@ impl StoreArgs {
         let mut config = Config::with_defaults();
         config.data_dir = self.data_dir.clone();
         config.database_url = self.database_url.clone();
+        config.database_schema = self.database_schema.clone();
         Ok(aver_server::open_store(&config)?)
     }
 }

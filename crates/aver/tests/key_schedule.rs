@@ -3,6 +3,11 @@
 //! `aver keys list` shows), and bad schedules are refused at start with a
 //! message that says why. The schedule's rules, retirement and the race
 //! between replicas are tested in aver-server (`rotation.rs`).
+//!
+//! Also the key and provider commands in store mode over PostgreSQL
+//! (`--database-url`, `--database-schema`), next to a server using the
+//! same schema: they used to panic there (the PostgreSQL client's own
+//! runtime inside the command's).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,7 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{aver, free_port, serve_with};
+use common::{aver, free_port, serve_with, serve_with_env};
 
 /// `aver serve` with `flags` must refuse to start, saying `why`.
 fn refused(flags: &[&str], why: &str) {
@@ -131,4 +136,55 @@ fn the_service_rotates_its_key_on_schedule() {
         1,
         "{listing:?}"
     );
+}
+
+#[test]
+fn key_and_provider_commands_work_on_a_postgresql_store() {
+    let Ok(db) = std::env::var("AVER_TEST_POSTGRES_URL") else {
+        aver_testkit::skip(
+            "key_and_provider_commands_work_on_a_postgresql_store",
+            "AVER_TEST_POSTGRES_URL is not set",
+        );
+        return;
+    };
+    let schema = format!("aver_cli_store_{}", std::process::id());
+    let kek = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = serve_with_env(
+        dir.path(),
+        port,
+        &["--database-url", &db, "--database-schema", &schema],
+        &[("AVER_KEK", kek)],
+    );
+    let store = |args: &[&str]| {
+        let out = aver()
+            .env("AVER_KEK", kek)
+            .args(args)
+            .args(["--database-url", &db, "--database-schema", &schema])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        text
+    };
+    assert!(store(&["provider", "list"]).contains("default"));
+    let before = store(&["keys", "list"]);
+    assert_eq!(before.lines().count(), 2, "{before}");
+    let kid = store(&["keys", "rotate", "--publish-delay", "0"]);
+    let after = store(&["keys", "list"]);
+    assert_eq!(after.lines().count(), 3, "{after}");
+    assert!(after.contains(kid.trim()), "{after}");
+    assert!(store(&["collateral", "status"]).contains("collateral"));
+    drop(server);
+    let _ = std::process::Command::new("psql")
+        .args([
+            &db,
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        ])
+        .output();
 }

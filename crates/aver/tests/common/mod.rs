@@ -43,7 +43,13 @@ pub fn serve(dir: &Path, port: u16) -> Server {
 /// `aver serve` on 127.0.0.1:`port` with `extra` flags, once its
 /// management API answers.
 pub fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Server {
+    serve_with_env(dir, port, extra, &[])
+}
+
+/// [`serve_with`] with `env` added to the server's environment.
+pub fn serve_with_env(dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let child = aver()
+        .envs(env.iter().copied())
         .arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))

@@ -461,11 +461,12 @@ fn common_name(certificate: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
-    fn t(kid: &str, created: i64, nbs: i64, retired: Option<i64>) -> KeyTimes {
+    /// A key's schedule (shared with `rotation`'s tests).
+    pub(crate) fn t(kid: &str, created: i64, nbs: i64, retired: Option<i64>) -> KeyTimes {
         KeyTimes {
             kid: kid.into(),
             created_at: created,

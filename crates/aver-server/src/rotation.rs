@@ -240,15 +240,7 @@ pub async fn round(state: &AppState, schedule: &Schedule) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-
-    fn t(kid: &str, created: i64, nbs: i64, retired: Option<i64>) -> KeyTimes {
-        KeyTimes {
-            kid: kid.into(),
-            created_at: created,
-            not_before_signing: nbs,
-            retired_at: retired,
-        }
-    }
+    use crate::keys::tests::t;
 
     const DAY: u64 = 86_400;
 

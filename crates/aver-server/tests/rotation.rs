@@ -218,37 +218,65 @@ async fn rotation_with_sqlite() {
     rotation(&[base_config(dir.path(), &kek)]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_across_two_replicas_over_postgres() {
+/// Two replicas' configurations over one fresh PostgreSQL schema, or
+/// `None` (a loud skip) without `AVER_TEST_POSTGRES_URL`; the schema is
+/// dropped when the returned guard goes.
+fn two_postgres_replicas(test: &str) -> Option<(Vec<Config>, PgSchema)> {
     let Ok(url) = std::env::var("AVER_TEST_POSTGRES_URL") else {
-        aver_testkit::skip(
-            "rotation_across_two_replicas_over_postgres",
-            "AVER_TEST_POSTGRES_URL not set",
-        );
-        return;
+        aver_testkit::skip(test, "AVER_TEST_POSTGRES_URL not set");
+        return None;
     };
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes).unwrap();
     let schema = format!("aver_test_{}", hex::encode(bytes));
     let kek = KekSource::Value(aver_server::kek::Kek::generate().unwrap().1);
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let configs: Vec<Config> = [a.path(), b.path()]
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs = dirs
         .iter()
         .map(|dir| {
-            let mut c = base_config(dir, &kek);
+            let mut c = base_config(dir.path(), &kek);
             c.database_url = Some(url.clone());
             c.database_schema = Some(schema.clone());
             c
         })
         .collect();
-    rotation(&configs).await;
-    std::thread::spawn(move || {
-        if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
-        }
-    })
-    .join()
-    .unwrap();
+    Some((
+        configs,
+        PgSchema {
+            url,
+            schema,
+            _dirs: dirs,
+        },
+    ))
+}
+
+/// Drops its schema (and the replicas' data directories) when dropped.
+struct PgSchema {
+    url: String,
+    schema: String,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // The synchronous client cannot run on the test's async thread.
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+            }
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_across_two_replicas_over_postgres() {
+    if let Some((configs, _schema)) =
+        two_postgres_replicas("rotation_across_two_replicas_over_postgres")
+    {
+        rotation(&configs).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,33 +466,9 @@ async fn scheduled_rotation_with_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_rotation_across_two_replicas_over_postgres() {
-    let Ok(url) = std::env::var("AVER_TEST_POSTGRES_URL") else {
-        aver_testkit::skip(
-            "scheduled_rotation_across_two_replicas_over_postgres",
-            "AVER_TEST_POSTGRES_URL not set",
-        );
-        return;
-    };
-    let mut bytes = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap();
-    let schema = format!("aver_test_{}", hex::encode(bytes));
-    let kek = KekSource::Value(aver_server::kek::Kek::generate().unwrap().1);
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let configs: Vec<Config> = [a.path(), b.path()]
-        .iter()
-        .map(|dir| {
-            let mut c = base_config(dir, &kek);
-            c.database_url = Some(url.clone());
-            c.database_schema = Some(schema.clone());
-            c
-        })
-        .collect();
-    scheduled_rotation(&configs).await;
-    std::thread::spawn(move || {
-        if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
-        }
-    })
-    .join()
-    .unwrap();
+    if let Some((configs, _schema)) =
+        two_postgres_replicas("scheduled_rotation_across_two_replicas_over_postgres")
+    {
+        scheduled_rotation(&configs).await;
+    }
 }

@@ -818,6 +818,23 @@ fn race<T: Send + 'static>(
     ra.into_iter().zip(rb).collect()
 }
 
+/// Round `i` of a race: exactly one side succeeded, and the other was
+/// refused as `loser` says a refusal looks.
+#[track_caller]
+fn one_wins(
+    i: usize,
+    x: &Result<(), StoreError>,
+    y: &Result<(), StoreError>,
+    loser: fn(&StoreError) -> bool,
+) {
+    let ok = [x, y].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "round {i}: exactly one succeeds: {x:?} {y:?}");
+    assert!(
+        [x, y].iter().any(|r| r.as_ref().is_err_and(loser)),
+        "round {i}: {x:?} {y:?}"
+    );
+}
+
 /// Concurrent writers on two replicas: one secret value wins, one creation
 /// succeeds, and the last-signer rule holds.
 fn concurrency(a: Arc<dyn Store>, b: Arc<dyn Store>) {
@@ -857,16 +874,7 @@ fn concurrency(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         )
     });
     for (i, (x, y)) in creations.iter().enumerate() {
-        let ok = [x, y].iter().filter(|r| r.is_ok()).count();
-        assert_eq!(
-            ok, 1,
-            "round {i}: exactly one creation succeeds: {x:?} {y:?}"
-        );
-        assert!(
-            [x, y]
-                .iter()
-                .any(|r| matches!(r, Err(StoreError::Conflict(_))))
-        );
+        one_wins(i, x, y, |e| matches!(e, StoreError::Conflict(_)));
         assert_eq!(a.audit_log(&format!("p{i}"), 10).unwrap().len(), 1);
         assert_eq!(a.admin_key_hashes(&format!("p{i}")).unwrap().len(), 1);
     }
@@ -907,16 +915,7 @@ fn concurrency(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         )
     });
     for (i, (x, y)) in rotations.iter().enumerate() {
-        let ok = [x, y].iter().filter(|r| r.is_ok()).count();
-        assert_eq!(
-            ok, 1,
-            "round {i}: exactly one rotation succeeds: {x:?} {y:?}"
-        );
-        assert!(
-            [x, y]
-                .iter()
-                .any(|r| matches!(r, Err(StoreError::Superseded(_))))
-        );
+        one_wins(i, x, y, |e| matches!(e, StoreError::Superseded(_)));
         assert_eq!(b.signing_keys(&format!("p{i}")).unwrap().len(), 2);
         let audited = a.audit_log(&format!("p{i}"), 10).unwrap();
         assert_eq!(

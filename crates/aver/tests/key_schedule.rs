@@ -19,7 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{aver, free_port, serve_with, serve_with_env};
+use common::{admin_of, aver, free_port, serve_with, serve_with_env};
 
 /// `aver serve` with `flags` must refuse to start, saying `why`.
 fn refused(flags: &[&str], why: &str) {
@@ -59,13 +59,7 @@ fn bad_schedules_are_refused_at_start() {
 
 /// The listing's rows: (kid, state, created_at, not_before_signing).
 fn keys(dir: &std::path::Path, port: u16) -> Vec<(String, String, i64, i64)> {
-    let out = aver()
-        .args(["keys", "list", "--url"])
-        .arg(format!("https://127.0.0.1:{port}"))
-        .arg("--ca")
-        .arg(dir.join("tls/cert.pem"))
-        .arg("--admin-key")
-        .arg(format!("@{}", dir.join("admin-key").display()))
+    let out = admin_of(aver().args(["keys", "list"]), dir, port)
         .output()
         .unwrap();
     assert!(

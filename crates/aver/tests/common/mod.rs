@@ -65,22 +65,31 @@ pub fn serve_with_env(dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ok = dir.join("tls/cert.pem").exists()
-            && aver()
-                .args(["policy", "get", "--type", "SgxEnclave", "--url"])
-                .arg(format!("https://127.0.0.1:{port}"))
-                .arg("--ca")
-                .arg(dir.join("tls/cert.pem"))
-                .arg("--admin-key")
-                .arg(format!("@{}", dir.join("admin-key").display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
+            && admin_of(
+                aver().args(["policy", "get", "--type", "SgxEnclave"]),
+                dir,
+                port,
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         if ok {
             return server;
         }
         assert!(Instant::now() < deadline, "aver serve did not become ready");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `cmd` pointed at the server `serve_with` started in `dir` on `port`,
+/// as its default provider's administrator.
+pub fn admin_of<'c>(cmd: &'c mut Command, dir: &Path, port: u16) -> &'c mut Command {
+    cmd.arg("--url")
+        .arg(format!("https://127.0.0.1:{port}"))
+        .arg("--ca")
+        .arg(dir.join("tls/cert.pem"))
+        .arg("--admin-key")
+        .arg(format!("@{}", dir.join("admin-key").display()))
 }

@@ -105,15 +105,23 @@ pub fn due(times: &[&KeyTimes], now: i64, schedule: &Schedule) -> Due {
         // Nothing can sign yet (every live key is a next key): nothing due.
         return out;
     };
-    let newest = times
-        .iter()
-        .enumerate()
-        .max_by_key(|(i, t)| (t.created_at, std::cmp::Reverse(*i)))
-        .map(|(i, _)| i);
+    // The newest key (ties: the first, as the store orders them), and the
+    // newest not retired: a next key someone retired does not hold the
+    // schedule up, but the conditional insert names the newest of all
+    // (what the store compares with).
+    let newest = |live: bool| {
+        times
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !live || t.retired_at.is_none())
+            .max_by_key(|(i, t)| (t.created_at, std::cmp::Reverse(*i)))
+    };
     let period = i64::try_from(schedule.every).unwrap_or(i64::MAX);
     let delay = i64::try_from(schedule.publish_delay).unwrap_or(i64::MAX);
-    if newest == Some(signing) && now >= current.not_before_signing.saturating_add(period - delay) {
-        out.rotate_after = Some(current.kid.clone());
+    if newest(true).map(|(i, _)| i) == Some(signing)
+        && now >= current.not_before_signing.saturating_add(period - delay)
+    {
+        out.rotate_after = newest(false).map(|(_, t)| t.kid.clone());
     }
     // A key stopped signing when the first key ordered after it (as the
     // signing key is chosen: by `not_before_signing`, then creation) began
@@ -297,6 +305,16 @@ mod tests {
         // rotation until it signs either.
         let manual = [t("m", 50, 10_000, None), t("a", 0, 0, None)];
         assert_eq!(at(&manual, 9_999).rotate_after, None);
+    }
+
+    #[test]
+    fn a_retired_next_key_does_not_hold_the_schedule_up() {
+        // "n" was made by hand and retired before it signed: "a" still
+        // signs and is due; the insert is conditioned on "n", the newest
+        // key the store holds.
+        let keys = [t("n", 50_000, 60_000, Some(55_000)), t("a", 0, 0, None)];
+        assert_eq!(at(&keys, 82_800).rotate_after.as_deref(), Some("n"));
+        assert!(at(&keys, 82_800).retire.is_empty());
     }
 
     #[test]

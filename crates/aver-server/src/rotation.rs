@@ -23,7 +23,8 @@
 //!   [`crate::keys::RETIRED_PUBLISH_SECS`] more.
 //!
 //! Races between replicas are the store's to decide: a scheduled rotation
-//! is written only while the newest key is still the one the replica saw
+//! is written only while the newest key not retired is still the one the
+//! replica saw
 //! ([`crate::store::Store::add_signing_key`] with `after`), in one
 //! serialized write, so replicas due at the same moment add one key between
 //! them; a retirement another replica made first is a no-op.
@@ -88,7 +89,8 @@ impl Schedule {
 /// What the schedule asks of one provider's keys.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Due {
-    /// Rotate now, conditioned on this kid still being the newest key.
+    /// Rotate now, conditioned on this kid still being the newest key not
+    /// retired.
     pub rotate_after: Option<String>,
     /// Retire these (superseded, not signing, not retired) keys now.
     pub retire: Vec<String>,
@@ -105,23 +107,20 @@ pub fn due(times: &[&KeyTimes], now: i64, schedule: &Schedule) -> Due {
         // Nothing can sign yet (every live key is a next key): nothing due.
         return out;
     };
-    // The newest key (ties: the first, as the store orders them), and the
-    // newest not retired: a next key someone retired does not hold the
-    // schedule up, but the conditional insert names the newest of all
-    // (what the store compares with).
-    let newest = |live: bool| {
-        times
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| !live || t.retired_at.is_none())
-            .max_by_key(|(i, t)| (t.created_at, std::cmp::Reverse(*i)))
-    };
+    // The newest key not retired (ties: the first, as the store orders
+    // them): a next key someone retired does not hold the schedule up. The
+    // store checks the same, so the insert is refused only if another key
+    // was added (or this one retired) meanwhile.
+    let newest = times
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.retired_at.is_none())
+        .max_by_key(|(i, t)| (t.created_at, std::cmp::Reverse(*i)))
+        .map(|(i, _)| i);
     let period = i64::try_from(schedule.every).unwrap_or(i64::MAX);
     let delay = i64::try_from(schedule.publish_delay).unwrap_or(i64::MAX);
-    if newest(true).map(|(i, _)| i) == Some(signing)
-        && now >= current.not_before_signing.saturating_add(period - delay)
-    {
-        out.rotate_after = newest(false).map(|(_, t)| t.kid.clone());
+    if newest == Some(signing) && now >= current.not_before_signing.saturating_add(period - delay) {
+        out.rotate_after = Some(current.kid.clone());
     }
     // A key stopped signing when the first key ordered after it (as the
     // signing key is chosen: by `not_before_signing`, then creation) began
@@ -201,7 +200,7 @@ pub async fn round(state: &AppState, schedule: &Schedule) {
                                 provider = %provider,
                                 kid = %key.kid,
                                 signing_from = key.not_before_signing,
-                                previous = %after,
+                                after = %after,
                                 "scheduled rotation: a new signing key is published"
                             );
                         }
@@ -310,10 +309,9 @@ mod tests {
     #[test]
     fn a_retired_next_key_does_not_hold_the_schedule_up() {
         // "n" was made by hand and retired before it signed: "a" still
-        // signs and is due; the insert is conditioned on "n", the newest
-        // key the store holds.
+        // signs, is the newest live key and is due.
         let keys = [t("n", 50_000, 60_000, Some(55_000)), t("a", 0, 0, None)];
-        assert_eq!(at(&keys, 82_800).rotate_after.as_deref(), Some("n"));
+        assert_eq!(at(&keys, 82_800).rotate_after.as_deref(), Some("a"));
         assert!(at(&keys, 82_800).retire.is_empty());
     }
 

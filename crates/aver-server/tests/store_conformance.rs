@@ -375,6 +375,21 @@ fn signing_keys(store: &dyn Store) {
     });
     assert!(matches!(err, StoreError::Superseded(_)), "{err:?}");
     assert_eq!(store.signing_keys("beta").unwrap()[0].kid, "k7");
+    // Only live keys count: once k7 is retired, k4 is the newest again.
+    assert!(mutate(store, |s| s.retire_signing_key(
+        "beta",
+        "k7",
+        302,
+        &record("beta", "key.retire", 302)
+    )));
+    mutate(store, |s| {
+        s.add_signing_key(
+            "beta",
+            &key("k8", 303),
+            &record("beta", "key.rotate", 303),
+            Some("k4"),
+        )
+    });
 
     // Retirement: once per key, audited; a no-op changes nothing.
     assert!(mutate(store, |s| s.retire_signing_key(

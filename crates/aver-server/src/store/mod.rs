@@ -147,7 +147,7 @@ pub enum StoreError {
 /// longer the newest.
 pub(crate) fn newest_key_changed(provider: &str, expected: &str) -> StoreError {
     StoreError::Superseded(format!(
-        "the newest key of provider {provider} is no longer {expected}: another process added a key meanwhile"
+        "the newest live key of provider {provider} is no longer {expected}: another process added or retired a key meanwhile"
     ))
 }
 
@@ -178,10 +178,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a provider's first key (made at first load; not audited).
     fn insert_signing_key(&self, provider: &str, key: &StoredKey) -> Result<(), StoreError>;
     /// Adds a key by rotation, audited. `NotFound` when the provider does
-    /// not exist. With `after`, only while the provider's newest key is
-    /// still that kid (else `Conflict`, nothing written): the check and the
-    /// insert are one serialized write, so replicas rotating on a schedule
-    /// at the same moment add one key between them, not one each.
+    /// not exist. With `after`, only while the provider's newest key not
+    /// retired is still that kid (else `Superseded`, nothing written): the
+    /// check and the insert are one serialized write, so replicas rotating
+    /// on a schedule at the same moment add one key between them, not one
+    /// each.
     fn add_signing_key(
         &self,
         provider: &str,

@@ -601,7 +601,7 @@ impl Store for PostgresStore {
             if let Some(expected) = after {
                 let newest: Option<String> = tx
                     .query_opt(
-                        "SELECT kid FROM signing_keys WHERE provider = $1
+                        "SELECT kid FROM signing_keys WHERE provider = $1 AND retired_at IS NULL
                          ORDER BY created_at DESC, seq DESC LIMIT 1",
                         &[&provider],
                     )?

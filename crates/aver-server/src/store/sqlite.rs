@@ -321,7 +321,7 @@ impl Store for SqliteStore {
             if let Some(expected) = after {
                 let newest: Option<String> = tx
                     .query_row(
-                        "SELECT kid FROM signing_keys WHERE provider = ?1
+                        "SELECT kid FROM signing_keys WHERE provider = ?1 AND retired_at IS NULL
                          ORDER BY created_at DESC, rowid DESC LIMIT 1",
                         params![provider],
                         |r| r.get(0),

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::PgSchema;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -229,44 +231,9 @@ async fn a_missing_or_wrong_kek_is_a_start_up_error_never_a_new_key() {
 
 // -------------------------------------------------------------- PostgreSQL
 
-struct PgSchema {
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn new(test: &str) -> Option<PgSchema> {
-        let Ok(url) = std::env::var("AVER_TEST_POSTGRES_URL") else {
-            aver_testkit::skip(test, "AVER_TEST_POSTGRES_URL not set");
-            return None;
-        };
-        let mut bytes = [0u8; 8];
-        aws_lc_rs::rand::fill(&mut bytes).unwrap();
-        Some(PgSchema {
-            url,
-            name: format!("aver_test_{}", hex::encode(bytes)),
-        })
-    }
-
-    fn config(&self, dir: &Path, kek: Option<KekSource>) -> Config {
-        let mut config = sqlite_config(dir, kek);
-        config.database_url = Some(self.url.clone());
-        config.database_schema = Some(self.name.clone());
-        config
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        // The blocking client cannot run inside the test's runtime.
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
-            }
-        })
-        .join();
-    }
+/// A configuration over `schema`, its data directory `dir`.
+fn pg_config(schema: &PgSchema, dir: &Path, kek: Option<KekSource>) -> Config {
+    schema.apply(sqlite_config(dir, kek))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,30 +242,37 @@ async fn postgres_keys_are_sealed_and_the_kek_is_required() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let err = start(&schema.config(dir.path(), None)).await.err().unwrap();
+    let err = start(&pg_config(&schema, dir.path(), None))
+        .await
+        .err()
+        .unwrap();
     assert!(
         err.contains("PostgreSQL store needs a key-encryption key"),
         "{err}"
     );
 
     let kek = KekSource::Value(random_kek());
-    let service = start(&schema.config(dir.path(), Some(kek.clone())))
+    let service = start(&pg_config(&schema, dir.path(), Some(kek.clone())))
         .await
         .unwrap();
     let before = kids(&service).await;
     tokio::task::block_in_place(|| assert_all_sealed(service.state.store.as_ref()));
     service.shutdown().await;
 
-    let err = start(&schema.config(dir.path(), Some(KekSource::Value(random_kek()))))
-        .await
-        .err()
-        .unwrap();
+    let err = start(&pg_config(
+        &schema,
+        dir.path(),
+        Some(KekSource::Value(random_kek())),
+    ))
+    .await
+    .err()
+    .unwrap();
     assert!(err.contains("encrypted under KEK"), "{err}");
 
     // A second replica with its own (empty) data directory and the shared
     // KEK loads the same key.
     let other_dir = tempfile::tempdir().unwrap();
-    let replica = start(&schema.config(other_dir.path(), Some(kek)))
+    let replica = start(&pg_config(&schema, other_dir.path(), Some(kek)))
         .await
         .unwrap();
     assert_eq!(kids(&replica).await, before);
@@ -326,13 +300,15 @@ async fn postgres_plaintext_keys_are_sealed_at_start() {
     .join()
     .unwrap();
     let kek = KekSource::Value(random_kek());
-    let service = start(&schema.config(dir.path(), Some(kek.clone())))
+    let service = start(&pg_config(&schema, dir.path(), Some(kek.clone())))
         .await
         .unwrap();
     assert_eq!(kids(&service).await, vec![kid.clone()]);
     tokio::task::block_in_place(|| assert_all_sealed(service.state.store.as_ref()));
     service.shutdown().await;
-    let service = start(&schema.config(dir.path(), Some(kek))).await.unwrap();
+    let service = start(&pg_config(&schema, dir.path(), Some(kek)))
+        .await
+        .unwrap();
     assert_eq!(kids(&service).await, vec![kid]);
     service.shutdown().await;
 }
@@ -364,7 +340,7 @@ async fn postgres_kek_rotation_across_replicas() {
     let old_id = kek::Kek::parse(&old).unwrap().id();
     let new_id = kek::Kek::parse(&new).unwrap().id();
     let config = |dir: &Path, current: &str, accepted: &[&Path]| {
-        let mut c = schema.config(dir, Some(KekSource::Value(current.into())));
+        let mut c = pg_config(&schema, dir, Some(KekSource::Value(current.into())));
         c.accepted_keks = accepted.iter().map(|p| p.to_path_buf()).collect();
         c.refresh_secs = 1;
         c

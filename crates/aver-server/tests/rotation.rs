@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::PgSchema;
+
 use std::path::Path;
 
 use aver_client::{AdminClient, AttestOptions, Client, DataType, SgxEndpoint};
@@ -218,61 +220,23 @@ async fn rotation_with_sqlite() {
     rotation(&[base_config(dir.path(), &kek)]).await;
 }
 
-/// Two replicas' configurations over one fresh PostgreSQL schema, or
-/// `None` (a loud skip) without `AVER_TEST_POSTGRES_URL`; the schema is
-/// dropped when the returned guard goes.
-fn two_postgres_replicas(test: &str) -> Option<(Vec<Config>, PgSchema)> {
-    let Ok(url) = std::env::var("AVER_TEST_POSTGRES_URL") else {
-        aver_testkit::skip(test, "AVER_TEST_POSTGRES_URL not set");
-        return None;
-    };
-    let mut bytes = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap();
-    let schema = format!("aver_test_{}", hex::encode(bytes));
+/// Two replicas' configurations over one fresh PostgreSQL schema (dropped
+/// with the returned guard), or `None` (a loud skip) without
+/// `AVER_TEST_POSTGRES_URL`.
+fn two_postgres_replicas(test: &str) -> Option<(Vec<Config>, PgSchema, [tempfile::TempDir; 2])> {
+    let schema = PgSchema::new(test)?;
     let kek = KekSource::Value(aver_server::kek::Kek::generate().unwrap().1);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let configs = dirs
         .iter()
-        .map(|dir| {
-            let mut c = base_config(dir.path(), &kek);
-            c.database_url = Some(url.clone());
-            c.database_schema = Some(schema.clone());
-            c
-        })
+        .map(|dir| schema.apply(base_config(dir.path(), &kek)))
         .collect();
-    Some((
-        configs,
-        PgSchema {
-            url,
-            schema,
-            _dirs: dirs,
-        },
-    ))
-}
-
-/// Drops its schema (and the replicas' data directories) when dropped.
-struct PgSchema {
-    url: String,
-    schema: String,
-    _dirs: [tempfile::TempDir; 2],
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (url, schema) = (self.url.clone(), self.schema.clone());
-        // The synchronous client cannot run on the test's async thread.
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
-            }
-        })
-        .join();
-    }
+    Some((configs, schema, dirs))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_across_two_replicas_over_postgres() {
-    if let Some((configs, _schema)) =
+    if let Some((configs, _schema, _dirs)) =
         two_postgres_replicas("rotation_across_two_replicas_over_postgres")
     {
         rotation(&configs).await;
@@ -466,7 +430,7 @@ async fn scheduled_rotation_with_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_rotation_across_two_replicas_over_postgres() {
-    if let Some((configs, _schema)) =
+    if let Some((configs, _schema, _dirs)) =
         two_postgres_replicas("scheduled_rotation_across_two_replicas_over_postgres")
     {
         scheduled_rotation(&configs).await;

@@ -169,3 +169,47 @@ pub async fn set_sgx_policy(
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
+
+/// A fresh PostgreSQL schema for one test, dropped (with everything in it)
+/// when this goes, even if the test fails.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// `None`, after saying loudly that `test` skips, when
+    /// `AVER_TEST_POSTGRES_URL` is not set.
+    pub fn new(test: &str) -> Option<PgSchema> {
+        let Ok(url) = std::env::var("AVER_TEST_POSTGRES_URL") else {
+            aver_testkit::skip(test, "AVER_TEST_POSTGRES_URL not set");
+            return None;
+        };
+        let mut bytes = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut bytes).unwrap();
+        Some(PgSchema {
+            url,
+            name: format!("aver_test_{}", hex::encode(bytes)),
+        })
+    }
+
+    /// `config` pointed at this schema.
+    pub fn apply(&self, mut config: Config) -> Config {
+        config.database_url = Some(self.url.clone());
+        config.database_schema = Some(self.name.clone());
+        config
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // The blocking client cannot run inside the test's runtime.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+            }
+        })
+        .join();
+    }
+}

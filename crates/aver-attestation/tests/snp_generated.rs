@@ -1,8 +1,7 @@
-//! SEV-SNP negatives under a test PKI (an RSA-PSS ARK and ASK, an ECDSA
-//! P-384 VCEK made here, reports signed here): wrong chip ID, TCB mismatch,
-//! foreign ARK, expired VCEK, debug and VMPL through a policy, Turin's
-//! layout, VLEK and signing-key selector. The DER is written by hand (test
-//! code), every signature is aws-lc-rs.
+//! SEV-SNP negatives under a test PKI (`aver_testkit::snp`: an RSA-PSS
+//! ARK and ASK, an ECDSA P-384 VCEK, reports signed by it): wrong chip ID,
+//! TCB mismatch, foreign ARK, expired VCEK, debug and VMPL through a
+//! policy, Turin's layout, VLEK and signing-key selector, ARK CRLs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +9,6 @@
     clippy::panic
 )]
 
-use aver_attestation::evidence::snp::report::REPORT_LEN;
 use aver_attestation::evidence::snp::{
     SEV_SNP_VM, SnpError, SnpTrust, VerifiedSnp, encode_evidence, verify_report,
 };
@@ -18,305 +16,9 @@ use aver_attestation::{
     ActivePolicy, AttestRequest, PolicyChoice, VerificationTime, Verifiers, parse_rfc3339, tail,
 };
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PSS_SHA384, RsaKeyPair,
-};
+use aws_lc_rs::signature::RsaKeyPair;
 
-// ---- a minimal DER writer (test code only) ----
-
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
-    tlv(0x30, &parts.concat())
-}
-
-fn oid(arcs: &[u64]) -> Vec<u8> {
-    let mut body = vec![(arcs[0] * 40 + arcs[1]) as u8];
-    for &arc in &arcs[2..] {
-        let mut bytes = vec![(arc & 0x7f) as u8];
-        let mut v = arc >> 7;
-        while v > 0 {
-            bytes.push(0x80 | (v & 0x7f) as u8);
-            v >>= 7;
-        }
-        bytes.reverse();
-        body.extend(bytes);
-    }
-    tlv(0x06, &body)
-}
-
-fn int(v: u8) -> Vec<u8> {
-    if v >= 0x80 {
-        tlv(0x02, &[0, v])
-    } else {
-        tlv(0x02, &[v])
-    }
-}
-
-fn name(cn: &str) -> Vec<u8> {
-    seq(&[tlv(
-        0x31,
-        &seq(&[oid(&[2, 5, 4, 3]), tlv(0x0c, cn.as_bytes())]),
-    )])
-}
-
-/// RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48 (as AMD encodes it).
-fn pss_alg() -> Vec<u8> {
-    let sha384 = seq(&[oid(&[2, 16, 840, 1, 101, 3, 4, 2, 2]), vec![5, 0]]);
-    seq(&[
-        oid(&[1, 2, 840, 113549, 1, 1, 10]),
-        seq(&[
-            tlv(0xa0, &sha384),
-            tlv(
-                0xa1,
-                &seq(&[oid(&[1, 2, 840, 113549, 1, 1, 8]), sha384.clone()]),
-            ),
-            tlv(0xa2, &int(48)),
-        ]),
-    ])
-}
-
-fn bit_string(bytes: &[u8]) -> Vec<u8> {
-    let mut body = vec![0];
-    body.extend_from_slice(bytes);
-    tlv(0x03, &body)
-}
-
-fn ext(id: &[u64], critical: bool, value: Vec<u8>) -> Vec<u8> {
-    let mut parts = vec![oid(id)];
-    if critical {
-        parts.push(vec![0x01, 0x01, 0xff]);
-    }
-    parts.push(tlv(0x04, &value));
-    seq(&parts)
-}
-
-struct CertSpec<'a> {
-    subject: &'a str,
-    issuer: &'a str,
-    spki: Vec<u8>,
-    not_before: &'a str,
-    not_after: &'a str,
-    extensions: Vec<Vec<u8>>,
-}
-
-fn cert(spec: CertSpec<'_>, signer: &RsaKeyPair) -> Vec<u8> {
-    let mut tbs = vec![
-        tlv(0xa0, &int(2)),
-        int(1),
-        pss_alg(),
-        name(spec.issuer),
-        seq(&[
-            tlv(0x17, spec.not_before.as_bytes()),
-            tlv(0x17, spec.not_after.as_bytes()),
-        ]),
-        name(spec.subject),
-        spec.spki,
-    ];
-    if !spec.extensions.is_empty() {
-        tbs.push(tlv(0xa3, &seq(&spec.extensions)));
-    }
-    let tbs = seq(&tbs);
-    let mut sig = vec![0u8; signer.public_modulus_len()];
-    signer
-        .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
-        .unwrap();
-    seq(&[tbs, pss_alg(), bit_string(&sig)])
-}
-
-fn rsa_spki(key: &RsaKeyPair) -> Vec<u8> {
-    seq(&[
-        seq(&[oid(&[1, 2, 840, 113549, 1, 1, 1]), vec![5, 0]]),
-        bit_string(key.public_key().as_ref()),
-    ])
-}
-
-fn ec_spki(key: &EcdsaKeyPair) -> Vec<u8> {
-    seq(&[
-        seq(&[oid(&[1, 2, 840, 10045, 2, 1]), oid(&[1, 3, 132, 0, 34])]),
-        bit_string(key.public_key().as_ref()),
-    ])
-}
-
-fn ca_ext() -> Vec<Vec<u8>> {
-    vec![ext(&[2, 5, 29, 19], true, seq(&[vec![0x01, 0x01, 0xff]]))]
-}
-
-// ---- the test PKI and reports ----
-
-struct Pki {
-    ark_key: RsaKeyPair,
-    ask_key: RsaKeyPair,
-    ark: Vec<u8>,
-    ask: Vec<u8>,
-    asvk: Vec<u8>,
-    vcek_key: EcdsaKeyPair,
-}
-
-const GEN: &str = "Milan";
-
-fn pki(generation: &str) -> Pki {
-    let ark_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let ask_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let ark_name = format!("ARK-{generation}");
-    let ark = cert(
-        CertSpec {
-            subject: &ark_name,
-            issuer: &ark_name,
-            spki: rsa_spki(&ark_key),
-            not_before: "200101000000Z",
-            not_after: "450101000000Z",
-            extensions: ca_ext(),
-        },
-        &ark_key,
-    );
-    let ask = cert(
-        CertSpec {
-            subject: &format!("SEV-{generation}"),
-            issuer: &ark_name,
-            spki: rsa_spki(&ask_key),
-            not_before: "200101000000Z",
-            not_after: "450101000000Z",
-            extensions: ca_ext(),
-        },
-        &ark_key,
-    );
-    let asvk = cert(
-        CertSpec {
-            subject: &format!("SEV-VLEK-{generation}"),
-            issuer: &ark_name,
-            spki: rsa_spki(&ask_key),
-            not_before: "200101000000Z",
-            not_after: "450101000000Z",
-            extensions: ca_ext(),
-        },
-        &ark_key,
-    );
-    let vcek_key = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
-    Pki {
-        ark_key,
-        ask_key,
-        ark,
-        ask,
-        asvk,
-        vcek_key,
-    }
-}
-
-/// SVNs as certified: (fmc, bootloader, tee, snp, microcode).
-type Svns = (Option<u8>, u8, u8, u8, u8);
-
-const SVNS: Svns = (None, 3, 0, 8, 0x73);
-
-fn signing_cert(
-    pki: &Pki,
-    generation: &str,
-    vlek: bool,
-    svns: Svns,
-    hwid: Option<Vec<u8>>,
-    not_after: &str,
-) -> Vec<u8> {
-    let tcb = |arc: u64, v: u8| ext(&[1, 3, 6, 1, 4, 1, 3704, 1, 3, arc], false, int(v));
-    let mut extensions = vec![
-        tcb(1, svns.1),
-        tcb(2, svns.2),
-        tcb(3, svns.3),
-        tcb(8, svns.4),
-    ];
-    if let Some(fmc) = svns.0 {
-        extensions.push(tcb(9, fmc));
-    }
-    if let Some(id) = hwid {
-        extensions.push(ext(&[1, 3, 6, 1, 4, 1, 3704, 1, 4], false, id));
-    }
-    let (subject, issuer) = if vlek {
-        ("SEV-VLEK".to_string(), format!("SEV-VLEK-{generation}"))
-    } else {
-        ("SEV-VCEK".to_string(), format!("SEV-{generation}"))
-    };
-    cert(
-        CertSpec {
-            subject: &subject,
-            issuer: &issuer,
-            spki: ec_spki(&pki.vcek_key),
-            not_before: "200101000000Z",
-            not_after,
-            extensions,
-        },
-        &pki.ask_key,
-    )
-}
-
-const CHIP: [u8; 64] = [0xC5; 64];
-
-struct ReportSpec {
-    version: u32,
-    policy: u64,
-    vmpl: u32,
-    signing_key: u32,
-    tcb: [u8; 8],
-    cpuid_family: u8,
-    chip_id: [u8; 64],
-}
-
-fn milan_report() -> ReportSpec {
-    ReportSpec {
-        version: 2,
-        policy: 0x30000,
-        vmpl: 0,
-        signing_key: 0,
-        tcb: [3, 0, 0, 0, 0, 0, 8, 0x73],
-        cpuid_family: 0,
-        chip_id: CHIP,
-    }
-}
-
-fn report(pki: &Pki, spec: &ReportSpec) -> Vec<u8> {
-    let mut r = vec![0u8; REPORT_LEN];
-    r[0..4].copy_from_slice(&spec.version.to_le_bytes());
-    r[8..16].copy_from_slice(&spec.policy.to_le_bytes());
-    r[0x30..0x34].copy_from_slice(&spec.vmpl.to_le_bytes());
-    r[0x34] = 1;
-    r[0x48..0x4C].copy_from_slice(&(spec.signing_key << 2).to_le_bytes());
-    r[0x50] = 0x42; // report data
-    r[0x90..0xC0].fill(0x99); // measurement
-    for at in [0x38, 0x180, 0x1E0, 0x1F0] {
-        r[at..at + 8].copy_from_slice(&spec.tcb);
-    }
-    if spec.version >= 3 {
-        r[0x188] = spec.cpuid_family;
-    }
-    r[0x1A0..0x1E0].copy_from_slice(&spec.chip_id);
-    resign(pki, &mut r);
-    r
-}
-
-/// Signs bytes 0x000..0x2A0 of `r` with the test VCEK into its signature.
-fn resign(pki: &Pki, r: &mut [u8]) {
-    let sig = pki
-        .vcek_key
-        .sign(&SystemRandom::new(), &r[..0x2A0])
-        .unwrap();
-    let sig = sig.as_ref();
-    for (i, b) in sig[..48].iter().rev().enumerate() {
-        r[0x2A0 + i] = *b;
-    }
-    for (i, b) in sig[48..].iter().rev().enumerate() {
-        r[0x2E8 + i] = *b;
-    }
-}
+use aver_testkit::snp::*;
 
 fn trust(pki: &Pki) -> SnpTrust {
     let mut t = SnpTrust::empty();
@@ -568,31 +270,6 @@ fn vlek_reports_and_the_signing_key_selector() {
     assert_eq!(err.code(), "SnpSigningKeyMismatch", "{err}");
 }
 
-/// An ARK CRL signed by `signer`, valid between the two UTCTimes,
-/// revoking `revoked` serials.
-fn crl(issuer: &str, signer: &RsaKeyPair, this: &str, next: &str, revoked: &[u8]) -> Vec<u8> {
-    let mut tbs = vec![
-        int(1),
-        pss_alg(),
-        name(issuer),
-        tlv(0x17, this.as_bytes()),
-        tlv(0x17, next.as_bytes()),
-    ];
-    if !revoked.is_empty() {
-        let entries: Vec<Vec<u8>> = revoked
-            .iter()
-            .map(|serial| seq(&[int(*serial), tlv(0x17, b"250101000000Z")]))
-            .collect();
-        tbs.push(seq(&entries));
-    }
-    let tbs = seq(&tbs);
-    let mut sig = vec![0u8; signer.public_modulus_len()];
-    signer
-        .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
-        .unwrap();
-    seq(&[tbs, pss_alg(), bit_string(&sig)])
-}
-
 #[test]
 fn ark_crl_revokes_the_ask_and_must_be_current_and_signed() {
     let pki = pki(GEN);
@@ -600,8 +277,8 @@ fn ark_crl_revokes_the_ask_and_must_be_current_and_signed() {
     let chain = vec![vcek(&pki), pki.ask.clone(), pki.ark.clone()];
     let ark_name = format!("ARK-{GEN}");
     let with = |der: Vec<u8>| {
-        let mut t = trust(&pki);
-        t.add_crl_der(der).unwrap();
+        let t = trust(&pki);
+        t.add_crl_der(&der).unwrap();
         verify_report(&t, &r, &chain, None, None, at())
     };
     // Current, revoking nothing (or another serial): verifies.
@@ -650,25 +327,117 @@ fn ark_crl_revokes_the_ask_and_must_be_current_and_signed() {
     ))
     .unwrap_err();
     assert_eq!(err.code(), "CollateralExpired", "{err}");
-    // Named for the ARK but signed by another key.
-    let err = with(crl(
+    // Refused when added: named for the ARK but signed by another key, and
+    // issued by no trusted ARK. Neither changes what a chain verifies to.
+    let t = trust(&pki);
+    let forged = crl(
         &ark_name,
         &pki.ask_key,
         "250101000000Z",
         "270101000000Z",
         &[],
-    ))
-    .unwrap_err();
+    );
+    let err = t.add_crl_der(&forged).unwrap_err();
     assert_eq!(err.code(), "CollateralMalformed", "{err}");
-    // Another ARK's CRL does not apply.
-    with(crl(
+    assert!(
+        err.to_string()
+            .contains("no trusted ARK of that name signed it"),
+        "{err}"
+    );
+    let foreign = crl(
         "ARK-Other",
         &pki.ask_key,
         "240101000000Z",
         "250101000000Z",
         &[1],
-    ))
-    .unwrap();
+    );
+    let err = t.add_crl_der(&foreign).unwrap_err();
+    assert!(err.to_string().contains("is not a trusted ARK"), "{err}");
+    assert!(t.crls().list().is_empty());
+    verify_report(&t, &r, &chain, None, None, at()).unwrap();
+    // Truncated and oversized input.
+    let good = crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[],
+    );
+    let err = t.add_crl_der(&good[..good.len() - 1]).unwrap_err();
+    assert_eq!(err.code(), "CollateralMalformed", "{err}");
+    let err = t.add_crl_der(&vec![0x30; 300 * 1024]).unwrap_err();
+    assert!(err.to_string().contains("more than"), "{err}");
+}
+
+#[test]
+fn a_crl_slot_is_replaced_by_a_newer_crl_never_an_older_one() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let chain = vec![vcek(&pki), pki.ask.clone()];
+    let ark_name = format!("ARK-{GEN}");
+    let t = trust(&pki);
+    let clean = crl(
+        &ark_name,
+        &pki.ark_key,
+        "250601000000Z",
+        "270101000000Z",
+        &[],
+    );
+    let info = t.install_crl("kds:/vcek/v1/Milan/crl", &clean).unwrap();
+    assert_eq!(info.revoked, 0);
+    assert_eq!(info.ark, "test ARK");
+    verify_report(&t, &r, &chain, None, None, at()).unwrap();
+    // A clone (the service's view of the same trust) sees replacements.
+    let shared = t.clone();
+    // An older CRL revoking the ASK cannot take the slot back in time...
+    let older = crl(
+        &ark_name,
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[3],
+    );
+    let err = t.install_crl("kds:/vcek/v1/Milan/crl", &older).unwrap_err();
+    assert!(err.to_string().contains("issued earlier"), "{err}");
+    // ...a newer one revoking the ASK takes it, and the chain is refused.
+    let newer = crl(
+        &ark_name,
+        &pki.ark_key,
+        "250701000000Z",
+        "270101000000Z",
+        &[1],
+    );
+    let info = t.install_crl("kds:/vcek/v1/Milan/crl", &newer).unwrap();
+    assert_eq!(info.revoked, 1);
+    assert_eq!(t.crls().list().len(), 1);
+    let err = verify_report(&shared, &r, &chain, None, None, at()).unwrap_err();
+    assert_eq!(err.code(), "CertificateRevoked", "{err}");
+    assert!(err.to_string().contains("kds:/vcek/v1/Milan/crl"), "{err}");
+}
+
+#[test]
+fn a_required_crl_refuses_chains_of_an_ark_without_one() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let chain = vec![vcek(&pki), pki.ask.clone()];
+    let mut t = trust(&pki);
+    verify_report(&t, &r, &chain, None, None, at()).unwrap();
+    t.require_crl(true);
+    let err = verify_report(&t, &r, &chain, None, None, at()).unwrap_err();
+    assert_eq!(err.code(), "CollateralMissing", "{err}");
+    assert!(
+        err.to_string().contains("no CRL of test ARK is held"),
+        "{err}"
+    );
+    let current = crl(
+        &format!("ARK-{GEN}"),
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[],
+    );
+    t.add_crl_der(&current).unwrap();
+    verify_report(&t, &r, &chain, None, None, at()).unwrap();
 }
 
 #[test]

@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 
+pub mod snp;
 pub mod softhsm;
 pub mod swtpm;
 

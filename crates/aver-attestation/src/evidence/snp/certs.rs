@@ -17,7 +17,10 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
 
+use std::sync::Arc;
+
 use super::SnpError;
+use super::crl::{ArkCrls, ArkRef, CrlInfo};
 use crate::VerificationTime;
 use crate::dcap::TrustError;
 
@@ -116,10 +119,12 @@ struct Root {
 pub struct SnpTrust {
     arks: Vec<Root>,
     intermediates: Vec<Vec<u8>>,
-    /// ARK CRLs (DER, as AMD's KDS serves `/vcek/v1/{product}/crl`). A
-    /// chain whose ARK issued one of them is checked against it at the
-    /// verification time; the others are ignored.
-    crls: Vec<Vec<u8>>,
+    /// ARK CRLs, verified when added ([`super::crl`]). Clones share them:
+    /// the service replaces them while it runs, through a shared reference.
+    crls: Arc<ArkCrls>,
+    /// Whether a chain whose ARK has no CRL is refused (`CollateralMissing`)
+    /// rather than verified without a revocation check.
+    require_crl: bool,
 }
 
 impl SnpTrust {
@@ -149,7 +154,8 @@ impl SnpTrust {
         SnpTrust {
             arks: Vec::new(),
             intermediates: Vec::new(),
-            crls: Vec::new(),
+            crls: Arc::default(),
+            require_crl: false,
         }
     }
 
@@ -183,16 +189,38 @@ impl SnpTrust {
         Ok(())
     }
 
-    /// Adds an ARK CRL (DER). Its signature and dates are checked when a
-    /// chain of its ARK is verified, at that verification's time.
-    pub fn add_crl_der(&mut self, der: Vec<u8>) -> Result<(), TrustError> {
-        let (rest, _) = x509_parser::parse_x509_crl(&der)
-            .map_err(|e| TrustError::Anchor(format!("not a DER CRL: {e}")))?;
-        if !rest.is_empty() {
-            return Err(TrustError::Anchor("the CRL has trailing bytes".into()));
-        }
-        self.crls.push(der);
-        Ok(())
+    /// Verifies an ARK CRL (DER) against the trusted ARKs and holds it in a
+    /// slot of its own (named by its SHA-256). Add the ARKs first.
+    pub fn add_crl_der(&self, der: &[u8]) -> Result<CrlInfo, SnpError> {
+        self.install_crl(&format!("sha256:{}", hex::encode(crate::sha256(der))), der)
+    }
+
+    /// Verifies an ARK CRL (DER) against the trusted ARKs and puts it in
+    /// `slot`, replacing what the slot held unless that was issued later
+    /// ([`super::crl`]). Works through a shared reference: the service
+    /// refreshes CRLs while requests are verified.
+    pub fn install_crl(&self, slot: &str, der: &[u8]) -> Result<CrlInfo, SnpError> {
+        self.crls.install(
+            slot,
+            der,
+            self.arks.iter().map(|r| ArkRef {
+                label: &r.label,
+                subject: &r.subject,
+                spki: &r.spki,
+                der: &r.der,
+            }),
+        )
+    }
+
+    /// The CRLs held.
+    pub fn crls(&self) -> &ArkCrls {
+        &self.crls
+    }
+
+    /// Refuse chains whose ARK has no CRL (`CollateralMissing`), rather
+    /// than verifying them without a revocation check.
+    pub fn require_crl(&mut self, require: bool) {
+        self.require_crl = require;
     }
 
     /// Labels of the trusted ARKs.
@@ -299,7 +327,7 @@ impl SnpTrust {
         }
         check_validity(&ark, "the ARK", time)?;
         verify_signed_by(&intermediate, &ark)?;
-        self.check_crls(&ark, &intermediate, time)?;
+        self.check_crls(&ark, &label, &intermediate, time)?;
         check_validity(&intermediate, "the ASK/ASVK", time)?;
         if !intermediate.is_ca() {
             return Err(SnpError::CertificateChainInvalid(
@@ -341,54 +369,16 @@ impl SnpTrust {
 }
 
 impl SnpTrust {
-    /// Every configured CRL issued by `ark` must be signed by it (RSA-PSS),
-    /// current at `time`, and must not list the ASK/ASVK.
+    /// The chain's ASK/ASVK against the CRLs of its ARK, at `time`.
     fn check_crls(
         &self,
         ark: &X509Certificate<'_>,
+        ark_label: &str,
         intermediate: &X509Certificate<'_>,
         time: VerificationTime,
     ) -> Result<(), SnpError> {
-        let now = i64::try_from(time.unix_seconds()).unwrap_or(i64::MAX);
-        for der in &self.crls {
-            let (_, crl) = x509_parser::parse_x509_crl(der)
-                .map_err(|e| SnpError::CrlInvalid(format!("the ARK CRL does not parse: {e}")))?;
-            if crl.issuer().as_raw() != ark.subject().as_raw() {
-                continue;
-            }
-            if crl.signature_algorithm != crl.tbs_cert_list.signature {
-                return Err(SnpError::CrlInvalid(
-                    "the ARK CRL's two signature algorithm fields differ".into(),
-                ));
-            }
-            verify_pss(
-                &crl.signature_algorithm,
-                crl.tbs_cert_list.as_ref(),
-                crl.signature_value.data.as_ref(),
-                ark,
-            )
-            .map_err(|why| SnpError::CrlInvalid(format!("the ARK CRL: {why}")))?;
-            let next = crl.next_update().map(|t| t.timestamp());
-            if now < crl.last_update().timestamp() || next.is_none_or(|n| now > n) {
-                return Err(SnpError::CrlExpired(format!(
-                    "the ARK CRL is valid from {} to {}",
-                    crl.last_update(),
-                    crl.next_update()
-                        .map_or_else(|| "(no nextUpdate)".to_string(), |t| t.to_string())
-                )));
-            }
-            let serial = intermediate.raw_serial();
-            if crl
-                .iter_revoked_certificates()
-                .any(|r| r.raw_serial() == serial)
-            {
-                return Err(SnpError::CertificateRevoked(format!(
-                    "the ARK's CRL revokes {:?}",
-                    intermediate.subject().to_string()
-                )));
-            }
-        }
-        Ok(())
+        self.crls
+            .check(ark, ark_label, intermediate, time, self.require_crl)
     }
 }
 
@@ -506,7 +496,7 @@ fn verify_signed_by(
 
 /// Verifies `signature` over `signed` with `issuer`'s RSA key, requiring
 /// RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt.
-fn verify_pss(
+pub(super) fn verify_pss(
     algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
     signed: &[u8],
     signature: &[u8],

@@ -5,6 +5,8 @@
 //!   parsing;
 //! * [`certs`]: the VCEK → ASK → ARK (or VLEK → ASVK → ARK) chain, RSA-PSS,
 //!   AMD's ARKs built in;
+//! * [`crl`]: the ARKs' revocation lists, verified once when added and
+//!   replaceable while the service runs;
 //! * [`verify`]: the report's checks in order — version, signature
 //!   algorithm, reserved fields and guest policy bits, the chain at the
 //!   verification time, the signing-key selector against the certificate
@@ -17,6 +19,7 @@
 
 pub mod certs;
 pub mod claims;
+pub mod crl;
 pub mod kds;
 pub mod report;
 pub mod verify;
@@ -29,6 +32,7 @@ use crate::request::AttestRequest;
 use crate::{VerificationTime, Verified, Verifiers};
 
 pub use certs::{KeyKind, Product, SnpTrust, VerifiedChain};
+pub use crl::CrlInfo;
 pub use report::{SnpReport, TcbParts, TcbVersion, parse_report};
 pub use verify::{SnpEvidence, VerifiedSnp, encode_evidence, parse_evidence, verify_report};
 
@@ -91,6 +95,8 @@ pub enum SnpError {
     CrlInvalid(String),
     #[error("the ARK CRL is not current at the verification time: {0}")]
     CrlExpired(String),
+    #[error("the SNP chain's revocation cannot be checked: {0}")]
+    CrlMissing(String),
     #[error("the SNP report signature does not verify with the VCEK/VLEK key{0}")]
     ReportSignatureInvalid(String),
     #[error("the certificate's TCB does not match the report's REPORTED_TCB: {0}")]
@@ -124,6 +130,7 @@ impl SnpError {
             SnpError::CertificateRevoked(_) => "CertificateRevoked",
             SnpError::CrlInvalid(_) => "CollateralMalformed",
             SnpError::CrlExpired(_) => "CollateralExpired",
+            SnpError::CrlMissing(_) => "CollateralMissing",
             SnpError::ReportSignatureInvalid(_) => "SnpReportSignatureInvalid",
             SnpError::TcbMismatch(_) => "SnpTcbMismatch",
             SnpError::ChipIdMismatch => "SnpChipIdMismatch",

@@ -4,7 +4,8 @@
 //! verifiers' in-memory [`CollateralCache`], and an optional PCCS / Intel
 //! PCS source that fetches what quotes asked for and refreshes entries
 //! ahead of their nextUpdate — in the background, never on a request's
-//! path: a request only ever reads the in-memory cache.
+//! path: a request only ever reads the in-memory cache. AMD's ARK CRLs
+//! (`amd/crl/...`, [`crate::snp_crl`]) are loaded by the same pass.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -82,7 +83,8 @@ pub fn load_from_store(
 ) -> Result<usize, StoreError> {
     let mut loaded = 0;
     for item in store.collateral_index()? {
-        let ours = item.key.starts_with(KEY_PREFIX) || item.key.starts_with(TDX_KEY_PREFIX);
+        let crl = item.key.starts_with(crate::snp_crl::KEY_PREFIX);
+        let ours = crl || item.key.starts_with(KEY_PREFIX) || item.key.starts_with(TDX_KEY_PREFIX);
         if !ours || seen.get(&item.key) == Some(&item.sha256) {
             continue;
         }
@@ -90,6 +92,12 @@ pub fn load_from_store(
             continue;
         };
         seen.insert(record.key.clone(), record.sha256.clone());
+        if crl {
+            if crate::snp_crl::load_record(verifiers, &record) {
+                loaded += 1;
+            }
+            continue;
+        }
         let verified = CollateralBundle::from_dcap_qvl_json(&record.body)
             .and_then(|b| verify_collateral(&b, verifiers.dcap.roots(), time));
         match verified {

@@ -26,9 +26,13 @@ pub struct Config {
     /// Extra PEM files of SEV-SNP ARKs to trust besides AMD's (a lab PKI).
     pub extra_snp_roots: Vec<PathBuf>,
     /// Base URL of an AMD KDS-compatible service (`https://kdsintf.amd.com`)
-    /// to fetch VCEKs from when a SevSnpVm request carries no chain; none:
-    /// such requests are refused.
+    /// to fetch VCEKs from when a SevSnpVm request carries no chain (none:
+    /// such requests are refused), and the ARKs' CRLs, in the background
+    /// ([`crate::snp_crl`]).
     pub amd_kds_url: Option<String>,
+    /// Refuse SEV-SNP chains whose ARK has no CRL held (`CollateralMissing`)
+    /// rather than verify them without a revocation check. Default: off.
+    pub require_snp_crl: bool,
     /// `postgres://...` to keep state in PostgreSQL (several replicas);
     /// otherwise SQLite in the data directory.
     pub database_url: Option<String>,
@@ -105,6 +109,7 @@ impl Config {
             extra_sgx_roots: Vec::new(),
             extra_snp_roots: Vec::new(),
             amd_kds_url: None,
+            require_snp_crl: false,
             database_url: None,
             database_schema: None,
             tpm_ek_roots: None,

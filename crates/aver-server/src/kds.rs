@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use aver_attestation::evidence::snp::kds::VcekLookup;
 use axum::http::StatusCode;
+use rustls::pki_types::pem::PemObject as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,6 +24,8 @@ use crate::store::CollateralRecord;
 
 /// Largest VCEK accepted from the service (real ones are about 1.3 KiB).
 const MAX_VCEK_BYTES: usize = 16 * 1024;
+/// Largest ARK CRL accepted (the core's own limit).
+const MAX_CRL_BYTES: usize = aver_attestation::evidence::snp::crl::MAX_CRL_BYTES;
 /// Back-off after a failure without `Retry-After`, doubling up to the cap.
 const FIRST_BACKOFF_SECS: u64 = 10;
 const MAX_BACKOFF_SECS: u64 = 3600;
@@ -126,7 +129,7 @@ impl KdsSource {
                     wait,
                 ));
             }
-            let body = match read_limited(response).await {
+            let body = match read_limited(response, MAX_VCEK_BYTES, "the VCEK").await {
                 Ok(body) => body,
                 Err(why) => {
                     let wait = self.back_off(now, None);
@@ -155,6 +158,45 @@ impl KdsSource {
             "the request carries no VcekCertChain and AMD's key distribution service has no VCEK for this chip ID and TCB",
         ))
     }
+
+    /// An ARK CRL from `path` (`/vcek/v1/{product}/crl`): `None` when the
+    /// service has none there (404). Background use only: it waits out a
+    /// back-off the VCEK route is in, and a failure here does not start one
+    /// (the CRL refresher retries on its own schedule), so a CRL route that
+    /// fails never delays a request's VCEK.
+    pub async fn fetch_crl(&self, path: &str, now: u64) -> Result<Option<Vec<u8>>, String> {
+        if let Some(wait) = self.wait_until(now) {
+            return Err(format!(
+                "AMD's key distribution service is backing off for {wait} s more"
+            ));
+        }
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("{url} answered {status}"));
+        }
+        let body = read_limited(response, MAX_CRL_BYTES, "the CRL").await?;
+        // KDS serves DER; a mirror may serve PEM.
+        Ok(Some(
+            rustls::pki_types::CertificateRevocationListDer::from_pem_slice(&body)
+                .map(|der| der.to_vec())
+                .unwrap_or(body),
+        ))
+    }
+
+    /// The base URL, for the source of stored records.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
 }
 
 /// A VCEK for `lookup` from the shared collateral cache (fetched earlier
@@ -171,15 +213,19 @@ pub async fn cached_vcek(
     Ok(None)
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_limited(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading the VCEK failed: {e}"))?
+        .map_err(|e| format!("reading {what} failed: {e}"))?
     {
-        if body.len().saturating_add(chunk.len()) > MAX_VCEK_BYTES {
-            return Err(format!("the VCEK answer is over {MAX_VCEK_BYTES} bytes"));
+        if body.len().saturating_add(chunk.len()) > max {
+            return Err(format!("{what} answer is over {max} bytes"));
         }
         body.extend_from_slice(&chunk);
     }

@@ -29,6 +29,7 @@ pub mod request;
 pub mod rotation;
 pub mod routes;
 pub mod routing;
+pub mod snp_crl;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -297,6 +298,7 @@ impl Service {
         let data_dir = config.data_dir.clone();
         let base_issuer = issuer.clone();
         let mut verifiers = Verifiers::new(DcapVerifier::new(roots));
+        snp_roots.require_crl(config.require_snp_crl);
         verifiers.snp = snp_roots;
         verifiers.require_collateral = config
             .require_collateral
@@ -536,6 +538,21 @@ async fn refresh_loop(
     });
     // Fetching runs in its own task, so that a slow source never delays
     // provider reloads; it ends with this loop (the guard aborts it).
+    // AMD's ARK CRLs, when a KDS is configured: the same way, own task.
+    let _crl_fetcher = state.kds.clone().map(|kds| {
+        let state = state.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut refresher = snp_crl::CrlRefresher::new(retry);
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+            loop {
+                ticker.tick().await;
+                let now = state.clock.now();
+                refresher
+                    .round(&kds, state.store.clone(), &state.verifiers, now)
+                    .await;
+            }
+        }))
+    });
     let _fetcher = source.map(|source| {
         let state = state.clone();
         AbortOnDrop(tokio::spawn(async move {

@@ -172,13 +172,9 @@ async fn broken_snp_evidence_is_a_400_with_its_code() {
 
 // ---- VCEKs from a KDS-compatible server on loopback ----
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 #[derive(Clone, Copy)]
 enum KdsMode {
-    /// Serve the VCEK at its exact path (404 elsewhere).
+    /// Serve the VCEK at its exact path (404 elsewhere, ARK CRLs included).
     Serve,
     /// 429 with Retry-After: 120.
     RateLimited,
@@ -186,50 +182,33 @@ enum KdsMode {
 
 struct FakeKds {
     url: String,
-    hits: Arc<AtomicUsize>,
+    http: common::FakeHttp,
 }
 
-/// A minimal HTTP/1.1 server answering AMD KDS's VCEK route.
+impl FakeKds {
+    /// Requests for VCEKs (the service also asks for ARK CRLs, in the
+    /// background, which these tests do not count).
+    fn vcek_hits(&self) -> usize {
+        self.http.hits(|p| !p.ends_with("/crl"))
+    }
+}
+
+/// AMD KDS's VCEK route on loopback.
 async fn fake_kds(mode: KdsMode, vcek_path: String, vcek: Vec<u8>) -> FakeKds {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&buf).to_string();
-            let path = head
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_string();
-            let (status, extra, body): (&str, &str, Vec<u8>) = match mode {
-                KdsMode::RateLimited => ("429 Too Many Requests", "Retry-After: 120\r\n", vec![]),
-                KdsMode::Serve if path == vcek_path => ("200 OK", "", vcek.clone()),
-                KdsMode::Serve => ("404 Not Found", "", vec![]),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\n{extra}Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&body).await;
-            let _ = stream.shutdown().await;
-        }
-    });
-    FakeKds { url, hits }
+    let http = common::FakeHttp::start(move |path| match mode {
+        KdsMode::RateLimited => (
+            "429 Too Many Requests",
+            "Retry-After: 120\r\n".into(),
+            vec![],
+        ),
+        KdsMode::Serve if path == vcek_path => ("200 OK", String::new(), vcek.clone()),
+        KdsMode::Serve => ("404 Not Found", String::new(), vec![]),
+    })
+    .await;
+    FakeKds {
+        url: http.url.clone(),
+        http,
+    }
 }
 
 fn vcek_der(pem: &[u8]) -> Vec<u8> {
@@ -278,7 +257,7 @@ async fn a_report_without_chain_gets_its_vcek_from_kds_once() {
         assert_eq!(claims["x-ms-sevsnpvm-microcode-svn"], 115);
     }
     // Fetched once, then served from the store's shared cache.
-    assert_eq!(kds.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(kds.vcek_hits(), 1);
     let key = format!(
         "amd/milan/vcek/{}/blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115",
         hex::encode(&report[0x1A0..0x1E0])
@@ -313,7 +292,7 @@ async fn kds_rate_limiting_backs_off_and_says_so() {
         }
     }
     // One request to AMD; the others waited out its Retry-After.
-    assert_eq!(kds.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(kds.vcek_hits(), 1);
     // A request with its chain does not need the KDS at all.
     svc.client
         .attest_sev_snp(&report, Some(&pem), &AttestOptions::default())
@@ -339,7 +318,7 @@ async fn an_unknown_chip_is_a_missing_chain() {
         other => panic!("expected 400, got {other:?}"),
     }
     // A v2 report names no product: Milan, then Genoa.
-    assert_eq!(kds.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(kds.vcek_hits(), 2);
 }
 
 /// Raw HTTP in Azure's shape, with the api-version third-party SevSnpVm

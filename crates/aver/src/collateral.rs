@@ -20,7 +20,8 @@ use crate::provider::StoreArgs;
 pub enum CollateralCommand {
     /// Verify DCAP collateral and store it in the shared cache. Each PATH
     /// is a dcap-qvl bundle (collateral.json) or a directory of PCS/PCCS
-    /// answers (see docs/dcap-collateral.md).
+    /// answers (see docs/dcap-collateral.md), an AMD VCEK, or an AMD ARK
+    /// CRL (see docs/sev-snp.md).
     Import {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -31,6 +32,10 @@ pub enum CollateralCommand {
         /// Extra trusted root (PEM) besides Intel's. Repeatable.
         #[arg(long)]
         trust_root: Vec<PathBuf>,
+        /// Extra trusted SEV-SNP ARK (PEM) besides AMD's, for the ARK CRLs
+        /// imported. Repeatable.
+        #[arg(long)]
+        snp_trust_root: Vec<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -48,6 +53,7 @@ pub fn run(cmd: CollateralCommand) -> Result<ExitCode> {
             paths,
             at,
             trust_root,
+            snp_trust_root,
             store,
         } => {
             let now = aver_client::unix_now();
@@ -62,9 +68,33 @@ pub fn run(cmd: CollateralCommand) -> Result<ExitCode> {
                     .add_pem(&files::read(path)?, &path.display().to_string())
                     .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             }
+            let mut snp = aver_attestation::evidence::snp::SnpTrust::amd();
+            for path in &snp_trust_root {
+                snp.add_ark_pem(&files::read(path)?, &path.display().to_string())
+                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            }
             let store = store.open()?;
             let mut failed = false;
             for path in &paths {
+                // An AMD ARK CRL (DER or PEM), as the KDS serves it.
+                if let Some(der) = ark_crl(&files::read(path)?) {
+                    match import_crl(store.as_ref(), &snp, path, &der, now) {
+                        Ok((key, info)) => files::print_json(&json!({
+                            "imported": path.display().to_string(),
+                            "tee": "SEV-SNP",
+                            "key": key,
+                            "ark": info.ark,
+                            "revoked": info.revoked,
+                            "valid_from": u64::try_from(info.this_update).map(rfc3339).ok(),
+                            "expires": u64::try_from(info.next_update).map(rfc3339).ok(),
+                        })),
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("{}: refused: {e:#}", path.display());
+                        }
+                    }
+                    continue;
+                }
                 // An AMD VCEK (PEM or DER certificate): kept under the key a
                 // SevSnpVm report without a chain looks up.
                 if let Some(der) = single_certificate(&files::read(path)?) {
@@ -146,6 +176,51 @@ fn single_certificate(bytes: &[u8]) -> Option<Vec<u8>> {
     // DER: a SEQUENCE (collateral bundles are JSON or directories); the
     // core parses and verifies it.
     (bytes.first() == Some(&0x30)).then(|| bytes.to_vec())
+}
+
+/// The DER of `bytes` if they are one X.509 CRL (PEM or DER).
+fn ark_crl(bytes: &[u8]) -> Option<Vec<u8>> {
+    use rustls_pki_types::{CertificateRevocationListDer, pem::PemObject};
+    if bytes.starts_with(b"-----BEGIN X509 CRL") {
+        return CertificateRevocationListDer::from_pem_slice(bytes)
+            .ok()
+            .map(|der| der.to_vec());
+    }
+    x509_parser::parse_x509_crl(bytes)
+        .is_ok_and(|(rest, _)| rest.is_empty())
+        .then(|| bytes.to_vec())
+}
+
+/// Verifies an ARK CRL to `trust` and stores it under its ARK's VCEK route,
+/// where a service's KDS refresh would put it; returns its key. (The
+/// service verifies it again, against its own ARKs, when it loads it.)
+fn import_crl(
+    store: &dyn aver_server::store::Store,
+    trust: &aver_attestation::evidence::snp::SnpTrust,
+    path: &std::path::Path,
+    der: &[u8],
+    now: u64,
+) -> Result<(String, aver_attestation::evidence::snp::CrlInfo)> {
+    let info = trust.add_crl_der(der).map_err(|e| anyhow!("{e}"))?;
+    let issuer_cn = x509_parser::parse_x509_crl(der)
+        .ok()
+        .and_then(|(_, crl)| {
+            crl.issuer()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok().map(str::to_string))
+        })
+        .unwrap_or_default();
+    let key = aver_server::snp_crl::import_key(&issuer_cn);
+    let record = aver_server::store::CollateralRecord::new(
+        key.clone(),
+        der.to_vec(),
+        format!("import:{}", path.display()),
+        i64::try_from(now).unwrap_or(i64::MAX),
+        Some(info.next_update),
+    );
+    store.put_collateral(&record)?;
+    Ok((key, info))
 }
 
 /// Verifies a VCEK to AMD's built-in roots at `time` and stores it in the

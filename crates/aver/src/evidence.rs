@@ -344,7 +344,7 @@ fn verify_snp(args: VerifySnpArgs) -> Result<ExitCode> {
             Err(_) => bytes,
         };
         trust
-            .add_crl_der(der)
+            .add_crl_der(&der)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
     let raw = files::read(&args.file)?;

@@ -48,9 +48,14 @@ pub struct ServeArgs {
     snp_trust_roots: Vec<PathBuf>,
     /// Fetch VCEKs for SevSnpVm requests without a chain from this AMD
     /// KDS-compatible base URL (AMD's: https://kdsintf.amd.com), cached in
-    /// the store; without it such requests are refused.
+    /// the store; without it such requests are refused. The ARKs' CRLs are
+    /// fetched from it too, in the background.
     #[arg(long, env = "AVER_AMD_KDS_URL")]
     amd_kds_url: Option<String>,
+    /// Refuse SEV-SNP chains whose ARK has no CRL held (true, false)
+    /// rather than verify them without a revocation check [default: false].
+    #[arg(long, env = "AVER_REQUIRE_SNP_CRL")]
+    require_snp_crl: Option<bool>,
     /// Keep state in PostgreSQL (`postgres://user@host/db`) instead of
     /// SQLite in the data directory; for several replicas.
     #[arg(long, env = "AVER_DATABASE_URL")]
@@ -216,6 +221,7 @@ struct FileConfig {
     trust_roots: Option<Vec<PathBuf>>,
     snp_trust_roots: Option<Vec<PathBuf>>,
     amd_kds_url: Option<String>,
+    require_snp_crl: Option<bool>,
     database_url: Option<String>,
     database_schema: Option<String>,
     tpm_ek_roots: Option<PathBuf>,
@@ -301,6 +307,10 @@ pub fn resolve(args: ServeArgs) -> Result<Resolved> {
         args.snp_trust_roots
     };
     config.amd_kds_url = args.amd_kds_url.or(file.amd_kds_url);
+    config.require_snp_crl = args
+        .require_snp_crl
+        .or(file.require_snp_crl)
+        .unwrap_or(false);
     config.database_url = args.database_url.or(file.database_url);
     config.database_schema = args.database_schema.or(file.database_schema);
     let secs = std::time::Duration::from_secs;

@@ -139,3 +139,116 @@ fn import_then_status() {
     );
     assert_eq!(v["collateral"][0]["expires"], "2025-07-19T10:01:18Z");
 }
+
+/// AMD ARK CRLs under a generated SEV-SNP PKI: `aver collateral import`
+/// verifies one and stores it where the service's KDS refresh would, and
+/// refuses a forged one; `aver evidence verify snp --crl` refuses a chain
+/// whose ASK the CRL revokes.
+#[test]
+fn ark_crls_are_imported_and_checked_offline() {
+    use aver_testkit::snp::{CHIP, GEN, SVNS, crl, milan_report, pki, report, signing_cert};
+    let lab = pki(GEN);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let pem = aver_attestation::evidence::snp::certs::pem_chain;
+    let ark = write("ark.pem", &pem(std::slice::from_ref(&lab.ark)));
+    let ark_name = format!("ARK-{GEN}");
+    let revoking = write(
+        "revoking.crl",
+        &crl(
+            &ark_name,
+            &lab.ark_key,
+            "260101000000Z",
+            "270101000000Z",
+            &[1],
+        ),
+    );
+    let forged = write(
+        "forged.crl",
+        &crl(
+            &ark_name,
+            &lab.ask_key,
+            "260101000000Z",
+            "270101000000Z",
+            &[],
+        ),
+    );
+    let data = dir.path().join("data");
+
+    let out = aver()
+        .args(["collateral", "import"])
+        .arg(&revoking)
+        .arg("--snp-trust-root")
+        .arg(&ark)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["tee"], "SEV-SNP");
+    assert_eq!(v["key"], "amd/crl/vcek/milan");
+    assert_eq!(v["revoked"], 1);
+    assert_eq!(v["expires"], "2027-01-01T00:00:00Z");
+
+    let out = aver()
+        .args(["collateral", "import"])
+        .arg(&forged)
+        .arg("--snp-trust-root")
+        .arg(&ark)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no trusted ARK of that name signed it"),
+        "{stderr}"
+    );
+
+    // Offline: the same report verifies without the CRL, not with it.
+    let report = write("report.bin", &report(&lab, &milan_report()));
+    let vcek = signing_cert(&lab, GEN, false, SVNS, Some(CHIP.to_vec()), "350101000000Z");
+    let chain = write("chain.pem", &pem(&[vcek, lab.ask.clone()]));
+    let verify = |crls: &[&std::path::Path]| {
+        let mut cmd = aver();
+        cmd.args(["evidence", "verify", "snp"])
+            .arg(&report)
+            .arg("--certs")
+            .arg(&chain)
+            .arg("--trust-root")
+            .arg(&ark)
+            .args(["--at", "2026-06-01T00:00:00Z"]);
+        for c in crls {
+            cmd.arg("--crl").arg(c);
+        }
+        cmd.output().unwrap()
+    };
+    let out = verify(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = verify(&[&revoking]);
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("CertificateRevoked"), "{text}");
+    let out = verify(&[&forged]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("forged.crl"), "{stderr}");
+}

@@ -213,3 +213,66 @@ impl Drop for PgSchema {
         .join();
     }
 }
+
+/// One answer of [`FakeHttp`]: status line (`"200 OK"`), extra header
+/// lines (each ending in CRLF) and body.
+pub type FakeAnswer = (&'static str, String, Vec<u8>);
+
+/// A minimal HTTP/1.1 server on loopback for the services Aver fetches
+/// from (AMD's KDS, a PCCS): `answer` maps each request path to its
+/// answer; every path asked is recorded, in order.
+pub struct FakeHttp {
+    pub url: String,
+    pub asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeHttp {
+    pub async fn start(answer: impl Fn(&str) -> FakeAnswer + Send + Sync + 'static) -> FakeHttp {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = asked.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let path = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                log.lock().unwrap().push(path.clone());
+                let (status, extra, body) = answer(&path);
+                let head = format!(
+                    "HTTP/1.1 {status}\r\n{extra}Content-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        FakeHttp { url, asked }
+    }
+
+    /// How many requests asked for a path `matching`.
+    pub fn hits(&self, matching: impl Fn(&str) -> bool) -> usize {
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| matching(p))
+            .count()
+    }
+}

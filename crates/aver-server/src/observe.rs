@@ -357,7 +357,39 @@ fn refresh_gauges(state: &AppState) {
             }
         }
     }
+    collateral_gauges(state);
     process_gauges();
+}
+
+/// When what the verifiers hold stops being current: the newest DCAP
+/// collateral of each FMSPC and every SEV-SNP ARK CRL. Past that time
+/// their quotes and chains are refused (`CollateralExpired`), so an alert
+/// should fire while the background refresh still has time to fix it.
+fn collateral_gauges(state: &AppState) {
+    use aver_attestation::dcap::TeeType;
+    for held in state.verifiers.collateral.list() {
+        if !held.newest {
+            continue;
+        }
+        let tee = match held.tee {
+            TeeType::Sgx => "SGX",
+            TeeType::Tdx => "TDX",
+        };
+        metrics::gauge!(
+            "aver_dcap_collateral_expiry_timestamp_seconds",
+            "tee" => tee,
+            "fmspc" => hex::encode_upper(held.fmspc),
+        )
+        .set(held.valid_until as f64);
+    }
+    for crl in state.verifiers.snp.crls().list() {
+        metrics::gauge!(
+            "aver_snp_crl_next_update_timestamp_seconds",
+            "slot" => crl.slot,
+            "ark" => crl.ark,
+        )
+        .set(crl.next_update as f64);
+    }
 }
 
 /// Resident memory, CPU seconds and open file descriptors from `/proc`

@@ -281,6 +281,7 @@ async fn collateral_is_fetched_from_a_pccs_in_the_background_and_shared() {
         c.refresh_secs = 1;
         c.collateral_timeout = std::time::Duration::from_secs(2);
         c.collateral_retry = std::time::Duration::from_secs(1);
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let quote = platform.quote(&EnclaveIdentity::default()).unwrap();
@@ -307,6 +308,26 @@ async fn collateral_is_fetched_from_a_pccs_in_the_background_and_shared() {
             .iter()
             .any(|r| r.key == "intel/sgx/collateral/00906ED50000/17"),
         "{index:?}"
+    );
+    // When it stops being current is a gauge, for an alert before then.
+    let until = svc.service.state.verifiers.collateral.list()[0].valid_until;
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        svc.service.metrics_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.lines().any(|l| {
+            l.starts_with("aver_dcap_collateral_expiry_timestamp_seconds{")
+                && l.contains("fmspc=\"00906ED50000\"")
+                && l.contains("tee=\"SGX\"")
+                && l.ends_with(&format!(" {until}"))
+        }),
+        "{metrics}"
     );
     // The source goes down again: quotes are still answered from the cache.
     *up.lock().unwrap() = false;

@@ -70,6 +70,7 @@ async fn service(lab: &Lab, kds_url: Option<&str>, require: bool) -> TestService
         c.amd_kds_url = kds_url;
         c.require_snp_crl = require;
         c.refresh_secs = 1;
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await
 }
@@ -138,6 +139,24 @@ async fn the_service_fetches_the_ark_crl_and_refuses_a_revoked_ask() {
         .unwrap();
     assert_eq!(stored.body, *served.lock().unwrap());
     assert!(stored.source.ends_with(CRL_ROUTE), "{}", stored.source);
+    // Its nextUpdate (2027-01-01) is a gauge, for an alert before it passes.
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        svc.service.metrics_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.lines().any(|l| {
+            l.starts_with("aver_snp_crl_next_update_timestamp_seconds{")
+                && l.contains(&format!("slot=\"{CRL_KEY}\""))
+                && l.ends_with(" 1798761600")
+        }),
+        "{metrics}"
+    );
 
     // A newer CRL revoking the ASK arrives through the store (another
     // replica fetched it, or an operator imported it): refused.

@@ -614,3 +614,60 @@ mod azure_cvm {
         assert_eq!(err, "ChallengeMismatch");
     }
 }
+
+/// A chain that verified is kept by its exact bytes; a later report of the
+/// same platform skips the RSA checks but never the time or the CRLs, and
+/// a trust that gains an ARK does not share what another judged.
+#[test]
+fn a_verified_chain_is_reused_but_time_and_crls_are_checked_each_time() {
+    let pki = pki(GEN);
+    let r = report(&pki, &milan_report());
+    let chain = vec![vcek(&pki), pki.ask.clone()];
+    let t = trust(&pki);
+    let first = verify_report(&t, &r, &chain, None, None, at()).unwrap();
+    let again = verify_report(&t, &r, &chain, None, None, at()).unwrap();
+    assert_eq!(format!("{first:?}"), format!("{again:?}"));
+    // Outside the VCEK's validity (notAfter 2035): the precise error.
+    let late = parse_rfc3339("2036-01-01T00:00:00Z").unwrap();
+    let err = verify_report(&t, &r, &chain, None, None, late).unwrap_err();
+    assert_eq!(err.code(), "CertificateExpired", "{err}");
+    let early = parse_rfc3339("2019-01-01T00:00:00Z").unwrap();
+    let err = verify_report(&t, &r, &chain, None, None, early).unwrap_err();
+    assert_eq!(err.code(), "CertificateNotYetValid", "{err}");
+    // A CRL revoking the ASK, installed after the chain was kept: refused.
+    let revoking = crl(
+        &format!("ARK-{GEN}"),
+        &pki.ark_key,
+        "250101000000Z",
+        "270101000000Z",
+        &[1],
+    );
+    t.add_crl_der(&revoking).unwrap();
+    let err = verify_report(&t, &r, &chain, None, None, at()).unwrap_err();
+    assert_eq!(err.code(), "CertificateRevoked", "{err}");
+
+    // Two trusts that were one: the one that gains an ARK gets its own
+    // cache, so a chain to the new ARK never verifies for the other.
+    let other = aver_testkit::snp::pki(GEN);
+    let mut gains = SnpTrust::empty();
+    gains.add_ark_der(pki.ark.clone(), "first").unwrap();
+    let stays = gains.clone();
+    gains.add_ark_der(other.ark.clone(), "second").unwrap();
+    let other_report = report(&other, &milan_report());
+    let other_chain = vec![
+        signing_cert(
+            &other,
+            GEN,
+            false,
+            SVNS,
+            Some(CHIP.to_vec()),
+            "350101000000Z",
+        ),
+        other.ask.clone(),
+    ];
+    verify_report(&gains, &other_report, &other_chain, None, None, at()).unwrap();
+    // (`stays` trusts only the first ARK of that name, whose key did not
+    // sign the other ASK.)
+    let err = verify_report(&stays, &other_report, &other_chain, None, None, at()).unwrap_err();
+    assert_eq!(err.code(), "CertificateChainInvalid", "{err}");
+}

@@ -125,6 +125,9 @@ pub struct SnpTrust {
     /// Whether a chain whose ARK has no CRL is refused (`CollateralMissing`)
     /// rather than verified without a revocation check.
     require_crl: bool,
+    /// Chains verified before ([`ChainCache`]). Clones share it until one of
+    /// them trusts another ARK, which gives that one a fresh cache.
+    chains: Arc<ChainCache>,
 }
 
 impl SnpTrust {
@@ -156,6 +159,7 @@ impl SnpTrust {
             intermediates: Vec::new(),
             crls: Arc::default(),
             require_crl: false,
+            chains: Arc::default(),
         }
     }
 
@@ -179,6 +183,8 @@ impl SnpTrust {
         let (_, cert) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| TrustError::Anchor(e.to_string()))?;
         verify_signed_by(&cert, &cert).map_err(|e| TrustError::Anchor(e.to_string()))?;
+        // What verified before was judged against other roots.
+        self.chains = Arc::default();
         let root = Root {
             label: label.to_string(),
             subject: cert.subject().as_raw().to_vec(),
@@ -229,7 +235,9 @@ impl SnpTrust {
     }
 
     /// Verifies `certs` (DER; the VCEK or VLEK first, then optionally its
-    /// ASK or ASVK, then optionally the ARK) at `time`.
+    /// ASK or ASVK, then optionally the ARK) at `time`. A chain that
+    /// verified before is found by its exact bytes ([`ChainCache`]): only
+    /// the time and the CRLs are checked again.
     pub fn verify_chain(
         &self,
         certs: &[Vec<u8>],
@@ -241,6 +249,36 @@ impl SnpTrust {
                 certs.len()
             )));
         }
+        let key = ChainCache::key(certs);
+        let now = i64::try_from(time.unix_seconds()).unwrap_or(i64::MAX);
+        if let Some(hit) = self.chains.get(&key)
+            && hit.not_before <= now
+            && now <= hit.not_after
+        {
+            self.crls.check(
+                &hit.ark_subject,
+                &hit.ark_spki,
+                &hit.chain.root,
+                &hit.ask_serial,
+                &hit.ask_subject,
+                time,
+                self.require_crl,
+            )?;
+            return Ok(hit.chain.clone());
+        }
+        let cached = self.verify_chain_in_full(certs, time)?;
+        let chain = cached.chain.clone();
+        self.chains.insert(key, cached);
+        Ok(chain)
+    }
+
+    /// [`Self::verify_chain`] without the cache: every check, and what the
+    /// cache keeps of a chain that passed them.
+    fn verify_chain_in_full(
+        &self,
+        certs: &[Vec<u8>],
+        time: VerificationTime,
+    ) -> Result<CachedChain, SnpError> {
         let Some(leaf_der) = certs.first() else {
             return Err(SnpError::CertificateChainMissing);
         };
@@ -357,13 +395,30 @@ impl SnpTrust {
         }
         let public_key = p384_public_key(&leaf)?;
         let (tcb, hwid) = extensions(&leaf)?;
-        Ok(VerifiedChain {
-            kind,
-            product: Product::from_issuer_cn(&issuer_cn),
-            public_key,
-            tcb,
-            hwid,
-            root: label,
+        let window = [&leaf, &intermediate, &ark].map(|c| c.validity());
+        Ok(CachedChain {
+            not_before: window
+                .iter()
+                .map(|v| v.not_before.timestamp())
+                .max()
+                .unwrap_or(i64::MAX),
+            not_after: window
+                .iter()
+                .map(|v| v.not_after.timestamp())
+                .min()
+                .unwrap_or(i64::MIN),
+            ark_subject: ark.subject().as_raw().to_vec(),
+            ark_spki: ark.public_key().raw.to_vec(),
+            ask_serial: intermediate.raw_serial().to_vec(),
+            ask_subject: intermediate.subject().to_string(),
+            chain: VerifiedChain {
+                kind,
+                product: Product::from_issuer_cn(&issuer_cn),
+                public_key,
+                tcb,
+                hwid,
+                root: label,
+            },
         })
     }
 }
@@ -377,8 +432,69 @@ impl SnpTrust {
         intermediate: &X509Certificate<'_>,
         time: VerificationTime,
     ) -> Result<(), SnpError> {
-        self.crls
-            .check(ark, ark_label, intermediate, time, self.require_crl)
+        self.crls.check(
+            ark.subject().as_raw(),
+            ark.public_key().raw,
+            ark_label,
+            intermediate.raw_serial(),
+            &intermediate.subject().to_string(),
+            time,
+            self.require_crl,
+        )
+    }
+}
+
+/// Chains that verified, by the SHA-256 of their exact certificates, so that
+/// a platform's next report costs no RSA verification and no certificate
+/// parsing. Only what holds for any time inside the chain's validity window
+/// is kept: a hit still checks the time against that window (falling back
+/// to full verification outside it, for the precise error) and the ASK/ASVK
+/// against the CRLs held at that moment.
+#[derive(Debug, Default)]
+struct ChainCache {
+    map: std::sync::RwLock<std::collections::HashMap<[u8; 32], Arc<CachedChain>>>,
+}
+
+/// Most chains kept (one per platform and TCB); when full, the cache starts
+/// over. Only chains that verified to a trusted ARK get in.
+const MAX_CACHED_CHAINS: usize = 1024;
+
+#[derive(Debug)]
+struct CachedChain {
+    chain: VerifiedChain,
+    /// The latest notBefore and earliest notAfter of the chain's three
+    /// certificates (Unix seconds).
+    not_before: i64,
+    not_after: i64,
+    ark_subject: Vec<u8>,
+    ark_spki: Vec<u8>,
+    ask_serial: Vec<u8>,
+    ask_subject: String,
+}
+
+impl ChainCache {
+    fn key(certs: &[Vec<u8>]) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for der in certs {
+            ctx.update(&(der.len() as u64).to_le_bytes());
+            ctx.update(der);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<Arc<CachedChain>> {
+        self.map.read().ok()?.get(key).cloned()
+    }
+
+    fn insert(&self, key: [u8; 32], chain: CachedChain) {
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= MAX_CACHED_CHAINS {
+                map.clear();
+            }
+            map.insert(key, Arc::new(chain));
+        }
     }
 }
 
@@ -618,6 +734,41 @@ mod tests {
         assert_eq!(
             hex::encode(crate::sha256(AMD_ARK_TURIN_PEM)),
             "b69c981fe0216c3d8e682eb6f480c6879497103071e52b5e603178638db8f68d"
+        );
+    }
+
+    #[test]
+    fn the_chain_cache_is_bounded_and_keyed_by_every_certificate() {
+        let cache = ChainCache::default();
+        let entry = || CachedChain {
+            chain: VerifiedChain {
+                kind: KeyKind::Vcek,
+                product: Product::Milan,
+                public_key: Vec::new(),
+                tcb: CertTcb::default(),
+                hwid: None,
+                root: String::new(),
+            },
+            not_before: 0,
+            not_after: 0,
+            ark_subject: Vec::new(),
+            ark_spki: Vec::new(),
+            ask_serial: Vec::new(),
+            ask_subject: String::new(),
+        };
+        for i in 0..=MAX_CACHED_CHAINS as u32 {
+            cache.insert(ChainCache::key(&[i.to_le_bytes().to_vec()]), entry());
+            assert!(cache.map.read().unwrap().len() <= MAX_CACHED_CHAINS);
+        }
+        // Lengths are part of the key: moving a byte between certificates
+        // is another chain.
+        assert_ne!(
+            ChainCache::key(&[vec![1, 2], vec![3]]),
+            ChainCache::key(&[vec![1], vec![2, 3]])
+        );
+        assert_ne!(
+            ChainCache::key(&[vec![1]]),
+            ChainCache::key(&[vec![1], vec![]])
         );
     }
 

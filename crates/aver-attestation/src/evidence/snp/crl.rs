@@ -17,8 +17,6 @@
 
 use std::sync::{Arc, RwLock};
 
-use x509_parser::certificate::X509Certificate;
-
 use super::SnpError;
 use crate::VerificationTime;
 
@@ -130,13 +128,18 @@ impl ArkCrls {
             .unwrap_or_default()
     }
 
-    /// Checks `intermediate` (the ASK or ASVK) against every CRL of the
-    /// chain's ARK at `time`. `require` refuses a chain whose ARK has none.
+    /// Checks the chain's ASK or ASVK (its raw serial number and, for the
+    /// message, its subject) against every CRL of the chain's ARK (its raw
+    /// subject and public key) at `time`. `require` refuses a chain whose
+    /// ARK has none.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn check(
         &self,
-        ark: &X509Certificate<'_>,
+        ark_subject: &[u8],
+        ark_spki: &[u8],
         ark_label: &str,
-        intermediate: &X509Certificate<'_>,
+        serial: &[u8],
+        subject: &str,
         time: VerificationTime,
         require: bool,
     ) -> Result<(), SnpError> {
@@ -146,9 +149,10 @@ impl ArkCrls {
             .read()
             .map_err(|_| SnpError::CrlInvalid("the CRL set is unusable (poisoned)".into()))?;
         let mut found = false;
-        for held in slots.iter().filter(|h| {
-            h.ark_subject == ark.subject().as_raw() && h.ark_spki == ark.public_key().raw
-        }) {
+        for held in slots
+            .iter()
+            .filter(|h| h.ark_subject == ark_subject && h.ark_spki == ark_spki)
+        {
             found = true;
             let info = &held.info;
             if now < info.this_update || now > info.next_update {
@@ -160,13 +164,10 @@ impl ArkCrls {
                     rfc3339(info.next_update)
                 )));
             }
-            let serial = intermediate.raw_serial();
             if held.revoked.iter().any(|r| r.as_slice() == serial) {
                 return Err(SnpError::CertificateRevoked(format!(
-                    "the CRL of {} ({}) revokes {:?}",
-                    info.ark,
-                    info.slot,
-                    intermediate.subject().to_string()
+                    "the CRL of {} ({}) revokes {subject:?}",
+                    info.ark, info.slot,
                 )));
             }
         }

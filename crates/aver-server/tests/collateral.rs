@@ -311,22 +311,14 @@ async fn collateral_is_fetched_from_a_pccs_in_the_background_and_shared() {
     );
     // When it stops being current is a gauge, for an alert before then.
     let until = svc.service.state.verifiers.collateral.list()[0].valid_until;
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        svc.service.metrics_addr.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = common::scrape_metrics(&svc).await;
     assert!(
-        metrics.lines().any(|l| {
-            l.starts_with("aver_dcap_collateral_expiry_timestamp_seconds{")
-                && l.contains("fmspc=\"00906ED50000\"")
-                && l.contains("tee=\"SGX\"")
-                && l.ends_with(&format!(" {until}"))
-        }),
+        common::has_sample(
+            &metrics,
+            "aver_dcap_collateral_expiry_timestamp_seconds",
+            &["fmspc=\"00906ED50000\"", "tee=\"SGX\""],
+            &until.to_string()
+        ),
         "{metrics}"
     );
     // The source goes down again: quotes are still answered from the cache.

@@ -140,21 +140,14 @@ async fn the_service_fetches_the_ark_crl_and_refuses_a_revoked_ask() {
     assert_eq!(stored.body, *served.lock().unwrap());
     assert!(stored.source.ends_with(CRL_ROUTE), "{}", stored.source);
     // Its nextUpdate (2027-01-01) is a gauge, for an alert before it passes.
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        svc.service.metrics_addr.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = common::scrape_metrics(&svc).await;
     assert!(
-        metrics.lines().any(|l| {
-            l.starts_with("aver_snp_crl_next_update_timestamp_seconds{")
-                && l.contains(&format!("slot=\"{CRL_KEY}\""))
-                && l.ends_with(" 1798761600")
-        }),
+        common::has_sample(
+            &metrics,
+            "aver_snp_crl_next_update_timestamp_seconds",
+            &[&format!("slot=\"{CRL_KEY}\"")],
+            "1798761600"
+        ),
         "{metrics}"
     );
 

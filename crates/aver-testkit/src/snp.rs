@@ -129,7 +129,7 @@ pub fn cert(spec: CertSpec<'_>, signer: &RsaKeyPair) -> Vec<u8> {
     let mut sig = vec![0u8; signer.public_modulus_len()];
     signer
         .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
-        .unwrap();
+        .unwrap(); // ok: test PKI, a buffer of the key's size
     seq(&[tbs, pss_alg(), bit_string(&sig)])
 }
 
@@ -165,43 +165,28 @@ pub struct Pki {
 pub const GEN: &str = "Milan";
 
 pub fn pki(generation: &str) -> Pki {
-    let ark_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let ask_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let ark_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(); // ok: test PKI
+    let ask_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(); // ok: test PKI
     let ark_name = format!("ARK-{generation}");
-    let ark = cert(
-        CertSpec {
-            subject: &ark_name,
-            issuer: &ark_name,
-            spki: rsa_spki(&ark_key),
-            not_before: "200101000000Z",
-            not_after: "450101000000Z",
-            extensions: ca_ext(),
-        },
-        &ark_key,
-    );
-    let ask = cert(
-        CertSpec {
-            subject: &format!("SEV-{generation}"),
-            issuer: &ark_name,
-            spki: rsa_spki(&ask_key),
-            not_before: "200101000000Z",
-            not_after: "450101000000Z",
-            extensions: ca_ext(),
-        },
-        &ark_key,
-    );
-    let asvk = cert(
-        CertSpec {
-            subject: &format!("SEV-VLEK-{generation}"),
-            issuer: &ark_name,
-            spki: rsa_spki(&ask_key),
-            not_before: "200101000000Z",
-            not_after: "450101000000Z",
-            extensions: ca_ext(),
-        },
-        &ark_key,
-    );
-    let vcek_key = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+    // The ARK, and the ASK and ASVK it signs (one key for both, as the
+    // tests need only the names to differ), valid 2020-2045.
+    let ca = |subject: &str, key: &RsaKeyPair| {
+        cert(
+            CertSpec {
+                subject,
+                issuer: &ark_name,
+                spki: rsa_spki(key),
+                not_before: "200101000000Z",
+                not_after: "450101000000Z",
+                extensions: ca_ext(),
+            },
+            &ark_key,
+        )
+    };
+    let ark = ca(&ark_name, &ark_key);
+    let ask = ca(&format!("SEV-{generation}"), &ask_key);
+    let asvk = ca(&format!("SEV-VLEK-{generation}"), &ask_key);
+    let vcek_key = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap(); // ok: test PKI
     Pki {
         ark_key,
         ask_key,
@@ -305,7 +290,7 @@ pub fn resign(pki: &Pki, r: &mut [u8]) {
     let sig = pki
         .vcek_key
         .sign(&SystemRandom::new(), &r[..0x2A0])
-        .unwrap();
+        .unwrap(); // ok: test PKI
     let sig = sig.as_ref();
     for (i, b) in sig[..48].iter().rev().enumerate() {
         r[0x2A0 + i] = *b;
@@ -336,6 +321,6 @@ pub fn crl(issuer: &str, signer: &RsaKeyPair, this: &str, next: &str, revoked: &
     let mut sig = vec![0u8; signer.public_modulus_len()];
     signer
         .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
-        .unwrap();
+        .unwrap(); // ok: test PKI, a buffer of the key's size
     seq(&[tbs, pss_alg(), bit_string(&sig)])
 }

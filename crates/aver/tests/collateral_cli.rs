@@ -178,16 +178,19 @@ fn ark_crls_are_imported_and_checked_offline() {
         ),
     );
     let data = dir.path().join("data");
+    let import = |crl: &std::path::Path| {
+        aver()
+            .args(["collateral", "import"])
+            .arg(crl)
+            .arg("--snp-trust-root")
+            .arg(&ark)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
 
-    let out = aver()
-        .args(["collateral", "import"])
-        .arg(&revoking)
-        .arg("--snp-trust-root")
-        .arg(&ark)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = import(&revoking);
     assert!(
         out.status.success(),
         "{}",
@@ -199,15 +202,7 @@ fn ark_crls_are_imported_and_checked_offline() {
     assert_eq!(v["revoked"], 1);
     assert_eq!(v["expires"], "2027-01-01T00:00:00Z");
 
-    let out = aver()
-        .args(["collateral", "import"])
-        .arg(&forged)
-        .arg("--snp-trust-root")
-        .arg(&ark)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = import(&forged);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

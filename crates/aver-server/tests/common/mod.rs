@@ -276,3 +276,26 @@ impl FakeHttp {
             .count()
     }
 }
+
+/// The text of the service's metrics listener (`metrics_listen` set).
+pub async fn scrape_metrics(svc: &TestService) -> String {
+    reqwest::get(format!(
+        "http://{}/metrics",
+        svc.service.metrics_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
+}
+
+/// Whether `metrics` has a sample of `name` carrying every one of `labels`
+/// (`key="value"`) whose value is `value`.
+pub fn has_sample(metrics: &str, name: &str, labels: &[&str], value: &str) -> bool {
+    metrics.lines().any(|l| {
+        l.starts_with(&format!("{name}{{"))
+            && labels.iter().all(|lab| l.contains(lab))
+            && l.ends_with(&format!(" {value}"))
+    })
+}

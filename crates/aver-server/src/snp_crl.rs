@@ -71,7 +71,13 @@ pub fn import_key(issuer_cn: &str) -> String {
 /// loader for keys under [`KEY_PREFIX`]). A record that does not verify,
 /// or is older than what its slot holds, is logged and left out.
 pub fn load_record(verifiers: &Verifiers, record: &CollateralRecord) -> bool {
+    let before = verifiers.snp.crls().get(&record.key);
     match verifiers.snp.install_crl(&record.key, &record.body) {
+        // This replica's own fetch, back from the store: already said.
+        Ok(info) if before.as_ref() == Some(&info) => {
+            tracing::debug!(slot = %info.slot, "SEV-SNP ARK CRL already held");
+            true
+        }
         Ok(info) => {
             tracing::info!(
                 slot = %info.slot,

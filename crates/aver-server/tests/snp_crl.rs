@@ -107,6 +107,17 @@ async fn until_held(svc: &TestService, slot: &str, this_update: i64) {
     );
 }
 
+/// Waits (bounded) until the service has asked `kds` for the Milan CRL.
+async fn until_asked(kds: &FakeHttp) {
+    for _ in 0..100 {
+        if kds.hits(|p| p == CRL_ROUTE) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service never asked the KDS for {CRL_ROUTE}");
+}
+
 /// 2026-01-01 and 2026-03-01 as Unix seconds (thisUpdate of the CRLs).
 const JAN: i64 = 1_767_225_600;
 const MAR: i64 = 1_772_323_200;
@@ -205,12 +216,7 @@ async fn required_crls_refuse_chains_until_one_is_held() {
     let served = Arc::new(Mutex::new(Vec::new()));
     let kds = kds(served).await;
     let svc = service(&lab, Some(&kds.url), true).await;
-    for _ in 0..100 {
-        if kds.hits(|p| p == CRL_ROUTE) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_asked(&kds).await;
     let (status, code, message) = attest(&svc, &lab).await.unwrap_err();
     assert_eq!(
         (status, code.as_str()),
@@ -243,12 +249,7 @@ async fn a_forged_crl_from_the_kds_is_not_held() {
     );
     let kds = kds(Arc::new(Mutex::new(forged))).await;
     let svc = service(&lab, Some(&kds.url), false).await;
-    for _ in 0..100 {
-        if kds.hits(|p| p == CRL_ROUTE) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_asked(&kds).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(svc.service.state.verifiers.snp.crls().list().is_empty());
     assert!(

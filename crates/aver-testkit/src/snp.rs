@@ -125,7 +125,12 @@ pub fn cert(spec: CertSpec<'_>, signer: &RsaKeyPair) -> Vec<u8> {
     if !spec.extensions.is_empty() {
         tbs.push(tlv(0xa3, &seq(&spec.extensions)));
     }
-    let tbs = seq(&tbs);
+    pss_signed(seq(&tbs), signer)
+}
+
+/// `tbs` signed by `signer` with RSA-PSS (AMD's parameters): the
+/// certificate or CRL as DER.
+fn pss_signed(tbs: Vec<u8>, signer: &RsaKeyPair) -> Vec<u8> {
     let mut sig = vec![0u8; signer.public_modulus_len()];
     signer
         .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
@@ -317,10 +322,5 @@ pub fn crl(issuer: &str, signer: &RsaKeyPair, this: &str, next: &str, revoked: &
             .collect();
         tbs.push(seq(&entries));
     }
-    let tbs = seq(&tbs);
-    let mut sig = vec![0u8; signer.public_modulus_len()];
-    signer
-        .sign(&RSA_PSS_SHA384, &SystemRandom::new(), &tbs, &mut sig)
-        .unwrap(); // ok: test PKI, a buffer of the key's size
-    seq(&[tbs, pss_alg(), bit_string(&sig)])
+    pss_signed(seq(&tbs), signer)
 }

@@ -104,12 +104,12 @@ mod tests {
         let (inside, outside) = std::thread::scope(|s| {
             let inside = s
                 .spawn(|| {
-                    apply(IoScheduling::Batch).unwrap();
+                    apply(IoScheduling::Batch).unwrap(); // ok: test
                     policy_of_this_thread()
                 })
                 .join()
-                .unwrap();
-            (inside, s.spawn(policy_of_this_thread).join().unwrap())
+                .unwrap(); // ok: test
+            (inside, s.spawn(policy_of_this_thread).join().unwrap()) // ok: test
         });
         assert_eq!(inside, libc::SCHED_BATCH);
         // Neither the caller nor a thread started afterwards is touched.
@@ -121,11 +121,11 @@ mod tests {
     fn normal_leaves_the_policy_alone() {
         let before = policy_of_this_thread();
         let policy = std::thread::spawn(|| {
-            apply(IoScheduling::Normal).unwrap();
+            apply(IoScheduling::Normal).unwrap(); // ok: test
             policy_of_this_thread()
         })
         .join()
-        .unwrap();
+        .unwrap(); // ok: test
         assert_eq!(policy, before);
     }
 }

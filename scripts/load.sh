@@ -28,8 +28,8 @@
 #   LOAD_SOAK           seconds of attestations at 80% of saturation, RSS sampled ten times [0]
 #   LOAD_SERVER_CPUS    pin the server to these CPUs with taskset (e.g. 0), for scaling runs []
 #   LOAD_WRK_CPUS       pin wrk to these CPUs (e.g. 1), so a pinned server has its core alone []
-#   LOAD_IO_SCHEDULING  the server's --io-scheduling: normal (default) or batch (SCHED_BATCH
-#                       connection threads; for a server with its cores to itself)
+#   LOAD_IO_SCHEDULING  the server's --io-scheduling: auto (the server's default: SCHED_BATCH
+#                       connection threads while attestations are queued), normal or batch
 #   LOAD_ALG            token signing: RS256 (default) or ES256 (the provider is switched to
 #                       a P-256 key through `aver provider configure` and `aver keys rotate`)
 set -euo pipefail
@@ -51,9 +51,9 @@ WRK_CPUS=${LOAD_WRK_CPUS:-}
 WRK_PIN=()
 [[ -n $WRK_CPUS ]] && WRK_PIN=(taskset -c "$WRK_CPUS")
 ALG=${LOAD_ALG:-RS256}
-IO_SCHEDULING=${LOAD_IO_SCHEDULING:-normal}
+IO_SCHEDULING=${LOAD_IO_SCHEDULING:-auto}
 [[ $ALG == RS256 || $ALG == ES256 ]] || die "LOAD_ALG must be RS256 or ES256"
-[[ $IO_SCHEDULING == normal || $IO_SCHEDULING == batch ]] || die "LOAD_IO_SCHEDULING must be normal or batch"
+[[ $IO_SCHEDULING == auto || $IO_SCHEDULING == normal || $IO_SCHEDULING == batch ]] || die "LOAD_IO_SCHEDULING must be auto, normal or batch"
 
 
 for v in DURATION WARMUP CONNECTIONS THREADS MAX_REQUESTS SOAK; do

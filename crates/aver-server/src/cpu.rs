@@ -48,6 +48,37 @@ pub struct CpuLimits {
     pub job_deadline: Duration,
 }
 
+/// Jobs waiting for a pool thread, over every pool of the process (a
+/// process serves with one pool; tests may start several).
+static BACKLOG: AtomicUsize = AtomicUsize::new(0);
+
+/// Jobs waiting for a pool thread in this process right now, counting
+/// queued jobs that were withdrawn or abandoned until a thread skips them.
+///
+/// Why process-wide rather than per pool: it is read by the async
+/// runtime's threads just before they go idle (`aver serve
+/// --io-scheduling auto`), and that runtime exists before any pool does.
+/// While it is above zero, answers wait for the pool anyway, so an I/O
+/// thread need not preempt a verification to be woken promptly.
+pub fn process_backlog() -> usize {
+    BACKLOG.load(Ordering::Relaxed)
+}
+
+/// How long a pool thread runs jobs back to back, with more queued, before
+/// it yields its core between two jobs.
+///
+/// Why: while jobs are queued, `aver serve --io-scheduling auto` (the
+/// default) has the I/O threads stop preempting verifications, so they
+/// run when a core is free or a time slice ends. A pool thread with a
+/// backlog never frees its core, and a time slice can be several
+/// milliseconds: answers that were ready, and requests that arrived,
+/// waited for it (p99 at half load 3.1 → 5.1–5.9 ms for RS256 on one
+/// core). Yielding after 1 ms bounds that wait by 1 ms plus one job, and
+/// between jobs, where no verification's working set is lost; it costs
+/// one system call per millisecond of work. BENCHMARKS.md, "I/O threads
+/// that follow the backlog".
+pub const YIELD_AFTER: Duration = Duration::from_millis(1);
+
 /// Queued jobs allowed per pool thread by default.
 pub const QUEUED_PER_THREAD: usize = 64;
 
@@ -135,6 +166,10 @@ struct Shared {
     closed: AtomicBool,
     running: AtomicUsize,
     abandoned: AtomicU64,
+    /// Times a pool thread gave up its core between jobs ([`YIELD_AFTER`]).
+    yields: AtomicU64,
+    /// Jobs in `queue`, readable without its lock.
+    waiting: AtomicUsize,
     limits: CpuLimits,
     /// Attestations in flight per provider, for providers with a cap
     /// (an entry goes when its count returns to 0).
@@ -149,16 +184,22 @@ impl Shared {
 
     /// One pool thread: take jobs until the pool is dropped.
     fn work(&self) {
+        // When this thread last let others have its core: it waited for a
+        // job, or it yielded.
+        let mut rested = Instant::now();
         loop {
             let job = {
                 let mut queue = self.lock();
                 loop {
                     if let Some(job) = queue.pop_front() {
+                        BACKLOG.fetch_sub(1, Ordering::Relaxed);
+                        self.waiting.fetch_sub(1, Ordering::Relaxed);
                         break job;
                     }
                     if self.closed.load(Ordering::Acquire) {
                         return;
                     }
+                    rested = Instant::now();
                     queue = self
                         .ready
                         .wait(queue)
@@ -183,6 +224,15 @@ impl Shared {
             // A panicking job must not take the thread with it: its
             // request sees the result channel closed (500).
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.work)(cancel)));
+            // With more jobs queued this thread would run on without a
+            // pause; after YIELD_AFTER it lets a waiting I/O thread in
+            // between two jobs instead (without a queue it will wait for
+            // the next job anyway).
+            if self.waiting.load(Ordering::Relaxed) > 0 && rested.elapsed() >= YIELD_AFTER {
+                self.yields.fetch_add(1, Ordering::Relaxed);
+                std::thread::yield_now();
+                rested = Instant::now();
+            }
             self.running.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -230,6 +280,8 @@ impl CpuPool {
             closed: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             abandoned: AtomicU64::new(0),
+            yields: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
             limits,
             in_flight: Mutex::new(HashMap::new()),
         });
@@ -269,7 +321,7 @@ impl CpuPool {
 
     /// Jobs waiting for a thread right now.
     pub fn queued(&self) -> usize {
-        self.shared.lock().len()
+        self.shared.waiting.load(Ordering::Relaxed)
     }
 
     /// Jobs so far that ended after their request had been abandoned (the
@@ -360,6 +412,8 @@ impl CpuPool {
                 raise.0 = None;
                 return Err(busy());
             }
+            BACKLOG.fetch_add(1, Ordering::Relaxed);
+            self.shared.waiting.fetch_add(1, Ordering::Relaxed);
             queue.push_back(Job {
                 state: state.clone(),
                 flag,
@@ -489,6 +543,48 @@ mod tests {
         // A thread counts itself idle just after sending its result.
         until(|| pool.running() == 0).await;
         assert_eq!(pool.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_thread_with_a_backlog_yields_between_jobs_after_a_millisecond() {
+        let pool = pool(1, 32, Duration::from_secs(10));
+        let (release, held) = blocker(&pool);
+        until(|| pool.running() == 1).await;
+        // Six jobs of 0.4 ms queue behind the blocker: the thread runs them
+        // back to back, about 2.4 ms without waiting for work.
+        let jobs: Vec<_> = (0..6)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    pool.run(|_| std::thread::sleep(Duration::from_micros(400)))
+                        .await
+                })
+            })
+            .collect();
+        until(|| pool.queued() == 6).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+        let yields = pool.shared.yields.load(Ordering::Relaxed);
+        assert!((2..=6).contains(&yields), "{yields} yields");
+        assert_eq!(pool.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_thread_without_a_backlog_never_yields() {
+        let pool = pool(1, 32, Duration::from_secs(10));
+        // Each job is longer than YIELD_AFTER, but none waits behind it.
+        for _ in 0..4 {
+            pool.run(|_| std::thread::sleep(Duration::from_millis(2)))
+                .await
+                .unwrap();
+            // The thread decides whether to yield before it counts itself
+            // idle.
+            until(|| pool.running() == 0).await;
+        }
+        assert_eq!(pool.shared.yields.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -116,11 +116,12 @@ pub struct ServeArgs {
     /// [default: a quarter of the CPUs, at least 1].
     #[arg(long, env = "AVER_IO_THREADS")]
     io_threads: Option<usize>,
-    /// How Linux schedules the connection threads: `normal` (the kernel's
-    /// default) or `batch` (SCHED_BATCH: a request arriving does not
-    /// preempt a verification in progress; 20-30% more attestations per
-    /// core on cores Aver has to itself, but slower answers on cores shared
-    /// with other busy processes) [default: normal].
+    /// How Linux schedules the connection threads: `auto` (SCHED_BATCH
+    /// while attestations wait for a verification thread, so a request
+    /// arriving does not preempt a verification in progress, and the
+    /// kernel's default policy otherwise), `normal` (always the default
+    /// policy) or `batch` (always SCHED_BATCH; for cores Aver has to itself)
+    /// [default: auto].
     #[arg(long, env = "AVER_IO_SCHEDULING", value_enum)]
     io_scheduling: Option<IoScheduling>,
     /// Most verifications/policy evaluations running at once [default: CPUs].
@@ -467,12 +468,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
             io_threads,
             io_scheduling,
         } = resolved;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(io_threads)
-            .thread_name("aver-io")
-            .on_thread_start(move || crate::io_sched::apply_or_warn(io_scheduling))
-            .enable_all()
-            .build()
+        let runtime = crate::io_sched::runtime(io_threads, io_scheduling)
             .context("cannot start the async runtime")?;
         runtime.block_on(run(config))
     });

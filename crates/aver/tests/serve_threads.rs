@@ -1,8 +1,10 @@
 //! `aver serve`'s threads as the kernel sees them: with
 //! `--io-scheduling batch` the connection threads (`aver-io`) run under
 //! SCHED_BATCH and the CPU pool's threads (`aver-cpu-N`) keep the default
-//! policy; by default every thread keeps it. Read
-//! from `/proc/<pid>/task/*/stat` of a real server process (Linux only).
+//! policy; by default (`auto`, with no attestation waiting) and with
+//! `normal` every thread keeps it. Read from `/proc/<pid>/task/*/stat` of a
+//! real server process (Linux only). How `auto` follows a backlog is
+//! tested with a real runtime and CPU pool in `src/io_sched.rs`.
 #![cfg(target_os = "linux")]
 #![allow(
     clippy::unwrap_used,
@@ -81,13 +83,22 @@ fn with_batch_the_connection_threads_run_under_sched_batch_and_the_cpu_pool_does
 }
 
 #[test]
-fn by_default_every_thread_keeps_the_default_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve_with(dir.path(), free_port(), &[]);
-    let kinds = by_kind(server.0.id());
-    assert!(!kinds["io"].is_empty(), "{kinds:?}");
-    for policies in kinds.values() {
-        assert!(policies.iter().all(|&p| p == SCHED_OTHER), "{kinds:?}");
+fn idle_by_default_and_with_normal_every_thread_keeps_the_default_policy() {
+    for extra in [
+        &[][..],
+        &["--io-scheduling", "normal"],
+        &["--io-scheduling", "auto"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = serve_with(dir.path(), free_port(), extra);
+        let kinds = by_kind(server.0.id());
+        assert!(!kinds["io"].is_empty(), "{extra:?}: {kinds:?}");
+        for policies in kinds.values() {
+            assert!(
+                policies.iter().all(|&p| p == SCHED_OTHER),
+                "{extra:?}: {kinds:?}"
+            );
+        }
     }
 }
 
@@ -113,7 +124,10 @@ fn an_unknown_io_scheduling_is_refused_with_the_choices() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("invalid value 'fifo'") && err.contains("batch") && err.contains("normal"),
+        err.contains("invalid value 'fifo'")
+            && err.contains("auto")
+            && err.contains("batch")
+            && err.contains("normal"),
         "{err}"
     );
 }

@@ -199,11 +199,11 @@ impl Shared {
                     if self.closed.load(Ordering::Acquire) {
                         return;
                     }
-                    rested = Instant::now();
                     queue = self
                         .ready
                         .wait(queue)
                         .unwrap_or_else(PoisonError::into_inner);
+                    rested = Instant::now();
                 }
             };
             // Withdrawn (timed out in the queue) or abandoned (the client

@@ -230,10 +230,10 @@ mod tests {
 
     /// The policy of thread `tid` of this process (field 41 of its `stat`).
     fn policy_of(tid: i32) -> i32 {
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap(); // ok: test
+        let after_comm = &stat[stat.rfind(')').unwrap() + 1..]; // ok: test
         let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        fields[41 - 3].parse().unwrap()
+        fields[41 - 3].parse().unwrap() // ok: test
     }
 
     /// Waits (up to 10 s) for thread `tid` to be under `policy`.
@@ -316,21 +316,21 @@ mod tests {
     /// under SCHED_OTHER once the backlog is gone.
     #[test]
     fn the_runtime_worker_follows_a_real_pool_backlog() {
-        let rt = runtime(1, IoScheduling::Auto).unwrap();
+        let rt = runtime(1, IoScheduling::Auto).unwrap(); // ok: test
         let pool = CpuPool::new(CpuLimits {
             max_concurrent: 1,
             ..CpuLimits::default()
         });
         // SAFETY: gettid takes nothing and only returns the caller's id.
         let tid = || unsafe { libc::gettid() };
-        let worker = rt.block_on(async { tokio::spawn(async move { tid() }).await.unwrap() });
+        let worker = rt.block_on(async { tokio::spawn(async move { tid() }).await.unwrap() }); // ok: test
         assert!(wait_for_policy(worker, libc::SCHED_OTHER), "idle worker");
 
         // One job holds the pool's only thread; three more queue behind it.
         let (release, held) = std::sync::mpsc::channel::<()>();
         let first = pool.clone();
         let mut jobs =
-            vec![rt.spawn(async move { first.run(move |_| held.recv().unwrap()).await })];
+            vec![rt.spawn(async move { first.run(move |_| held.recv().unwrap()).await })]; // ok: test
         for _ in 0..3 {
             let pool = pool.clone();
             jobs.push(rt.spawn(async move { pool.run(|_| ()).await }));
@@ -341,9 +341,9 @@ mod tests {
             pool.queued()
         );
 
-        release.send(()).unwrap();
+        release.send(()).unwrap(); // ok: test
         for job in jobs {
-            rt.block_on(job).unwrap().unwrap();
+            rt.block_on(job).unwrap().unwrap(); // ok: test
         }
         assert!(
             wait_for_policy(worker, libc::SCHED_OTHER),

@@ -147,16 +147,15 @@ pub fn apply(policy: IoScheduling) -> std::io::Result<()> {
 /// else `SCHED_OTHER`. A system call only when that changes; after a
 /// refusal the thread stops following (and keeps what it had).
 pub fn follow_backlog(backlogged: bool) -> std::io::Result<()> {
-    let want = if backlogged {
-        Following::Batch
+    let (want, policy) = if backlogged {
+        (Following::Batch, SCHED_BATCH)
     } else {
-        Following::Other
+        (Following::Other, SCHED_OTHER)
     };
     let now = FOLLOWING.get();
     if now == Following::Off || now == want {
         return Ok(());
     }
-    let policy = if backlogged { SCHED_BATCH } else { SCHED_OTHER };
     match set_policy(policy) {
         Ok(()) => {
             FOLLOWING.set(want);
@@ -224,10 +223,6 @@ mod tests {
 
     use aver_server::cpu::{CpuLimits, CpuPool};
 
-    fn policy_of_this_thread() -> i32 {
-        current_policy()
-    }
-
     /// The policy of thread `tid` of this process (field 41 of its `stat`).
     fn policy_of(tid: i32) -> i32 {
         let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap(); // ok: test
@@ -250,30 +245,30 @@ mod tests {
 
     #[test]
     fn batch_puts_the_calling_thread_alone_under_sched_batch() {
-        let before = policy_of_this_thread();
+        let before = current_policy();
         let (inside, outside) = std::thread::scope(|s| {
             let inside = s
                 .spawn(|| {
                     apply(IoScheduling::Batch).unwrap(); // ok: test
-                    policy_of_this_thread()
+                    current_policy()
                 })
                 .join()
                 .unwrap(); // ok: test
-            (inside, s.spawn(policy_of_this_thread).join().unwrap()) // ok: test
+            (inside, s.spawn(current_policy).join().unwrap()) // ok: test
         });
         assert_eq!(inside, libc::SCHED_BATCH);
         // Neither the caller nor a thread started afterwards is touched.
-        assert_eq!(policy_of_this_thread(), before);
+        assert_eq!(current_policy(), before);
         assert_eq!(outside, before);
     }
 
     #[test]
     fn normal_leaves_the_policy_alone() {
-        let before = policy_of_this_thread();
+        let before = current_policy();
         let policy = std::thread::spawn(|| {
             apply(IoScheduling::Normal).unwrap(); // ok: test
             follow_backlog(true).unwrap(); // ok: test
-            policy_of_this_thread()
+            current_policy()
         })
         .join()
         .unwrap(); // ok: test
@@ -284,10 +279,10 @@ mod tests {
     fn auto_follows_the_backlog_both_ways() {
         let seen = std::thread::spawn(|| {
             apply(IoScheduling::Auto).unwrap(); // ok: test
-            let mut seen = vec![policy_of_this_thread()];
+            let mut seen = vec![current_policy()];
             for backlogged in [true, true, false, false, true, false] {
                 follow_backlog(backlogged).unwrap(); // ok: test
-                seen.push(policy_of_this_thread());
+                seen.push(current_policy());
             }
             seen
         })
@@ -304,7 +299,7 @@ mod tests {
             set_policy(libc::SCHED_BATCH).unwrap(); // ok: test
             apply(IoScheduling::Auto).unwrap(); // ok: test
             follow_backlog(false).unwrap(); // ok: test
-            policy_of_this_thread()
+            current_policy()
         })
         .join()
         .unwrap(); // ok: test

@@ -13,7 +13,10 @@
 # in the same run (`crypto-floor`: 2 ECDSA-P256 verifications + 1 RSA-2048
 # signature, aws-lc-rs, one thread), runs attest again at half the measured
 # throughput for unqueued latency, and reports the server's RSS before and
-# after (and after an optional soak at 80% of saturation).
+# after (and after an optional soak at 80% of saturation). The paced runs
+# (half saturation, the soak) pause a random time before each request
+# (scripts/load/wrk.lua), with a mean calibrated in 2-second trials, and
+# report the rate they reached.
 # Traffic goes to 127.0.0.1 only. The server is stopped on exit.
 #
 # Environment (all optional):
@@ -153,9 +156,11 @@ curl -ksf --max-time 10 "$BASE/certs" | grep -q '"keys"' || die "/certs returned
 PER_THREAD=$(( (MAX_REQUESTS + THREADS - 1) / THREADS ))
 
 # run NAME SECONDS URL [BODY]: one bounded wrk run; prints its RESULT line.
+# RUN_MAX_PER_THREAD replaces the per-thread cap LOAD_MAX_REQUESTS sets (the
+# soak runs for its time, however many requests that is).
 run() {
   local name=$1 seconds=$2 url=$3 body=${4:-}
-  LOAD_BODY_FILE=$body LOAD_MAX_PER_THREAD=$PER_THREAD \
+  LOAD_BODY_FILE=$body LOAD_MAX_PER_THREAD=${RUN_MAX_PER_THREAD:-$PER_THREAD} \
     timeout $((seconds + 30)) "${WRK_PIN[@]}" wrk -t "$THREADS" -c "$CONNECTIONS" -d "${seconds}s" --timeout 10s \
     -s "$HERE/wrk.lua" "$url" >"$WORK/$name.wrk" 2>&1 \
     || { cat "$WORK/$name.wrk" >&2; die "wrk failed for $name"; }
@@ -183,16 +188,39 @@ for scenario in certs attest; do
   echo "load.sh: $scenario: ${RESULT[$scenario]#RESULT } server_cpu_s=$(python3 -c "print(${CPU_TICKS[$scenario]}/$HZ)")" >&2
 done
 
-# Unqueued latency: attest at half the measured throughput.
+# A chosen fraction of saturation: each of the LOAD_CONNECTIONS connections
+# pauses a random time (exponential, mean PACE_DELAY_MS; scripts/load/wrk.lua)
+# before each request, so arrivals are spread out as from many independent
+# clients. pace FRACTION picks the mean: first as if an answer took no time,
+# then corrected by the answer time that 2-second trials imply, until a trial
+# is within 5% of the target (at most four trials).
 SAT_RPS=$(field rps "${RESULT[attest]}")
-DELAY_MS=$(python3 -c "print(max(1, int($CONNECTIONS * 1000 / (float('$SAT_RPS') / 2))))")
-RESULT[half]=$(LOAD_DELAY_MS=$DELAY_MS run attest-half "$DURATION" "$ATTEST_URL" "$WORK/attest.json")
-echo "load.sh: attest at half saturation (delay ${DELAY_MS} ms/connection): ${RESULT[half]#RESULT }" >&2
+pace() {
+  local fraction=$1 target delay rps i
+  target=$(python3 -c "print(round(float('$SAT_RPS') * $fraction))")
+  delay=$(python3 -c "print(round($CONNECTIONS * 1000 / $target, 3))")
+  for i in 1 2 3 4; do
+    rps=$(field rps "$(LOAD_DELAY_MS=$delay run pace-trial 2 "$ATTEST_URL" "$WORK/attest.json")")
+    echo "load.sh: pacing for $fraction of saturation ($target req/s): mean delay $delay ms gave $rps req/s" >&2
+    read -r ok delay < <(python3 -c "
+r, t, c, d = float('$rps'), $target, $CONNECTIONS, $delay
+answer_ms = max(0.0, c * 1000 / max(r, 1.0) - d)  # a connection's cycle is its pause plus the answer
+print(int(abs(r - t) <= 0.05 * t), d if abs(r - t) <= 0.05 * t else round(max(0.0, c * 1000 / t - answer_ms), 3))")
+    ((ok)) && break
+  done
+  PACE_DELAY_MS=$delay PACE_TARGET=$target
+}
+
+# Unqueued latency: attest at half the measured throughput.
+pace 0.5
+RESULT[half]=$(LOAD_DELAY_MS=$PACE_DELAY_MS run attest-half "$DURATION" "$ATTEST_URL" "$WORK/attest.json")
+echo "load.sh: attest at half saturation (mean delay ${PACE_DELAY_MS} ms/connection): ${RESULT[half]#RESULT }" >&2
 RSS_AFTER=$(rss_kib)
 RSS_SOAK=
 if ((SOAK > 0)); then
-  DELAY_MS=$(python3 -c "print(max(1, int($CONNECTIONS * 1000 / (float('$SAT_RPS') * 0.8))))")
-  LOAD_MAX_PER_THREAD=1000000000 LOAD_DELAY_MS=$DELAY_MS run soak "$SOAK" "$ATTEST_URL" "$WORK/attest.json" >/dev/null &
+  pace 0.8
+  echo "load.sh: soak for $SOAK s at 80% of saturation (mean delay ${PACE_DELAY_MS} ms/connection)" >&2
+  RUN_MAX_PER_THREAD=1000000000 LOAD_DELAY_MS=$PACE_DELAY_MS run soak "$SOAK" "$ATTEST_URL" "$WORK/attest.json" >"$WORK/soak.result" &
   soak_pid=$!
   # RSS every tenth of the soak: "flat" is a shape, not two numbers.
   samples=()
@@ -201,6 +229,11 @@ if ((SOAK > 0)); then
     samples+=("$(( $(rss_kib) / 1024 ))")
   done
   wait "$soak_pid"
+  RESULT[soak]=$(cat "$WORK/soak.result")
+  echo "load.sh: soak: ${RESULT[soak]#RESULT }" >&2
+  # A soak that stopped early or fell behind did not hold the load it names.
+  python3 -c "import sys; sys.exit(0 if float('$(field rps "${RESULT[soak]}")') >= 0.9 * $PACE_TARGET else 1)" \
+    || echo "load.sh: WARNING: the soak averaged $(field rps "${RESULT[soak]}") req/s, under 90% of its $PACE_TARGET req/s target" >&2
   echo "load.sh: RSS (MiB) during the soak, every $((SOAK / 10)) s: ${samples[*]}" >&2
   RSS_SOAK=$(rss_kib)
 fi
@@ -210,7 +243,7 @@ FLOOR_ARGS=()
 [[ $ALG == ES256 ]] && FLOOR_ARGS=(--es256)
 FLOOR_LINE=$("${PIN[@]}" "$FLOOR" --seconds "$DURATION" "${FLOOR_ARGS[@]}" | grep '^FLOOR ')
 
-for scenario in certs attest half; do
+for scenario in certs attest half ${RESULT[soak]:+soak}; do
   bad=0
   for k in non2xx connect read write timeout; do
     bad=$((bad + $(field "$k" "${RESULT[$scenario]}")))
@@ -243,7 +276,7 @@ print(f"Server CPU per attestation: {cpu_us:.0f} µs; crypto floor ({floor['alg'
       f"({floor['us_per_op'] / cpu_us * 100:.0f}% of the floor's throughput per core)")
 print(f"Server context switches per attestation at saturation: {(vol + invol) / a['requests']:.2f} "
       f"({vol / a['requests']:.2f} voluntary, {invol / a['requests']:.2f} preempted)")
-print(f"Attest at half saturation ({half['rps']:.0f} req/s offered): p50 {half['p50_ms']:.2f} ms, "
+print(f"Attest at half saturation ({half['rps']:.0f} req/s offered, {half['rps'] / a['rps'] * 100:.0f}% of saturation): p50 {half['p50_ms']:.2f} ms, "
       f"p99 {half['p99_ms']:.2f} ms, max {half['max_ms']:.2f} ms")
 line = f"Server RSS: {int(rss_start) / 1024:.1f} MiB before, {int(rss_after) / 1024:.1f} MiB after the scenarios"
 if rss_soak:

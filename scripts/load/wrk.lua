@@ -7,12 +7,35 @@
 
 local body_file = os.getenv("LOAD_BODY_FILE")
 local max_per_thread = tonumber(os.getenv("LOAD_MAX_PER_THREAD") or "100000")
--- LOAD_DELAY_MS: pause before each request on a connection, to offer a
--- chosen rate below saturation (latency is then measured unqueued).
+-- LOAD_DELAY_MS: mean pause before each request on a connection, to offer
+-- a chosen rate below saturation (latency is then measured unqueued). Each
+-- pause is drawn from an exponential distribution with that mean, so that
+-- connections do not stay in step and arrive in bursts (a fixed pause kept
+-- them in step: every connection's request queued behind the others'). wrk
+-- takes whole milliseconds, so a draw is rounded up or down at random in
+-- proportion to its fraction: the mean stays exact below 1 ms.
 local delay_ms = tonumber(os.getenv("LOAD_DELAY_MS") or "0")
 
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
+
+function init(args)
+  math.randomseed(os.time() * 1000 + (thread_id or 0))
+end
+
 function delay()
-  return delay_ms
+  if delay_ms <= 0 then
+    return 0
+  end
+  local x = -delay_ms * math.log(1 - math.random())
+  local whole = math.floor(x)
+  if math.random() < x - whole then
+    whole = whole + 1
+  end
+  return whole
 end
 
 if body_file and body_file ~= "" then

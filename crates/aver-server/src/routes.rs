@@ -215,12 +215,17 @@ async fn attest_single(
                 let signer = provider.signer(now)?;
                 let time = VerificationTime::from_unix_seconds(now);
                 let started = std::time::Instant::now();
-                let verified = aver_attestation::verify(ty, &verifiers, &request, time)?;
+                let aver_attestation::Verified {
+                    claims,
+                    log_summary,
+                    ..
+                } = aver_attestation::verify(ty, &verifiers, &request, time)?;
                 stage(ty.name, "verify", started.elapsed().as_secs_f64());
+                // The claims move into the policy: nothing reads them after.
                 let issued = tail::finish(
                     ty,
                     policy,
-                    verified.claims.clone(),
+                    claims,
                     request.nonce.as_deref(),
                     &signer,
                     time.unix_seconds(),
@@ -232,7 +237,7 @@ async fn attest_single(
                     "provider {} {}: {}{}",
                     provider.name,
                     ty.name,
-                    verified.log_summary,
+                    log_summary,
                     if draft.is_some() {
                         " (draft policy)"
                     } else {

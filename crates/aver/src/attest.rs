@@ -188,7 +188,7 @@ async fn send_with(
     };
     match client.attest_at(ty, evidence, &options, api_version).await {
         Ok(token) => {
-            println!("{token}");
+            outln!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Err(ClientError::Service {

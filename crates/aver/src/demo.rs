@@ -41,7 +41,7 @@ const MRENCLAVE: [u8; 32] = [0x4a; 32];
 const MRSIGNER: [u8; 32] = [0x5b; 32];
 
 fn step(n: u32, title: &str) {
-    println!("\n== {n}. {title}");
+    outln!("\n== {n}. {title}");
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -68,7 +68,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             config.data_dir = dir.path().to_path_buf();
             config.extra_sgx_roots = vec![root];
             let started = Service::start(&config).await?;
-            println!(
+            outln!(
                 "Started an in-process Aver service at {} (data in {}, trusting the simulator root)",
                 started.issuer,
                 dir.path().display()
@@ -97,21 +97,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         report_data: report_data_for(&runtime_bytes),
     };
     let quote = SimPlatform::generate()?.quote(&identity)?;
-    println!(
+    outln!(
         "  runtime data: the enclave's RSA public key as a JWK ({} bytes)",
         runtime_bytes.len()
     );
-    println!(
+    outln!(
         "  report_data[0..32] = SHA-256(runtime data) = {}",
         hex::encode(&identity.report_data[..32])
     );
-    println!(
+    outln!(
         "  quote: {} bytes, DCAP v3, signed under the simulator's test PKI",
         quote.len()
     );
 
     step(2, "Client: send the evidence to the attestation service");
-    println!(
+    outln!(
         "  POST {url}/attest/SgxEnclave?api-version={}",
         aver_client::API_VERSION
     );
@@ -137,8 +137,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "Service: verified the quote, evaluated its policy, signed a token",
     );
     let jws = aver_token::CompactJws::parse(&token)?;
-    println!("  token header: {}", Value::Object(jws.header.clone()));
-    println!(
+    outln!("  token header: {}", Value::Object(jws.header.clone()));
+    outln!(
         "  token: {}...{} ({} bytes)",
         &token[..40.min(token.len())],
         &token[token.len().saturating_sub(20)..],
@@ -149,7 +149,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let metadata = client
         .get_json(&format!("{url}/.well-known/openid-configuration"))
         .await?;
-    println!(
+    outln!(
         "  GET {url}/.well-known/openid-configuration -> issuer {}, jwks_uri {}",
         at(&metadata, "issuer"),
         at(&metadata, "jwks_uri")
@@ -161,11 +161,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .as_array()
         .map(|keys| keys.iter().filter_map(|k| k["kid"].as_str()).collect())
         .unwrap_or_default();
-    println!("  GET {} -> keys {kids:?}", at(&metadata, "jwks_uri"));
+    outln!("  GET {} -> keys {kids:?}", at(&metadata, "jwks_uri"));
     let claims = client
         .verify_token(&token, &url, aver_client::unix_now(), 60)
         .await?;
-    println!(
+    outln!(
         "  signature (kid {}), exp/nbf and issuer: verified",
         jws.header.get("kid").unwrap_or(&Value::Null)
     );
@@ -201,18 +201,18 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     if claims.get("nonce").unwrap_or(&Value::Null).clone() != "aver-demo" {
         reasons.push("nonce mismatch");
     }
-    println!("  claims:");
+    outln!("  claims:");
     files::print_json(&Value::Object(claims.clone()));
     let trusted = reasons.is_empty();
     if trusted {
-        println!(
+        outln!(
             "\nDecision: TRUST the enclave (MRENCLAVE {}, MRSIGNER {}, not debuggable); \
              its public key in x-ms-runtime can now be used to send it secrets.",
             &hex::encode(MRENCLAVE)[..16],
             &hex::encode(MRSIGNER)[..16]
         );
     } else {
-        println!(
+        outln!(
             "\nDecision: DO NOT TRUST the enclave: {}",
             reasons.join(", ")
         );

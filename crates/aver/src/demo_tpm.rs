@@ -39,7 +39,7 @@ issuancerules {
 "#;
 
 fn step(n: u32, title: &str) {
-    println!("\n== {n}. {title}");
+    outln!("\n== {n}. {title}");
 }
 
 /// The binaries and library the software TPM needs, or what to install.
@@ -81,11 +81,11 @@ pub async fn run() -> Result<ExitCode> {
     })
     .await
     .context("starting swtpm")?;
-    println!(
+    outln!(
         "swtpm_setup made an RSA EK and its certificate (issued by a private CA; roots in {})",
         identity.ek_roots.display()
     );
-    println!("swtpm is listening: TCTI {}", tpm.tcti());
+    outln!("swtpm is listening: TCTI {}", tpm.tcti());
 
     step(
         2,
@@ -99,7 +99,7 @@ pub async fn run() -> Result<ExitCode> {
     .context("measuring the boot")?;
     let log_path = dir.path().join("eventlog.bin");
     std::fs::write(&log_path, log.bytes())?;
-    println!(
+    outln!(
         "a TCG crypto-agile event log (SHA-1 and SHA-256), {} bytes, with Secure Boot on: {}",
         log.bytes().len(),
         log_path.display()
@@ -112,7 +112,7 @@ pub async fn run() -> Result<ExitCode> {
     config.tpm_ek_roots = Some(identity.ek_roots.clone());
     let service = Service::start(&config).await?;
     let ca = std::fs::read(&service.tls.cert)?;
-    println!(
+    outln!(
         "Aver at {} trusts the TPM maker's EK roots (--tpm-ek-roots)",
         service.issuer
     );
@@ -125,7 +125,7 @@ pub async fn run() -> Result<ExitCode> {
         .set_policy("Tpm", &aver_token::policy::unsigned(Some(POLICY)))
         .await
         .context("setting the TPM policy")?;
-    println!("policy set for Tpm:\n{POLICY}");
+    outln!("policy set for Tpm:\n{POLICY}");
 
     step(
         4,
@@ -149,7 +149,7 @@ pub async fn run() -> Result<ExitCode> {
             message,
         } => bail!("the service refused the TPM evidence (HTTP {status}): {code}: {message}"),
     };
-    println!("token: {}...", token.get(..60).unwrap_or(&token));
+    outln!("token: {}...", token.get(..60).unwrap_or(&token));
 
     step(
         5,
@@ -166,10 +166,10 @@ pub async fn run() -> Result<ExitCode> {
         "PlatformAttested",
         "aikPubHash",
     ] {
-        println!("  {name:<22} {}", claims.get(name).unwrap_or(&Value::Null));
+        outln!("  {name:<22} {}", claims.get(name).unwrap_or(&Value::Null));
     }
     let trusted = claims.get("PlatformAttested") == Some(&Value::Bool(true));
-    println!(
+    outln!(
         "\nDecision: {}",
         if trusted {
             "the platform booted with Secure Boot and its key is bound to a genuine TPM: trust it"

@@ -189,7 +189,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     target.provider,
                     row.not_before_signing
                 );
-                println!("{}", row.kid);
+                outln!("{}", row.kid);
                 Ok(())
             })?,
         },
@@ -249,7 +249,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 "PKCS#11 key {} for provider {}: published within the replicas' refresh interval, signing from {}; every replica needs the module and the PIN",
                 row.kid, target.provider, row.not_before_signing
             );
-            println!("{}", row.kid);
+            outln!("{}", row.kid);
         }
         KeysCommand::Retire { kid, target } => match target.connection()? {
             Some(c) => {
@@ -317,9 +317,9 @@ fn print_keys(keys: &[Value]) {
         Some(Value::Number(n)) => n.to_string(),
         _ => "-".into(),
     };
-    println!("kid\talg\tstate\tcreated_at\tnot_before_signing\tretired_at\tpublished_until");
+    outln!("kid\talg\tstate\tcreated_at\tnot_before_signing\tretired_at\tpublished_until");
     for k in keys {
-        println!(
+        outln!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             field(k, "kid"),
             field(k, "alg"),

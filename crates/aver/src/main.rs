@@ -3,6 +3,25 @@
 //! A thin shell over the library crates: every subcommand parses its
 //! arguments and calls one library function.
 
+/// `println!` for a command's output, through [`files::write_out`]: a
+/// reader that goes away (`aver … | head`) only loses the rest of the
+/// output, where `println!` would panic.
+macro_rules! outln {
+    () => {
+        $crate::files::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::files::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for a command's output (see [`outln!`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::files::write_out(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod attest;
 #[cfg(feature = "server")]
@@ -202,7 +221,7 @@ async fn signer(cmd: SignerCommand) -> anyhow::Result<std::process::ExitCode> {
     let (add, cert, signer, connection) = match cmd {
         SignerCommand::List { connection } => {
             for der in connection.admin()?.signers().await? {
-                println!("{}", aver_token::policy::thumbprint(&der));
+                outln!("{}", aver_token::policy::thumbprint(&der));
             }
             return Ok(std::process::ExitCode::SUCCESS);
         }
@@ -324,7 +343,7 @@ fn main() -> std::process::ExitCode {
             Command::Collateral(cmd) => tokio::task::block_in_place(|| collateral::run(cmd)),
             #[cfg(feature = "server")]
             Command::Openapi => {
-                println!("{}", aver_server::openapi::document_json());
+                outln!("{}", aver_server::openapi::document_json());
                 Ok(std::process::ExitCode::SUCCESS)
             }
         }

@@ -85,10 +85,10 @@ pub async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
         } => {
             let (stored, text) = connection.admin()?.get_policy(&attestation_type).await?;
             if jws {
-                println!("{stored}");
+                outln!("{stored}");
             } else {
                 match text {
-                    Some(text) => println!("{text}"),
+                    Some(text) => outln!("{text}"),
                     None => eprintln!("no policy is set for {attestation_type}"),
                 }
             }
@@ -127,11 +127,11 @@ pub async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
         }
         PolicyCommand::Sign { file, key, cert } => {
             let signer = crate::admin::load_signer(&key, &cert)?;
-            println!("{}", crate::admin::policy_jws(&file, Some(&signer))?);
+            outln!("{}", crate::admin::policy_jws(&file, Some(&signer))?);
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Hash { policy } => {
-            println!("{}", aver_policy::policy_hash(&files::read_text(&policy)?));
+            outln!("{}", aver_policy::policy_hash(&files::read_text(&policy)?));
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Eval {
@@ -168,7 +168,7 @@ fn eval(policy_path: &Path, claims_path: &Path, json: bool) -> Result<ExitCode> 
         files::print_json(&evaluation.to_json());
     } else {
         let report = evaluation.to_json();
-        println!(
+        outln!(
             "decision: {}",
             report
                 .get("decision")
@@ -176,17 +176,17 @@ fn eval(policy_path: &Path, claims_path: &Path, json: bool) -> Result<ExitCode> 
                 .unwrap_or("?")
         );
         if let Some(reason) = &evaluation.deny_reason {
-            println!("reason:   {reason}");
+            outln!("reason:   {reason}");
         }
         if let Some(trace) = report.get("trace").and_then(Value::as_array) {
-            println!("trace:");
+            outln!("trace:");
             for step in trace {
-                println!("  {step}");
+                outln!("  {step}");
             }
         }
-        println!("issued:");
+        outln!("issued:");
         for (name, value) in evaluation.issued_json() {
-            println!("  {name} = {value}");
+            outln!("  {name} = {value}");
         }
     }
     Ok(match evaluation.decision {

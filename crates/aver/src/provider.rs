@@ -75,14 +75,14 @@ pub fn provider_create(
         }
     );
     eprintln!("its admin key (shown once, stored hashed):");
-    println!("{key}");
+    outln!("{key}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn provider_list(store: &StoreArgs) -> Result<ExitCode> {
     let store = store.open()?;
     for p in store.providers()? {
-        println!(
+        outln!(
             "{}\t{}\t{}",
             p.name,
             if p.isolated { "isolated" } else { "admin-key" },
@@ -175,7 +175,7 @@ pub fn provider_configure(
             );
         }
     }
-    println!("{}", serde_json::to_string_pretty(&settings)?);
+    outln!("{}", serde_json::to_string_pretty(&settings)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -56,7 +56,7 @@ fn hex32(text: &str, what: &str) -> Result<[u8; 32]> {
 pub fn run(cmd: SimCommand) -> Result<ExitCode> {
     match cmd {
         SimCommand::Root => {
-            print!("{}", aver_sim::root_certificate_pem()?);
+            out!("{}", aver_sim::root_certificate_pem()?);
         }
         SimCommand::Quote {
             out,

@@ -97,7 +97,7 @@ pub(crate) enum AttestOutcome {
 pub async fn attest(args: AttestTpmArgs) -> Result<ExitCode> {
     match attest_outcome(args).await? {
         AttestOutcome::Token(token) => {
-            println!("{token}");
+            outln!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         AttestOutcome::Refused {

@@ -105,6 +105,79 @@ fn simulated_quote_needs_its_root() {
     assert!(out.status.success());
 }
 
+/// `aver … | head` closes stdout before the output ends. The command
+/// drops the rest of its output and ends with its own status: `println!`
+/// used to panic ("failed printing to stdout: Broken pipe", exit 101).
+#[test]
+fn a_reader_that_goes_away_only_loses_the_output() {
+    let closed_stdout = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // Closed before the command starts: its first write fails with
+        // EPIPE, deterministically.
+        drop(reader);
+        writer
+    };
+    let out = aver()
+        .args(["sim", "root"])
+        .stdout(closed_stdout())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A command that fails keeps its failure (here: a simulated quote
+    // without its root, whose report goes to the closed stdout).
+    let dir = tempfile::tempdir().unwrap();
+    let quote = dir.path().join("q.bin");
+    assert!(
+        aver()
+            .args(["sim", "quote", "--out"])
+            .arg(&quote)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = aver()
+        .args(["evidence", "verify", "sgx"])
+        .arg(&quote)
+        .stdout(closed_stdout())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Output nobody chose to drop (a full disk under `> token.jwt`) fails the
+/// command with a message, not a panic.
+#[test]
+fn output_that_cannot_be_written_fails_the_command() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        aver_testkit::skip(
+            "output_that_cannot_be_written_fails_the_command",
+            "no /dev/full on this system",
+        );
+        return;
+    };
+    let out = aver()
+        .args(["sim", "root"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("writing the output to stdout failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn policy_eval_prints_decision_issued_claims_and_trace() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,6 +14,18 @@ fn aver() -> Command {
     cmd
 }
 
+/// `aver sim quote` into `dir/q.bin`.
+fn simulated_quote(dir: &std::path::Path) -> std::path::PathBuf {
+    let quote = dir.join("q.bin");
+    let status = aver()
+        .args(["sim", "quote", "--out"])
+        .arg(&quote)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    quote
+}
+
 #[test]
 fn demo_walks_the_workflow_and_trusts_the_enclave() {
     let out = aver().arg("demo").output().unwrap();
@@ -76,16 +88,8 @@ fn offline_verification_of_the_azure_quote() {
 #[test]
 fn simulated_quote_needs_its_root() {
     let dir = tempfile::tempdir().unwrap();
-    let quote = dir.path().join("q.bin");
+    let quote = simulated_quote(dir.path());
     let root = dir.path().join("root.pem");
-    assert!(
-        aver()
-            .args(["sim", "quote", "--out"])
-            .arg(&quote)
-            .status()
-            .unwrap()
-            .success()
-    );
     let pem = aver().args(["sim", "root"]).output().unwrap().stdout;
     std::fs::write(&root, pem).unwrap();
     let out = aver()
@@ -130,15 +134,7 @@ fn a_reader_that_goes_away_only_loses_the_output() {
     // A command that fails keeps its failure (here: a simulated quote
     // without its root, whose report goes to the closed stdout).
     let dir = tempfile::tempdir().unwrap();
-    let quote = dir.path().join("q.bin");
-    assert!(
-        aver()
-            .args(["sim", "quote", "--out"])
-            .arg(&quote)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let quote = simulated_quote(dir.path());
     let out = aver()
         .args(["evidence", "verify", "sgx"])
         .arg(&quote)

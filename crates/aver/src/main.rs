@@ -64,9 +64,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "aver",
     version,
     about = "Aver: a self-hostable remote attestation service, compatible with Azure Attestation",
-    long_about = "Aver verifies SGX and OpenEnclave evidence and TPM evidence (TCG boot log and \
-quote), evaluates it against an attestation policy in Azure's claim-rule language, and issues \
-signed attestation tokens that relying parties verify through OpenID metadata and JWKS."
+    long_about = "Aver verifies enclave evidence (Intel SGX DCAP quotes, OpenEnclave reports), \
+confidential-VM evidence (Intel TDX quotes, AMD SEV-SNP reports, Azure confidential VMs' vTPM and \
+HCL evidence) and TPM evidence (TCG boot log and quote), evaluates it against an attestation \
+policy in Azure's claim-rule language, and issues signed attestation tokens that relying parties \
+verify through OpenID metadata and JWKS."
 )]
 struct Cli {
     /// Log lines as text (for people) or JSON objects, one per line (for log

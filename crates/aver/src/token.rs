@@ -12,6 +12,11 @@ use crate::files;
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Verify a token through the issuer's OpenID metadata and JWKS; print its claims.
+    ///
+    /// Exit status: 0 when the token verifies (its claims are printed), 2 when
+    /// it is rejected (the reason follows "token rejected:"), 1 when it could
+    /// not be checked (the issuer unreachable, a bad CA file, metadata that
+    /// names another issuer).
     Verify {
         /// The token, `@FILE` to read it from a file, or `-` for stdin.
         token: String,
@@ -54,15 +59,13 @@ pub async fn run(cmd: TokenCommand) -> Result<ExitCode> {
             files::print_json(&serde_json::Value::Object(claims));
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            // A token error already reads "token rejected: ..."; the others
-            // (the service unreachable, a bad CA file) say why it could not
-            // be checked.
-            match e {
-                aver_client::ClientError::Token(_) => eprintln!("{e}"),
-                _ => eprintln!("token rejected: {e}"),
-            }
+        // A token error already reads "token rejected: ...".
+        Err(e @ aver_client::ClientError::Token(_)) => {
+            eprintln!("{e}");
             Ok(ExitCode::from(2))
         }
+        // The others (the issuer unreachable, a bad CA file) are not a
+        // verdict on the token: "token rejected" would mislead.
+        Err(e) => Err(anyhow::anyhow!("the token could not be checked: {e}")),
     }
 }

@@ -116,8 +116,19 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Load(#[from] load::LoadError),
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
+    /// What the service was doing, and the error: "listening on
+    /// 127.0.0.1:8443: Address already in use", not the bare OS error
+    /// (which named neither the address nor the file).
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+}
+
+impl StartError {
+    /// `map_err(StartError::io(format!("reading {path}")))`.
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+        let what = what.into();
+        move |error| StartError::Io { what, error }
+    }
 }
 
 /// Opens the configured store: PostgreSQL for a `postgres://` URL, else
@@ -134,9 +145,13 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             "unsupported database URL {other:?} (use postgres://..., or omit it for SQLite)"
         ))),
         None => {
-            datadir::prepare(&config.data_dir)?;
+            datadir::prepare(&config.data_dir).map_err(StartError::io(format!(
+                "preparing the data directory {}",
+                config.data_dir.display()
+            )))?;
             let path = config.data_dir.join("aver.db");
-            datadir::touch_private(&path)?;
+            datadir::touch_private(&path)
+                .map_err(StartError::io(format!("creating {}", path.display())))?;
             Ok(Arc::new(store::SqliteStore::open(&path)?))
         }
     }
@@ -175,7 +190,10 @@ pub fn ensure_default_provider(
         }
         Err(e) => return Err(StartError::Setup(e.to_string())),
     };
-    datadir::prepare(data_dir)?;
+    datadir::prepare(data_dir).map_err(StartError::io(format!(
+        "preparing the data directory {}",
+        data_dir.display()
+    )))?;
     tls::write_private(&data_dir.join("admin-key"), format!("{key}\n").as_bytes())
         .map_err(StartError::Setup)?;
     Ok(Some(key))
@@ -184,13 +202,18 @@ pub fn ensure_default_provider(
 fn read_pem_dir(dir: &Path) -> Result<Vec<Vec<u8>>, StartError> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(StartError::io(format!(
+            "reading the directory {}",
+            dir.display()
+        )))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .collect();
     entries.sort();
     for path in entries.into_iter().filter(|p| p.is_file()) {
-        let bytes = std::fs::read(&path)?;
+        let bytes =
+            std::fs::read(&path).map_err(StartError::io(format!("reading {}", path.display())))?;
         for cert in CertificateDer::pem_slice_iter(&bytes) {
             let cert = cert.map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
             out.push(cert.to_vec());
@@ -209,7 +232,10 @@ fn admin_auth(config: &Config) -> Result<admin::AdminAuth, StartError> {
     let Some(oidc) = &config.admin_oidc else {
         return Ok(admin::AdminAuth::default());
     };
-    let jwks = std::fs::read(&oidc.jwks_file)?;
+    let jwks = std::fs::read(&oidc.jwks_file).map_err(StartError::io(format!(
+        "reading the admin OIDC JWKS {}",
+        oidc.jwks_file.display()
+    )))?;
     let jwks: serde_json::Value = serde_json::from_slice(&jwks)
         .map_err(|e| StartError::Setup(format!("{}: {e}", oidc.jwks_file.display())))?;
     Ok(admin::AdminAuth {
@@ -250,14 +276,22 @@ impl Service {
     /// real vectors).
     pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Service, StartError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        datadir::prepare(&config.data_dir)?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+        datadir::prepare(&config.data_dir).map_err(StartError::io(format!(
+            "preparing the data directory {}",
+            config.data_dir.display()
+        )))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(StartError::io(format!("listening on {}", config.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(StartError::io("reading the listener's address"))?;
         let issuer = config.issuer_url(addr);
 
         let mut roots = TrustAnchors::intel();
         for path in &config.extra_sgx_roots {
-            let pem = std::fs::read(path)?;
+            let pem = std::fs::read(path)
+                .map_err(StartError::io(format!("reading {}", path.display())))?;
             roots
                 .add_pem(&pem, &path.display().to_string())
                 .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
@@ -265,7 +299,8 @@ impl Service {
         }
         let mut snp_roots = aver_attestation::evidence::snp::SnpTrust::amd();
         for path in &config.extra_snp_roots {
-            let pem = std::fs::read(path)?;
+            let pem = std::fs::read(path)
+                .map_err(StartError::io(format!("reading {}", path.display())))?;
             snp_roots
                 .add_ark_pem(&pem, &path.display().to_string())
                 .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
@@ -411,8 +446,12 @@ impl Service {
         let (metrics_addr, metrics_task) = match config.metrics_listen {
             None => (None, None),
             Some(at) => {
-                let metrics_listener = tokio::net::TcpListener::bind(at).await?;
-                let bound = metrics_listener.local_addr()?;
+                let metrics_listener = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(StartError::io(format!("listening for metrics on {at}")))?;
+                let bound = metrics_listener
+                    .local_addr()
+                    .map_err(StartError::io("reading the metrics listener's address"))?;
                 let app = observe::metrics_router(state.clone());
                 let task = tokio::spawn(async move {
                     if let Err(e) = axum::serve(metrics_listener, app).await {
@@ -458,7 +497,9 @@ impl Service {
         let mut task = self.task;
         tokio::select! {
             result = &mut task => {
-                result.map_err(|e| StartError::Setup(e.to_string()))??;
+                result
+                    .map_err(|e| StartError::Setup(e.to_string()))?
+                    .map_err(StartError::io("serving"))?;
                 return Ok(());
             }
             _ = stop_signal() => {}
@@ -469,7 +510,9 @@ impl Service {
             task.abort();
         }
         handle.shutdown();
-        task.await.map_err(|e| StartError::Setup(e.to_string()))??;
+        task.await
+            .map_err(|e| StartError::Setup(e.to_string()))?
+            .map_err(StartError::io("serving"))?;
         Ok(())
     }
 }

@@ -353,8 +353,68 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes, each said once. Many library errors put their
+/// source in their own message as well ("transport: X" whose source is X),
+/// and anyhow's `{:#}` then printed X twice; a cause whose text is already
+/// in the message is left out.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    /// As `#[error("I/O on {path}: {source}")]` with thiserror: the
+    /// source is in the message and is also the error's `source()`.
+    #[derive(Debug)]
+    struct Repeats {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "I/O on {}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let e = anyhow::Error::new(Repeats {
+            path: "log.bin".into(),
+            source: std::io::Error::other("disk on fire"),
+        })
+        .context("reading the event log");
+        assert_eq!(
+            describe(&e),
+            "reading the event log: I/O on log.bin: disk on fire"
+        );
+        // A cause the message does not repeat is kept.
+        let e = anyhow::Error::new(std::io::Error::other("refused")).context("connecting");
+        assert_eq!(describe(&e), "connecting: refused");
     }
 }

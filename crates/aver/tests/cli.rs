@@ -174,6 +174,45 @@ fn output_that_cannot_be_written_fails_the_command() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A service that cannot start says what it was doing: which address it
+/// could not listen on, which file it could not read (it used to print the
+/// bare OS error twice: "I/O: Address already in use (os error 98):
+/// Address already in use (os error 98)").
+#[test]
+fn serve_names_the_address_or_file_it_could_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = aver()
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: listening on {addr}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+
+    let missing = dir.path().join("no-such-root.pem");
+    let out = aver()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("b"))
+        .arg("--trust-root")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: reading {}: ", missing.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+}
+
 #[test]
 fn policy_eval_prints_decision_issued_claims_and_trace() {
     let dir = tempfile::tempdir().unwrap();

@@ -360,22 +360,19 @@ fn main() -> std::process::ExitCode {
 }
 
 /// An error and its causes, each said once. Many library errors put their
-/// source in their own message as well ("transport: X" whose source is X),
-/// and anyhow's `{:#}` then printed X twice; a cause whose text is already
-/// in the message is left out.
+/// source in their own message as well ("I/O on log.bin: X" whose source is
+/// X), and anyhow's `{:#}` then printed X twice.
+/// A service whose certificate this machine does not trust (a self-signed
+/// `aver serve`, most often) also gets the way out.
 fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
+    let mut text = aver_client::cause_chain(e.as_ref());
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (the service's TLS certificate does not chain to a CA trusted here: pass its CA \
+             certificate with --ca; a self-signed `aver serve` writes it to <data-dir>/tls/cert.pem)",
+        );
     }
-    out
+    text
 }
 
 #[cfg(test)]
@@ -403,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cause_already_in_the_message_is_said_once() {
+    fn each_cause_is_said_once_and_an_untrusted_service_gets_the_way_out() {
         let e = anyhow::Error::new(Repeats {
             path: "log.bin".into(),
             source: std::io::Error::other("disk on fire"),
@@ -416,5 +413,11 @@ mod tests {
         // A cause the message does not repeat is kept.
         let e = anyhow::Error::new(std::io::Error::other("refused")).context("connecting");
         assert_eq!(describe(&e), "connecting: refused");
+        // An untrusted service certificate says how to trust it.
+        let e =
+            anyhow::anyhow!("cannot reach the service: invalid peer certificate: UnknownIssuer");
+        assert!(describe(&e).ends_with(
+            "with --ca; a self-signed `aver serve` writes it to <data-dir>/tls/cert.pem)"
+        ));
     }
 }

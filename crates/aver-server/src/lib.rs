@@ -124,11 +124,24 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// `map_err(StartError::io(format!("reading {path}")))`.
+    /// `map_err(StartError::io(format!("listening on {addr}")))`.
     fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
         let what = what.into();
         move |error| StartError::Io { what, error }
     }
+}
+
+/// [`datadir::prepare`], its error naming the directory.
+fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
+    datadir::prepare(dir).map_err(StartError::io(format!(
+        "preparing the data directory {}",
+        dir.display()
+    )))
+}
+
+/// A file the configuration names, its error naming the file.
+fn read_file(path: &Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(StartError::io(format!("reading {}", path.display())))
 }
 
 /// Opens the configured store: PostgreSQL for a `postgres://` URL, else
@@ -145,10 +158,7 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             "unsupported database URL {other:?} (use postgres://..., or omit it for SQLite)"
         ))),
         None => {
-            datadir::prepare(&config.data_dir).map_err(StartError::io(format!(
-                "preparing the data directory {}",
-                config.data_dir.display()
-            )))?;
+            prepare_data_dir(&config.data_dir)?;
             let path = config.data_dir.join("aver.db");
             datadir::touch_private(&path)
                 .map_err(StartError::io(format!("creating {}", path.display())))?;
@@ -190,10 +200,7 @@ pub fn ensure_default_provider(
         }
         Err(e) => return Err(StartError::Setup(e.to_string())),
     };
-    datadir::prepare(data_dir).map_err(StartError::io(format!(
-        "preparing the data directory {}",
-        data_dir.display()
-    )))?;
+    prepare_data_dir(data_dir)?;
     tls::write_private(&data_dir.join("admin-key"), format!("{key}\n").as_bytes())
         .map_err(StartError::Setup)?;
     Ok(Some(key))
@@ -212,8 +219,7 @@ fn read_pem_dir(dir: &Path) -> Result<Vec<Vec<u8>>, StartError> {
         .collect();
     entries.sort();
     for path in entries.into_iter().filter(|p| p.is_file()) {
-        let bytes =
-            std::fs::read(&path).map_err(StartError::io(format!("reading {}", path.display())))?;
+        let bytes = read_file(&path)?;
         for cert in CertificateDer::pem_slice_iter(&bytes) {
             let cert = cert.map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
             out.push(cert.to_vec());
@@ -232,10 +238,7 @@ fn admin_auth(config: &Config) -> Result<admin::AdminAuth, StartError> {
     let Some(oidc) = &config.admin_oidc else {
         return Ok(admin::AdminAuth::default());
     };
-    let jwks = std::fs::read(&oidc.jwks_file).map_err(StartError::io(format!(
-        "reading the admin OIDC JWKS {}",
-        oidc.jwks_file.display()
-    )))?;
+    let jwks = read_file(&oidc.jwks_file)?;
     let jwks: serde_json::Value = serde_json::from_slice(&jwks)
         .map_err(|e| StartError::Setup(format!("{}: {e}", oidc.jwks_file.display())))?;
     Ok(admin::AdminAuth {
@@ -276,10 +279,7 @@ impl Service {
     /// real vectors).
     pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Service, StartError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        datadir::prepare(&config.data_dir).map_err(StartError::io(format!(
-            "preparing the data directory {}",
-            config.data_dir.display()
-        )))?;
+        prepare_data_dir(&config.data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(StartError::io(format!("listening on {}", config.listen)))?;
@@ -290,8 +290,7 @@ impl Service {
 
         let mut roots = TrustAnchors::intel();
         for path in &config.extra_sgx_roots {
-            let pem = std::fs::read(path)
-                .map_err(StartError::io(format!("reading {}", path.display())))?;
+            let pem = read_file(path)?;
             roots
                 .add_pem(&pem, &path.display().to_string())
                 .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;
@@ -299,8 +298,7 @@ impl Service {
         }
         let mut snp_roots = aver_attestation::evidence::snp::SnpTrust::amd();
         for path in &config.extra_snp_roots {
-            let pem = std::fs::read(path)
-                .map_err(StartError::io(format!("reading {}", path.display())))?;
+            let pem = read_file(path)?;
             snp_roots
                 .add_ark_pem(&pem, &path.display().to_string())
                 .map_err(|e| StartError::Setup(format!("{}: {e}", path.display())))?;

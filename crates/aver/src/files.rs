@@ -64,7 +64,7 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
             STDOUT_GONE.store(true, Ordering::Relaxed);
         }
         Err(e) => {
-            eprintln!("aver: writing the output to stdout failed: {e}");
+            eprintln!("error: writing the output to stdout failed: {e}");
             std::process::exit(1);
         }
     }
